@@ -1,0 +1,105 @@
+//! The admin service (its own Pingora service and port): `/health`, `/ready`
+//! and `/metrics`. The proxy port answers `/health` and `/ready` with the
+//! same functions.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::observability::metrics::metrics;
+use crate::state::GatewayState;
+
+pub const JSON: &str = "application/json";
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'a str,
+    timestamp: String,
+    version: &'a str,
+    uptime: u64,
+}
+
+/// `GET /health`: the process is up. Always 200.
+pub fn health(state: &GatewayState) -> (u16, Vec<u8>) {
+    let body = Health {
+        status: "healthy",
+        timestamp: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime: state.started.elapsed().as_secs(),
+    };
+    (200, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    reasons: Vec<String>,
+}
+
+/// `GET /ready`: 200 when config is loaded and every route has a healthy
+/// backend, else 503 with the reasons.
+pub fn ready(state: &GatewayState) -> (u16, Vec<u8>) {
+    let reasons = state.unready_reasons();
+    let (status, word) = if reasons.is_empty() {
+        (200, "ready")
+    } else {
+        (503, "not_ready")
+    };
+    let body = Readiness {
+        status: word,
+        reasons,
+    };
+    (status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+pub struct Admin {
+    state: Arc<GatewayState>,
+}
+
+impl Admin {
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Self { state }
+    }
+}
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        if req.method != http::Method::GET && req.method != http::Method::HEAD {
+            let e = ApiError::invalid_request(405, "method_not_allowed", "Use GET.");
+            return respond(e.status, JSON, e.body());
+        }
+        match req.uri.path() {
+            "/health" => {
+                let (status, body) = health(&self.state);
+                respond(status, JSON, body)
+            }
+            "/ready" => {
+                let (status, body) = ready(&self.state);
+                respond(status, JSON, body)
+            }
+            "/metrics" => respond(200, "text/plain; version=0.0.4", metrics().render()),
+            path => {
+                let e = ApiError::unknown_path(req.method.as_str(), path);
+                respond(e.status, JSON, e.body())
+            }
+        }
+    }
+}

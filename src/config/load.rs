@@ -1,0 +1,491 @@
+//! Reading and validating a config file. Every fault names the file, the
+//! field and what is wrong, so `-t` and a failed start say the same thing.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use http::header::{HeaderName, HeaderValue};
+use http::Uri;
+
+use super::{BackendSettings, Config, UpstreamPool};
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    /// Dotted path of the faulty field, empty when the fault is the whole file.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads, parses and validates `path`, expanding `${ENV}` references.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        field: String::new(),
+        message: format!("cannot read the file: {e}"),
+    })?;
+    load_str(&text, &file, |name| std::env::var(name).ok())
+}
+
+/// Parses and validates config text; `file` names it in errors and `env` looks
+/// up `${NAME}` references.
+pub fn load_str(
+    text: &str,
+    file: &str,
+    env: impl Fn(&str) -> Option<String> + Copy,
+) -> Result<Config, ConfigError> {
+    let mut config: Config = serde_yaml::from_str(text).map_err(|e| {
+        // serde_yaml puts the field path first ("routes[0]: unknown field ..."),
+        // so the message already names the field.
+        ConfigError {
+            file: file.to_string(),
+            field: String::new(),
+            message: e.to_string(),
+        }
+    })?;
+    let mut faults = Validator::default();
+    expand_secrets(&mut config, env, &mut faults);
+    validate(&config, &mut faults);
+    match faults.first {
+        None => Ok(config),
+        Some((field, message)) => Err(ConfigError {
+            file: file.to_string(),
+            field,
+            message,
+        }),
+    }
+}
+
+/// Keeps the first fault found; validation goes on so the order of checks
+/// stays readable, but one clear message is what an operator needs.
+#[derive(Default)]
+struct Validator {
+    first: Option<(String, String)>,
+}
+
+impl Validator {
+    fn fault(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        if self.first.is_none() {
+            self.first = Some((field.into(), message.into()));
+        }
+    }
+
+    fn check(&mut self, ok: bool, field: impl FnOnce() -> String, message: &str) {
+        if !ok {
+            self.fault(field(), message);
+        }
+    }
+}
+
+fn expand_secrets(
+    config: &mut Config,
+    env: impl Fn(&str) -> Option<String> + Copy,
+    faults: &mut Validator,
+) {
+    for (pool_name, pool) in config.upstreams.iter_mut() {
+        for (i, backend) in pool.backends.iter_mut().enumerate() {
+            let at = format!("upstreams.{pool_name}.backends[{i}]");
+            if let Some(key) = backend.api_key.as_mut() {
+                if let Err(e) = key.expand(env) {
+                    faults.fault(format!("{at}.api_key"), e);
+                }
+            }
+            for (name, value) in backend.headers.iter_mut() {
+                if let Err(e) = value.expand(env) {
+                    faults.fault(format!("{at}.headers.{name}"), e);
+                }
+            }
+        }
+    }
+}
+
+fn validate(config: &Config, v: &mut Validator) {
+    let server = &config.server;
+    v.check(
+        server.threads >= 1,
+        || "server.threads".into(),
+        "must be at least 1",
+    );
+    v.check(
+        config.request.max_body_bytes >= 1,
+        || "request.max_body_bytes".into(),
+        "must be at least 1",
+    );
+    v.check(
+        !config.listen.proxy.is_empty(),
+        || "listen.proxy".into(),
+        "needs at least one address",
+    );
+    for (i, addr) in config.listen.proxy.iter().enumerate() {
+        check_socket_addr(v, &format!("listen.proxy[{i}]"), addr);
+    }
+    check_socket_addr(v, "listen.admin", &config.listen.admin);
+    if let Some(mock) = &config.mock_upstream {
+        check_socket_addr(v, "mock_upstream.listen", &mock.listen);
+    }
+
+    v.check(
+        !config.upstreams.is_empty(),
+        || "upstreams".into(),
+        "needs at least one pool",
+    );
+    for (name, pool) in &config.upstreams {
+        validate_pool(v, name, pool);
+    }
+
+    v.check(
+        !config.routes.is_empty(),
+        || "routes".into(),
+        "needs at least one route",
+    );
+    let mut names = HashSet::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        v.check(
+            !route.name.is_empty(),
+            || format!("{at}.name"),
+            "must not be empty",
+        );
+        if !names.insert(route.name.as_str()) {
+            v.fault(
+                format!("{at}.name"),
+                format!("`{}` is used by another route", route.name),
+            );
+        }
+        v.check(
+            !route.paths.is_empty(),
+            || format!("{at}.paths"),
+            "needs at least one path",
+        );
+        for (j, path) in route.paths.iter().enumerate() {
+            v.check(
+                path.starts_with('/') && !path.contains(['?', '#', ' ']),
+                || format!("{at}.paths[{j}]"),
+                "must be a path starting with `/` and without query",
+            );
+        }
+        if !config.upstreams.contains_key(&route.upstream) {
+            v.fault(
+                format!("{at}.upstream"),
+                format!("no upstream pool is named `{}`", route.upstream),
+            );
+        }
+        for (j, model) in route.models.iter().enumerate() {
+            v.check(
+                !model.is_empty(),
+                || format!("{at}.models[{j}]"),
+                "must not be empty",
+            );
+        }
+        for (alias, target) in &route.model_aliases {
+            let covered = route
+                .models
+                .iter()
+                .any(|glob| crate::routing::glob_matches(glob, alias));
+            if !covered {
+                v.fault(
+                    format!("{at}.model_aliases.{alias}"),
+                    "is not matched by any of the route's `models`, so it could never be used",
+                );
+            }
+            v.check(
+                !target.is_empty(),
+                || format!("{at}.model_aliases.{alias}"),
+                "the upstream model name must not be empty",
+            );
+        }
+        v.check(
+            (1..=10).contains(&route.retry.attempts),
+            || format!("{at}.retry.attempts"),
+            "must be between 1 and 10",
+        );
+    }
+}
+
+fn validate_pool(v: &mut Validator, name: &str, pool: &UpstreamPool) {
+    let at = format!("upstreams.{name}");
+    v.check(
+        !pool.backends.is_empty(),
+        || format!("{at}.backends"),
+        "needs at least one backend",
+    );
+    for (i, backend) in pool.backends.iter().enumerate() {
+        validate_backend(v, &format!("{at}.backends[{i}]"), backend);
+    }
+    if let Some(hc) = &pool.health_check {
+        v.check(
+            hc.path.starts_with('/'),
+            || format!("{at}.health_check.path"),
+            "must start with `/`",
+        );
+        v.check(
+            !hc.interval.is_zero(),
+            || format!("{at}.health_check.interval"),
+            "must be above zero",
+        );
+        v.check(
+            !hc.timeout.is_zero(),
+            || format!("{at}.health_check.timeout"),
+            "must be above zero",
+        );
+        v.check(
+            hc.healthy_threshold >= 1,
+            || format!("{at}.health_check.healthy_threshold"),
+            "must be at least 1",
+        );
+        v.check(
+            hc.unhealthy_threshold >= 1,
+            || format!("{at}.health_check.unhealthy_threshold"),
+            "must be at least 1",
+        );
+    }
+    v.check(
+        pool.passive_health.consecutive_failures >= 1,
+        || format!("{at}.passive_health.consecutive_failures"),
+        "must be at least 1",
+    );
+    let t = &pool.timeouts;
+    for (field, value) in [
+        ("connect", t.connect),
+        ("read", t.read),
+        ("write", t.write),
+        ("total", t.total),
+    ] {
+        v.check(
+            !value.is_zero(),
+            || format!("{at}.timeouts.{field}"),
+            "must be above zero",
+        );
+    }
+    if let Some(ca) = &pool.tls.ca_file {
+        if let Err(e) = std::fs::metadata(ca) {
+            v.fault(
+                format!("{at}.tls.ca_file"),
+                format!("cannot read `{ca}`: {e}"),
+            );
+        }
+    }
+}
+
+fn validate_backend(v: &mut Validator, at: &str, backend: &BackendSettings) {
+    if let Err(e) = parse_base_url(&backend.base_url) {
+        v.fault(format!("{at}.base_url"), e);
+    }
+    v.check(
+        backend.weight >= 1,
+        || format!("{at}.weight"),
+        "must be at least 1",
+    );
+    if let Some(key) = &backend.api_key {
+        v.check(
+            HeaderValue::from_str(key.expose()).is_ok(),
+            || format!("{at}.api_key"),
+            "contains characters not allowed in an HTTP header",
+        );
+    }
+    for (name, value) in &backend.headers {
+        v.check(
+            HeaderName::from_bytes(name.as_bytes()).is_ok(),
+            || format!("{at}.headers.{name}"),
+            "is not a valid header name",
+        );
+        v.check(
+            HeaderValue::from_str(value.expose()).is_ok(),
+            || format!("{at}.headers.{name}"),
+            "contains characters not allowed in an HTTP header",
+        );
+    }
+}
+
+fn check_socket_addr(v: &mut Validator, field: &str, addr: &str) {
+    if addr.parse::<SocketAddr>().is_err() {
+        v.fault(
+            field,
+            format!("`{addr}` is not an ip:port address (e.g. 0.0.0.0:8080)"),
+        );
+    }
+}
+
+/// A backend's base URL, split into what the proxy needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing `/` (empty for none).
+    pub path_prefix: String,
+}
+
+impl BaseUrl {
+    /// `host` or `host:port` as the Host header should carry it.
+    pub fn authority(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+pub fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme `{other}` (expected http or https)"
+            ))
+        }
+        None => return Err(format!("`{text}` needs a scheme (http:// or https://)")),
+    };
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("`{text}` has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if uri.query().is_some() {
+        return Err(format!("`{text}` must not carry a query"));
+    }
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let path_prefix = uri.path().trim_end_matches('/').to_string();
+    Ok(BaseUrl {
+        tls,
+        host,
+        port,
+        path_prefix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+upstreams:
+  local:
+    backends:
+      - base_url: http://127.0.0.1:8000
+        api_key: ${KEY}
+routes:
+  - name: chat
+    paths: [/v1/chat/completions]
+    models: ["gpt-*"]
+    upstream: local
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "KEY").then(|| "sk-test".to_string())
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        load_str(text, "test.yaml", env)
+    }
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let config = load(MINIMAL).unwrap();
+        assert_eq!(config.listen.proxy, vec!["0.0.0.0:8080"]);
+        assert_eq!(config.upstreams["local"].backends[0].weight, 1);
+        let key = config.upstreams["local"].backends[0].api_key.as_ref();
+        assert_eq!(key.map(|k| k.expose()), Some("sk-test"));
+    }
+
+    #[test]
+    fn unknown_field_names_the_field() {
+        let text = MINIMAL.replace(
+            "    upstream: local",
+            "    upstream: local\n    colour: red",
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("test.yaml: routes[0]: unknown field `colour`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_env_var_names_file_field_and_variable() {
+        let text = MINIMAL.replace("${KEY}", "${OTHER}");
+        let err = load(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "test.yaml: upstreams.local.backends[0].api_key: environment variable `OTHER` is not set"
+        );
+    }
+
+    #[test]
+    fn route_to_unknown_pool_is_rejected() {
+        let text = MINIMAL.replace("upstream: local", "upstream: nowhere");
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.field, "routes[0].upstream");
+        assert!(err.message.contains("nowhere"));
+    }
+
+    #[test]
+    fn bad_scheme_is_rejected() {
+        let text = MINIMAL.replace("http://127.0.0.1:8000", "ftp://x");
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.field, "upstreams.local.backends[0].base_url");
+        assert!(err.message.contains("ftp"));
+    }
+
+    #[test]
+    fn unreachable_alias_is_rejected() {
+        let text = MINIMAL.replace(
+            "    upstream: local",
+            "    upstream: local\n    model_aliases: {claude: x}",
+        );
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.field, "routes[0].model_aliases.claude");
+    }
+
+    #[test]
+    fn bad_duration_is_rejected() {
+        let text = MINIMAL.replace(
+            "    backends:",
+            "    timeouts: {connect: soon}\n    backends:",
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("upstreams.local.timeouts"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("not a duration"), "{err}");
+    }
+
+    #[test]
+    fn base_url_parts() {
+        let url = parse_base_url("https://api.openai.com/").unwrap();
+        assert_eq!(url.authority(), "api.openai.com");
+        assert_eq!(url.port, 443);
+        assert_eq!(url.path_prefix, "");
+        let url = parse_base_url("http://10.0.0.1:8000/proxy/").unwrap();
+        assert_eq!(url.authority(), "10.0.0.1:8000");
+        assert_eq!(url.path_prefix, "/proxy");
+        assert!(parse_base_url("localhost:8000").is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! The gateway's YAML configuration: one internal model, loaded and validated
+//! before anything listens. Pingora's own `ServerConf` is derived from it in
+//! exactly one place ([`ServerSettings::to_pingora`]).
+
+mod duration;
+pub mod load;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use duration::parse_duration;
+pub use load::{load_file, load_str, ConfigError};
+pub use secret::Secret;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub listen: ListenSettings,
+    #[serde(default)]
+    pub request: RequestSettings,
+    #[serde(default)]
+    pub access_log: AccessLogSettings,
+    /// Start the repo's mock LLM upstream inside the gateway process (demo, offline use).
+    #[serde(default)]
+    pub mock_upstream: Option<MockUpstreamSettings>,
+    pub upstreams: BTreeMap<String, UpstreamPool>,
+    pub routes: Vec<Route>,
+}
+
+/// Pingora server settings, carried in our YAML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long SIGTERM waits before shutting services down. Keep it below
+    /// Kubernetes' `terminationGracePeriodSeconds`.
+    pub grace_period_seconds: u64,
+    /// How long in-flight requests may take to finish after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// The socket a new process takes the listeners over from (graceful upgrade, `-u`).
+    pub upgrade_sock: String,
+    pub pid_file: String,
+    pub error_log: Option<String>,
+    pub daemon: bool,
+    /// Upstream connections kept alive per process.
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 20,
+            upgrade_sock: "/tmp/ai-api-gateway_upgrade.sock".into(),
+            pid_file: "/tmp/ai-api-gateway.pid".into(),
+            error_log: None,
+            daemon: false,
+            upstream_keepalive_pool_size: 128,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenSettings {
+    /// Addresses of the proxy service.
+    pub proxy: Vec<String>,
+    /// Address of the admin service (/health, /ready, /metrics).
+    pub admin: String,
+}
+
+impl Default for ListenSettings {
+    fn default() -> Self {
+        Self {
+            proxy: vec!["0.0.0.0:8080".into()],
+            admin: "0.0.0.0:9090".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestSettings {
+    /// Largest request body accepted; larger ones get 413 before they are read.
+    pub max_body_bytes: usize,
+}
+
+impl Default for RequestSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogSettings {
+    pub enabled: bool,
+    pub format: AccessLogFormat,
+}
+
+impl Default for AccessLogSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            format: AccessLogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockUpstreamSettings {
+    pub listen: String,
+}
+
+/// Which wire dialect a backend speaks; decides how the provider key is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI or any OpenAI-compatible server (vLLM, Ollama, ...): `Authorization: Bearer`.
+    #[default]
+    Openai,
+    /// Anthropic's Messages API: `x-api-key` and `anthropic-version`.
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    RoundRobin,
+    Weighted,
+    LeastRequests,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamPool {
+    #[serde(default)]
+    pub strategy: Strategy,
+    pub backends: Vec<BackendSettings>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSettings>,
+    #[serde(default)]
+    pub passive_health: PassiveHealthSettings,
+    #[serde(default)]
+    pub timeouts: TimeoutSettings,
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// `http://host:port[/prefix]` or `https://host[:port][/prefix]`.
+    pub base_url: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub provider: ProviderKind,
+    /// The provider key, usually `${ENV_VAR}`; never logged.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Extra headers sent with every request to this backend (values may use `${ENV_VAR}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckSettings {
+    pub path: String,
+    #[serde(with = "duration::serde_str")]
+    pub interval: Duration,
+    #[serde(with = "duration::serde_str")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring an unhealthy backend back.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a healthy backend out.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheckSettings {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+/// Passive ejection: a backend that fails `consecutive_failures` requests in a
+/// row is taken out of rotation for `cooldown`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveHealthSettings {
+    pub consecutive_failures: u32,
+    #[serde(with = "duration::serde_str")]
+    pub cooldown: Duration,
+}
+
+impl Default for PassiveHealthSettings {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Upstream timeouts. Pingora applies one read timeout to every read of a
+/// response, so `read` bounds both the time to first byte and the silence
+/// between two chunks of a stream; `total` bounds the whole exchange.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutSettings {
+    /// TCP connect plus TLS handshake.
+    #[serde(with = "duration::serde_str")]
+    pub connect: Duration,
+    /// Longest wait for the response to start (time to first byte) and
+    /// between two chunks of its body (idle).
+    #[serde(with = "duration::serde_str")]
+    pub read: Duration,
+    /// Longest wait for the upstream to accept a write of the request.
+    #[serde(with = "duration::serde_str")]
+    pub write: Duration,
+    /// Longest a whole upstream exchange may take, streams included.
+    #[serde(with = "duration::serde_str")]
+    pub total: Duration,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(120),
+            write: Duration::from_secs(30),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM file of CA certificates trusted in place of the system roots.
+    pub ca_file: Option<String>,
+    /// Override the SNI / certificate name (defaults to the base_url host).
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    /// The backend refused or did not accept the connection.
+    ConnectError,
+    /// Connect or first-byte timeout.
+    Timeout,
+    /// The backend answered 500-599.
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// The backend answered 429.
+    #[serde(rename = "429")]
+    RateLimited,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Total tries per request, the first included.
+    pub attempts: u32,
+    pub on: Vec<RetryOn>,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            on: vec![RetryOn::ConnectError, RetryOn::Timeout],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: String,
+    /// Path prefixes, matched on whole segments (`/v1/chat/completions`).
+    pub paths: Vec<String>,
+    /// Model names or globs (`gpt-4o*`). Empty: the route ignores the body and
+    /// forwards it as it streams in.
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub upstream: String,
+    /// Model name the client sends → model name the upstream receives.
+    #[serde(default)]
+    pub model_aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub retry: RetrySettings,
+}
+
+impl ServerSettings {
+    /// The one place our settings become Pingora's `ServerConf`; Pingora copies
+    /// it at `Server` construction, so it must be complete before then.
+    pub fn to_pingora(&self) -> pingora::server::configuration::ServerConf {
+        pingora::server::configuration::ServerConf {
+            threads: self.threads,
+            grace_period_seconds: Some(self.grace_period_seconds),
+            graceful_shutdown_timeout_seconds: Some(self.graceful_shutdown_timeout_seconds),
+            upgrade_sock: self.upgrade_sock.clone(),
+            pid_file: self.pid_file.clone(),
+            error_log: self.error_log.clone(),
+            daemon: self.daemon,
+            upstream_keepalive_pool_size: self.upstream_keepalive_pool_size,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Reading a request body before the upstream is chosen.
+//!
+//! Pingora forwards a body it has already handed to us only through its retry
+//! buffer (64 KiB): when that buffer holds data, `request_body_filter` is
+//! called once with it, and we substitute the whole (maybe rewritten) body.
+//! For a larger body we turn the buffer on only for the last 64 KiB, so it
+//! still holds data and is not truncated. A chunked body over 64 KiB has no
+//! known end to aim at, so it is refused with 411.
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+
+use crate::error::ApiError;
+
+/// Pingora's retry buffer size (`BODY_BUF_LIMIT` in pingora-core).
+const RETRY_BUFFER: usize = 64 * 1024;
+
+/// Reads the whole body, at most `limit` bytes. `Ok(Err(..))` is an answer
+/// for the client; `Err` is a failure of the connection itself.
+pub async fn read_body(
+    session: &mut Session,
+    limit: usize,
+) -> pingora::Result<Result<Bytes, ApiError>> {
+    let declared = match declared_length(session) {
+        Ok(len) => len,
+        Err(e) => return Ok(Err(e)),
+    };
+    if declared.is_some_and(|len| len > limit) {
+        return Ok(Err(ApiError::body_too_large(limit)));
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limit));
+    let mut buffering = false;
+    loop {
+        let remaining = declared.map(|len| len.saturating_sub(body.len()));
+        if !buffering && remaining.is_none_or(|left| left <= RETRY_BUFFER) {
+            session.enable_retry_buffering();
+            buffering = true;
+        }
+        match session.read_request_body().await? {
+            Some(chunk) => {
+                if body.len() + chunk.len() > limit {
+                    return Ok(Err(ApiError::body_too_large(limit)));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            None => break,
+        }
+    }
+    if !body.is_empty() && session.get_retry_buffer().is_none() {
+        return Ok(Err(ApiError::invalid_request(
+            411,
+            "length_required",
+            "Request bodies over 64 KiB must be sent with a Content-Length header.",
+        )));
+    }
+    Ok(Ok(body.freeze()))
+}
+
+fn declared_length(session: &Session) -> Result<Option<usize>, ApiError> {
+    match session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+    {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid_request(400, "invalid_request", "Content-Length is not a number.")
+            }),
+    }
+}

@@ -1,0 +1,82 @@
+//! What one request carries through Pingora's phases.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::routing::{Backend, InflightGuard, RouteEntry};
+
+pub struct RequestCtx {
+    pub started: Instant,
+    pub request_id: String,
+    /// Route label for metrics: the route's name, or what answered locally.
+    pub route_label: &'static str,
+    pub route: Option<Arc<RouteEntry>>,
+    pub model: Option<String>,
+    pub stream: bool,
+    /// The body sent upstream in place of the client's (read, checked and
+    /// maybe rewritten in `request_filter`); replayed on every attempt.
+    pub upstream_body: Option<Bytes>,
+    /// Indexes of the backends tried so far, in order.
+    pub tried: Vec<usize>,
+    pub backend: Option<Arc<Backend>>,
+    pub inflight: Option<InflightGuard>,
+    /// Set once, at the first attempt: when the whole exchange must end.
+    pub deadline: Option<Instant>,
+    pub first_byte_at: Option<Instant>,
+    /// An answer the gateway decided on, used by `fail_to_proxy`.
+    pub failure: Option<ApiError>,
+    /// Why the last attempt failed, for the final error message.
+    pub last_error: Option<String>,
+    pub status: u16,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            request_id: String::new(),
+            route_label: "unmatched",
+            route: None,
+            model: None,
+            stream: false,
+            upstream_body: None,
+            tried: Vec::new(),
+            backend: None,
+            inflight: None,
+            deadline: None,
+            first_byte_at: None,
+            failure: None,
+            last_error: None,
+            status: 0,
+        }
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.tried.len() as u32
+    }
+
+    /// Whether another attempt is allowed and possible: attempts left on the
+    /// route and an untried backend available.
+    pub fn can_try_again(&self) -> bool {
+        match &self.route {
+            Some(route) => {
+                self.attempts() < route.attempts
+                    && route
+                        .pool
+                        .backends
+                        .iter()
+                        .any(|b| b.is_available() && !self.tried.contains(&b.index))
+            }
+            None => false,
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

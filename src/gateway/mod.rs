@@ -1,0 +1,479 @@
+//! The `ProxyHttp` implementation: one small method per Pingora phase, each
+//! delegating to the module that owns the work.
+
+mod body;
+mod context;
+mod respond;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+
+pub use context::RequestCtx;
+
+use crate::admin;
+use crate::config::RetryOn;
+use crate::error::ApiError;
+use crate::llm;
+use crate::observability::access_log::AccessRecord;
+use crate::observability::metrics::{method_label, metrics};
+use crate::routing::PathMatch;
+use crate::state::GatewayState;
+
+pub struct Gateway {
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Self { state }
+    }
+
+    /// Endpoints the gateway answers itself. Returns true when it answered.
+    async fn answer_locally(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let is_read = req.method == http::Method::GET || req.method == http::Method::HEAD;
+        if !is_read {
+            return Ok(false);
+        }
+        let (label, (status, body)) = match req.uri.path() {
+            "/health" => ("health", admin::health(&self.state)),
+            "/ready" => ("ready", admin::ready(&self.state)),
+            "/v1/models" => ("models", (200, self.model_list())),
+            _ => return Ok(false),
+        };
+        ctx.route_label = label;
+        ctx.status = status;
+        respond::send_json(session, status, body, &ctx.request_id).await?;
+        Ok(true)
+    }
+
+    /// `GET /v1/models` in OpenAI's list format, from the route table.
+    fn model_list(&self) -> Vec<u8> {
+        let data: Vec<serde_json::Value> = self
+            .state
+            .routes
+            .listed_models()
+            .into_iter()
+            .map(|(id, owner)| {
+                serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
+    }
+
+    /// Picks the route; for routes that choose by model, reads and checks the
+    /// body and prepares what goes upstream.
+    async fn route_request(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<std::result::Result<(), ApiError>> {
+        let path = session.req_header().uri.path().to_string();
+        match self.state.routes.match_path(&path) {
+            PathMatch::None => {
+                let method = session.req_header().method.as_str();
+                return Ok(Err(ApiError::unknown_path(method, &path)));
+            }
+            PathMatch::Direct(route) => {
+                ctx.route = Some(route.clone());
+                return Ok(Ok(()));
+            }
+            PathMatch::ByModel => {}
+        }
+        let body = match body::read_body(session, self.state.max_body_bytes).await? {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(e)),
+        };
+        let inspected = match llm::inspect(&body) {
+            Ok(i) => i,
+            Err(e) => return Ok(Err(ApiError::invalid_request(400, e.code(), e.to_string()))),
+        };
+        let Some(route) = self.state.routes.match_model(&path, &inspected.model) else {
+            return Ok(Err(ApiError::model_not_found(&inspected.model)));
+        };
+        let upstream_body = match route.upstream_model(&inspected.model) {
+            Some(target) => match llm::rewrite_model(&body, target) {
+                Ok(rewritten) => Bytes::from(rewritten),
+                Err(e) => return Ok(Err(ApiError::invalid_request(400, e.code(), e.to_string()))),
+            },
+            None => body,
+        };
+        ctx.route = Some(route.clone());
+        ctx.model = Some(inspected.model);
+        ctx.stream = inspected.stream;
+        ctx.upstream_body = Some(upstream_body);
+        Ok(Ok(()))
+    }
+
+    /// Records one failed attempt at the current backend.
+    fn note_attempt_failure(&self, ctx: &mut RequestCtx, status_label: &str, error: &Error) {
+        if let (Some(route), Some(backend)) = (&ctx.route, &ctx.backend) {
+            metrics()
+                .upstream_requests
+                .with_label_values(&[&route.pool.name, &backend.label, status_label])
+                .inc();
+            if backend.record_failure(&route.pool.passive) {
+                log::warn!(
+                    "backend {} ejected for {:?} after consecutive failures",
+                    backend.label,
+                    route.pool.passive.cooldown
+                );
+            }
+        }
+        ctx.last_error = Some(error.etype().as_str().to_string());
+    }
+}
+
+fn request_id(session: &Session) -> String {
+    let given = session
+        .req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+    match given {
+        Some(id) => id.to_string(),
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
+}
+
+/// The client's answer for an error Pingora reports at the end of a request.
+fn classify(e: &Error, ctx: &RequestCtx) -> Option<ApiError> {
+    if let ErrorType::HTTPStatus(code) = e.etype() {
+        return Some(ApiError::new(
+            *code,
+            "server_error",
+            "upstream_error",
+            "The upstream failed.",
+        ));
+    }
+    match e.esource() {
+        ErrorSource::Upstream if is_timeout(e) => Some(ApiError::gateway_timeout()),
+        ErrorSource::Upstream => {
+            let detail = ctx.last_error.as_deref().unwrap_or(e.etype().as_str());
+            Some(ApiError::bad_gateway(detail))
+        }
+        ErrorSource::Downstream => match e.etype() {
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+            _ => Some(ApiError::invalid_request(
+                400,
+                "bad_request",
+                "The request is malformed.",
+            )),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => Some(ApiError::internal()),
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        ctx.request_id = request_id(session);
+        if self.answer_locally(session, ctx).await? {
+            return Ok(true);
+        }
+        match self.route_request(session, ctx).await? {
+            Ok(()) => {
+                if let Some(route) = &ctx.route {
+                    ctx.route_label = route.label;
+                }
+                Ok(false)
+            }
+            Err(api_error) => {
+                ctx.status = api_error.status;
+                respond::send_error(session, &api_error, &ctx.request_id).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // The body was read in request_filter; Pingora hands us the retry
+        // buffer once per attempt and we send the whole prepared body instead.
+        if let Some(prepared) = &ctx.upstream_body {
+            *body = end_of_stream.then(|| prepared.clone());
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "no route chosen");
+        };
+        let pool = &route.pool;
+        let deadline = *ctx
+            .deadline
+            .get_or_insert_with(|| Instant::now() + pool.timeouts.total);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            ctx.failure = Some(ApiError::gateway_timeout());
+            return Error::e_explain(ErrorType::HTTPStatus(504), "total timeout spent");
+        }
+        let picked = pool
+            .select(&ctx.tried)
+            .and_then(|backend| pool.peer(&backend, left).map(|peer| (backend, peer)));
+        let Some((backend, peer)) = picked else {
+            ctx.failure = Some(match &ctx.last_error {
+                None => ApiError::no_healthy_backend(&route.name),
+                Some(detail) => ApiError::bad_gateway(detail),
+            });
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no available backend");
+        };
+        ctx.tried.push(backend.index);
+        ctx.inflight = Some(backend.start_request());
+        ctx.backend = Some(backend);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(backend) = &ctx.backend else {
+            return Error::e_explain(ErrorType::InternalError, "no backend chosen");
+        };
+        let body_len = ctx.upstream_body.as_ref().map(Bytes::len);
+        upstream::rewrite_request(upstream_request, backend, body_len, &ctx.request_id)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        let (Some(route), Some(backend)) = (ctx.route.clone(), ctx.backend.clone()) else {
+            return Ok(());
+        };
+        metrics()
+            .upstream_requests
+            .with_label_values(&[&route.pool.name, &backend.label, &status_code_label(status)])
+            .inc();
+        if status >= 500 {
+            if backend.record_failure(&route.pool.passive) {
+                log::warn!(
+                    "backend {} ejected after consecutive failures",
+                    backend.label
+                );
+            }
+        } else {
+            backend.record_success();
+        }
+        let cause = match status {
+            429 => Some(RetryOn::RateLimited),
+            500..=599 => Some(RetryOn::ServerError),
+            _ => None,
+        };
+        // Nothing has reached the client yet: a failed answer can still be
+        // replaced by another backend's, when the route says so.
+        if let Some(cause) = cause {
+            if route.retries_on(cause) && ctx.can_try_again() {
+                ctx.last_error = Some(format!("upstream answered {status}"));
+                let mut e =
+                    Error::explain(ErrorType::HTTPStatus(status), "retry on another backend");
+                e.set_retry(true);
+                return Err(e);
+            }
+        }
+        ctx.first_byte_at = Some(Instant::now());
+        ctx.status = status;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        upstream_response.insert_header("x-request-id", &ctx.request_id)?;
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() > d) {
+            return Error::e_explain(ErrorType::ReadTimedout, "total upstream timeout reached");
+        }
+        Ok(None)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let timeout = is_timeout(&e);
+        self.note_attempt_failure(ctx, if timeout { "timeout" } else { "connect_error" }, &e);
+        let cause = if timeout {
+            RetryOn::Timeout
+        } else {
+            RetryOn::ConnectError
+        };
+        let retry = ctx.route.as_ref().is_some_and(|r| r.retries_on(cause)) && ctx.can_try_again();
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer {peer}"));
+        // Retrying is safe only while the client has seen nothing and the
+        // whole body is still in hand.
+        let replayable = session.response_written().is_none()
+            && (ctx.upstream_body.is_some() || session.is_body_empty());
+        if let ErrorType::HTTPStatus(_) = e.etype() {
+            // Our own "retry elsewhere" from upstream_response_filter.
+            let retry = replayable && e.retry();
+            e.set_retry(retry);
+            return e;
+        }
+        let timeout = is_timeout(&e);
+        if ctx.first_byte_at.is_none() {
+            self.note_attempt_failure(ctx, if timeout { "timeout" } else { "error" }, &e);
+        }
+        let retry = if client_reused && !timeout && ctx.first_byte_at.is_none() {
+            // A pooled connection the backend had already closed: the backend
+            // is not to blame, so try it again on a fresh connection.
+            ctx.tried.pop();
+            true
+        } else {
+            let cause = if timeout {
+                RetryOn::Timeout
+            } else {
+                RetryOn::ConnectError
+            };
+            ctx.route.as_ref().is_some_and(|r| r.retries_on(cause)) && ctx.can_try_again()
+        };
+        e.set_retry(retry && replayable && ctx.first_byte_at.is_none());
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let answer = ctx.failure.take().or_else(|| classify(e, ctx));
+        let code = answer.as_ref().map_or(0, |a| a.status);
+        if let Some(answer) = answer {
+            if session.response_written().is_none() {
+                ctx.status = answer.status;
+                if let Err(write_error) =
+                    respond::send_error(session, &answer, &ctx.request_id).await
+                {
+                    log::debug!("cannot send error response: {write_error}");
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session
+            .response_written()
+            .map_or(ctx.status, |r| r.status.as_u16());
+        let req = session.req_header();
+        let method = method_label(&req.method);
+        let m = metrics();
+        m.http_requests
+            .with_label_values(&[ctx.route_label, method, &status_code_label(status)])
+            .inc();
+        let elapsed = ctx.started.elapsed();
+        m.http_duration
+            .with_label_values(&[ctx.route_label])
+            .observe(elapsed.as_secs_f64());
+        if !self.state.access_log.enabled {
+            return;
+        }
+        let path = req.uri.path();
+        AccessRecord {
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            request_id: &ctx.request_id,
+            client: session
+                .client_addr()
+                .map_or_else(|| "-".to_string(), |a| a.to_string()),
+            method,
+            path,
+            route: ctx.route_label,
+            model: ctx.model.as_deref(),
+            upstream: ctx.backend.as_ref().map(|b| b.label.as_str()),
+            status,
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
+            ttfb_ms: ctx
+                .first_byte_at
+                .map(|t| (t - ctx.started).as_secs_f64() * 1000.0),
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+            attempts: ctx.attempts(),
+            stream: ctx.stream,
+            error: e.map(|e| e.etype().as_str().to_string()),
+        }
+        .emit(self.state.access_log.format);
+    }
+}
+
+/// A status code as a label: the code itself (bounded: 100-599), or 0 when
+/// no response was sent.
+fn status_code_label(status: u16) -> String {
+    status.to_string()
+}

@@ -1,0 +1,40 @@
+//! Answers the gateway writes itself.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use crate::error::ApiError;
+
+/// Writes a complete JSON response carrying the request id.
+pub async fn send_json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header("x-request-id", request_id)?;
+    // A client whose body was not read cannot safely send another request on
+    // this connection.
+    if !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn send_error(session: &mut Session, error: &ApiError, request_id: &str) -> Result<()> {
+    send_json(session, error.status, error.body(), request_id).await
+}

@@ -1,0 +1,53 @@
+//! How a client request becomes the upstream request.
+
+use pingora::http::RequestHeader;
+use pingora::Result;
+
+use crate::routing::Backend;
+
+/// Client credentials: the gateway authenticates callers itself and never
+/// passes their secrets on to a provider.
+const CLIENT_CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "proxy-authorization",
+];
+
+pub fn rewrite_request(
+    req: &mut RequestHeader,
+    backend: &Backend,
+    body_len: Option<usize>,
+    request_id: &str,
+) -> Result<()> {
+    let prefix = &backend.url.path_prefix;
+    if !prefix.is_empty() {
+        let path_and_query = req
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
+        let uri = format!("{prefix}{path_and_query}")
+            .parse::<http::Uri>()
+            .map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::InternalError, "upstream uri", e)
+            })?;
+        req.set_uri(uri);
+    }
+    req.insert_header(http::header::HOST, backend.url.authority())?;
+    for name in CLIENT_CREDENTIAL_HEADERS {
+        req.remove_header(name);
+    }
+    // Identity encoding keeps event streams flowing event by event and lets
+    // the gateway read usage from responses.
+    req.remove_header(http::header::ACCEPT_ENCODING.as_str());
+    for (name, value) in &backend.upstream_headers {
+        req.insert_header(name.clone(), value.clone())?;
+    }
+    req.insert_header("x-request-id", request_id)?;
+    if let Some(len) = body_len {
+        req.remove_header(http::header::TRANSFER_ENCODING.as_str());
+        req.insert_header(http::header::CONTENT_LENGTH, len)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! ai-api-gateway: an AI API gateway on Cloudflare's Pingora.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod llm;
+pub mod mock;
+pub mod observability;
+pub mod routing;
+pub mod state;

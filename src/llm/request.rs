@@ -1,0 +1,215 @@
+//! Reads `model` and `stream` from a JSON request body, and rewrites `model`,
+//! without building a tree of the whole body: top-level values stay raw
+//! slices of the input, so a large prompt costs one validating scan.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Longer model names are refused: no provider has one, and a huge one is an attack.
+pub const MAX_MODEL_LEN: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    pub model: String,
+    pub stream: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    InvalidJson(String),
+    NotAnObject,
+    MissingModel,
+    ModelNotAString,
+    ModelTooLong,
+}
+
+impl BodyError {
+    /// Stable machine-readable code for the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BodyError::InvalidJson(_) | BodyError::NotAnObject => "invalid_json",
+            BodyError::MissingModel => "missing_model",
+            BodyError::ModelNotAString | BodyError::ModelTooLong => "invalid_model",
+        }
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::InvalidJson(e) => write!(f, "The request body is not valid JSON: {e}"),
+            BodyError::NotAnObject => f.write_str("The request body must be a JSON object."),
+            BodyError::MissingModel => {
+                f.write_str("You must provide a model parameter (a string `model` field).")
+            }
+            BodyError::ModelNotAString => f.write_str("The `model` field must be a string."),
+            BodyError::ModelTooLong => {
+                write!(f, "The `model` field is longer than {MAX_MODEL_LEN} bytes.")
+            }
+        }
+    }
+}
+
+/// The top-level members of a JSON object, values left unparsed.
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((key, value)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    fields.push((key, value));
+                }
+                Ok(TopLevel(fields))
+            }
+        }
+        d.deserialize_map(ObjectVisitor)
+    }
+}
+
+fn parse(body: &[u8]) -> Result<TopLevel<'_>, BodyError> {
+    // Tell "not an object" apart from "not JSON" for a clearer message.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(BodyError::NotAnObject),
+            Err(e) => Err(BodyError::InvalidJson(e.to_string())),
+        };
+    }
+    serde_json::from_slice(body).map_err(|e| BodyError::InvalidJson(e.to_string()))
+}
+
+fn model_of(fields: &TopLevel<'_>) -> Result<String, BodyError> {
+    let raw = fields
+        .0
+        .iter()
+        .rev() // the last duplicate wins, as in every JSON parser clients use
+        .find(|(k, _)| k == "model")
+        .map(|(_, v)| *v)
+        .ok_or(BodyError::MissingModel)?;
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return Err(if text == "null" {
+            BodyError::MissingModel
+        } else {
+            BodyError::ModelNotAString
+        });
+    }
+    // The raw value includes quotes and escapes; check the size before decoding.
+    if text.len() > MAX_MODEL_LEN * 6 + 2 {
+        return Err(BodyError::ModelTooLong);
+    }
+    let model: String =
+        serde_json::from_str(text).map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+    if model.len() > MAX_MODEL_LEN {
+        return Err(BodyError::ModelTooLong);
+    }
+    if model.is_empty() {
+        return Err(BodyError::MissingModel);
+    }
+    Ok(model)
+}
+
+/// Reads `model` (required, a non-empty string) and `stream` (default false).
+pub fn inspect(body: &[u8]) -> Result<Inspected, BodyError> {
+    let fields = parse(body)?;
+    let model = model_of(&fields)?;
+    let stream = fields
+        .0
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "stream")
+        .is_some_and(|(_, v)| v.get() == "true");
+    Ok(Inspected { model, stream })
+}
+
+/// The same body with `model` set to `new_model`; every other member is
+/// copied byte for byte, in order.
+pub fn rewrite_model(body: &[u8], new_model: &str) -> Result<Vec<u8>, BodyError> {
+    let fields = parse(body)?;
+    let mut out = Vec::with_capacity(body.len() + new_model.len());
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in &fields.0 {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, key.as_ref());
+        out.push(b':');
+        if key == "model" {
+            let _ = serde_json::to_writer(&mut out, new_model);
+        } else {
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_model_and_stream() {
+        let got = inspect(
+            br#"{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o","stream":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            Inspected {
+                model: "gpt-4o".into(),
+                stream: true
+            }
+        );
+        let got = inspect(br#" {"model":"m\u0031"} "#).unwrap();
+        assert_eq!(
+            got,
+            Inspected {
+                model: "m1".into(),
+                stream: false
+            }
+        );
+    }
+
+    #[test]
+    fn errors_are_specific() {
+        assert!(matches!(inspect(b"{nope"), Err(BodyError::InvalidJson(_))));
+        assert!(matches!(inspect(b""), Err(BodyError::InvalidJson(_))));
+        assert_eq!(inspect(b"[1,2]"), Err(BodyError::NotAnObject));
+        assert_eq!(inspect(br#"{"messages":[]}"#), Err(BodyError::MissingModel));
+        assert_eq!(inspect(br#"{"model":null}"#), Err(BodyError::MissingModel));
+        assert_eq!(inspect(br#"{"model":""}"#), Err(BodyError::MissingModel));
+        assert_eq!(inspect(br#"{"model":42}"#), Err(BodyError::ModelNotAString));
+        let long = format!(r#"{{"model":"{}"}}"#, "a".repeat(1 << 20));
+        assert_eq!(inspect(long.as_bytes()), Err(BodyError::ModelTooLong));
+        assert!(matches!(
+            inspect(b"{\"model\":\"\xff\"}"),
+            Err(BodyError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn rewrite_keeps_everything_else() {
+        let body =
+            br#"{"model":"alias","messages":[{"role":"user","content":"h\"i"}],"stream":false}"#;
+        let out = rewrite_model(body, "real-model").unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"real-model","messages":[{"role":"user","content":"h\"i"}],"stream":false}"#
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! `ai-api-gateway`: parse the CLI, load the config, build the Pingora server
+//! and its services, run.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::Opt;
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use ai_api_gateway::admin::Admin;
+use ai_api_gateway::config;
+use ai_api_gateway::gateway::Gateway;
+use ai_api_gateway::mock::{self, MockState};
+use ai_api_gateway::routing::health::{DnsRefresher, HealthChecker};
+use ai_api_gateway::state::GatewayState;
+
+const DEFAULT_CONFIG: &str = "conf/gateway.yaml";
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            // Access lines are already structured: print them bare.
+            if record.target() == "access" {
+                writeln!(buf, "{}", record.args())
+            } else {
+                writeln!(
+                    buf,
+                    "{} {} {}: {}",
+                    buf.timestamp_millis(),
+                    record.level(),
+                    record.target(),
+                    record.args()
+                )
+            }
+        })
+        .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    // Pingora's own flags: -c config, -u upgrade, -d daemon, -t test.
+    let mut opt = Opt::parse_args();
+    let path = PathBuf::from(
+        opt.conf
+            .take()
+            .unwrap_or_else(|| DEFAULT_CONFIG.to_string()),
+    );
+    let config = match config::load_file(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let state = match GatewayState::from_config(&config) {
+        Ok(state) => Arc::new(state),
+        Err(e) => {
+            eprintln!("configuration error: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    if opt.test {
+        println!("{}: configuration is valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+
+    let mut server = Server::new_with_opt_and_conf(Some(opt), config.server.to_pingora());
+    server.bootstrap();
+
+    if let Some(mock_settings) = &config.mock_upstream {
+        match mock::bind_and_spawn_thread(&mock_settings.listen, MockState::new("demo", false)) {
+            Ok(addr) => log::info!("mock upstream listening on {addr}"),
+            Err(e) => {
+                eprintln!(
+                    "configuration error: {}: mock_upstream.listen: cannot listen on {}: {e}",
+                    path.display(),
+                    mock_settings.listen
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(state.clone()),
+        "proxy",
+    );
+    for addr in &config.listen.proxy {
+        proxy.add_tcp(addr);
+    }
+    let mut admin = Service::new(
+        "admin".to_string(),
+        HttpServer::new_app(Admin::new(state.clone())),
+    );
+    admin.add_tcp(&config.listen.admin);
+    admin.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker::new(state.pools.clone()),
+    ));
+    server.add_service(background_service(
+        "dns refresh",
+        DnsRefresher::new(state.pools.clone(), Duration::from_secs(30)),
+    ));
+    log::info!(
+        "ai-api-gateway {} proxy on {:?}, admin on {}",
+        env!("CARGO_PKG_VERSION"),
+        config.listen.proxy,
+        config.listen.admin
+    );
+    server.run_forever()
+}

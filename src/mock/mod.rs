@@ -1,0 +1,20 @@
+//! The mock LLM upstream: OpenAI- and Anthropic-compatible endpoints with
+//! knobs for tests and benchmarks, set per request through headers:
+//!
+//! | header | effect |
+//! | --- | --- |
+//! | `x-mock-latency-ms` | wait before answering |
+//! | `x-mock-status` | answer with this status and an OpenAI-style error |
+//! | `x-mock-chunks` | content events in a stream (default 3) |
+//! | `x-mock-chunk-delay-ms` | wait between stream events |
+//! | `x-mock-response-size` | bytes of generated content |
+//! | `x-mock-drop-after` | close the connection after this many stream events |
+//! | `x-mock-hold` | send the first stream event, then wait for `POST /mock/release/<key>` |
+//!
+//! Control endpoints: `GET /mock/requests` (what was received, with
+//! `--record`), `PUT /mock/health/<status>` (what `/health` answers).
+
+mod responses;
+mod server;
+
+pub use server::{bind_and_spawn_thread, serve, MockState};

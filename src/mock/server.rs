@@ -1,0 +1,290 @@
+//! The mock's HTTP server (hyper): request dispatch, knobs, recording.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio_rustls::TlsAcceptor;
+
+use super::responses::{self, Dialect, Knobs};
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Shared state of one mock server.
+pub struct MockState {
+    pub name: String,
+    record: bool,
+    recorded: Mutex<VecDeque<serde_json::Value>>,
+    holds: Mutex<HashMap<String, Arc<Notify>>>,
+    health_status: AtomicU16,
+}
+
+impl MockState {
+    pub fn new(name: impl Into<String>, record: bool) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            record,
+            recorded: Mutex::new(VecDeque::new()),
+            holds: Mutex::new(HashMap::new()),
+            health_status: AtomicU16::new(200),
+        })
+    }
+
+    fn hold(&self, key: &str) -> Arc<Notify> {
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        holds.entry(key.to_string()).or_default().clone()
+    }
+
+    fn remember(&self, entry: serde_json::Value) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        if recorded.len() >= 256 {
+            recorded.pop_front();
+        }
+        recorded.push_back(entry);
+    }
+}
+
+/// Binds `addr` now (so a taken port fails the caller at start) and serves it
+/// from a thread of its own. Used by the gateway's demo config.
+pub fn bind_and_spawn_thread(addr: &str, state: Arc<MockState>) -> std::io::Result<SocketAddr> {
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("mock-upstream".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    log::error!("mock upstream: cannot start a runtime: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match TcpListener::from_std(std_listener) {
+                    Ok(listener) => serve(listener, None, state).await,
+                    Err(e) => log::error!("mock upstream: {e}"),
+                }
+            });
+        })?;
+    Ok(local)
+}
+
+/// Serves connections until the process ends.
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<MockState>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::warn!("mock upstream: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls_stream) => {
+                        http1::Builder::new()
+                            .serve_connection(TokioIo::new(tls_stream), service)
+                            .await
+                    }
+                    Err(e) => {
+                        log::debug!("mock upstream: TLS handshake failed: {e}");
+                        return;
+                    }
+                },
+                None => {
+                    http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                log::debug!("mock upstream: connection ended: {e}");
+            }
+        });
+    }
+}
+
+pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
+    }
+    resp
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    full(status, "application/json", value.to_string())
+}
+
+async fn handle(
+    state: Arc<MockState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let knobs = Knobs::from_headers(req.headers());
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Ok(full(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "body read failed",
+            ))
+        }
+    };
+    if state.record && !parts.uri.path().starts_with("/mock/") {
+        let headers: serde_json::Map<String, serde_json::Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect();
+        state.remember(serde_json::json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        }));
+    }
+    if knobs.latency > Duration::ZERO {
+        tokio::time::sleep(knobs.latency).await;
+    }
+    let mut resp = route(&state, &parts, &body, &knobs).await;
+    if let Ok(name) = state.name.parse() {
+        resp.headers_mut().insert("x-mock-backend", name);
+    }
+    Ok(resp)
+}
+
+async fn route(
+    state: &Arc<MockState>,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    knobs: &Knobs,
+) -> Response<Body> {
+    let path = parts.uri.path();
+    if let Some(key) = path.strip_prefix("/mock/release/") {
+        state.hold(key).notify_one();
+        return json(StatusCode::OK, serde_json::json!({"released": key}));
+    }
+    if let Some(code) = path.strip_prefix("/mock/health/") {
+        let code = code.parse::<u16>().unwrap_or(200);
+        state.health_status.store(code, Ordering::Relaxed);
+        return json(StatusCode::OK, serde_json::json!({"health_status": code}));
+    }
+    if path == "/mock/requests" {
+        let recorded = state.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        return json(
+            StatusCode::OK,
+            serde_json::Value::Array(recorded.iter().cloned().collect()),
+        );
+    }
+    if path == "/health" {
+        let code = state.health_status.load(Ordering::Relaxed);
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+        return json(
+            status,
+            serde_json::json!({"status": if status.is_success() {"ok"} else {"failing"}}),
+        );
+    }
+    if let Some(status) = knobs.status {
+        return responses::error(status);
+    }
+    match (parts.method.as_str(), path) {
+        ("GET", "/v1/models") => json(StatusCode::OK, responses::models()),
+        ("POST", "/v1/chat/completions") => completion(state, body, knobs, Dialect::OpenAi),
+        ("POST", "/v1/messages") => completion(state, body, knobs, Dialect::Anthropic),
+        ("POST", "/v1/embeddings") => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(request) => json(StatusCode::OK, responses::embeddings(&request)),
+            Err(_) => responses::error(StatusCode::BAD_REQUEST),
+        },
+        _ => responses::error(StatusCode::NOT_FOUND),
+    }
+}
+
+fn completion(
+    state: &Arc<MockState>,
+    body: &Bytes,
+    knobs: &Knobs,
+    dialect: Dialect,
+) -> Response<Body> {
+    let request: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return responses::error(StatusCode::BAD_REQUEST),
+    };
+    let prompt_tokens = (body.len() / 4).max(1) as u64;
+    if !request["stream"].as_bool().unwrap_or(false) {
+        let value = match dialect {
+            Dialect::OpenAi => responses::chat_completion(&request, knobs, prompt_tokens),
+            Dialect::Anthropic => responses::anthropic_message(&request, knobs, prompt_tokens),
+        };
+        return json(StatusCode::OK, value);
+    }
+    let events = match dialect {
+        Dialect::OpenAi => responses::chat_stream(&request, knobs, prompt_tokens),
+        Dialect::Anthropic => responses::anthropic_stream(&request, knobs, prompt_tokens),
+    };
+    let (tx, mut rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+    let hold = knobs.hold.as_deref().map(|key| state.hold(key));
+    let (delay, drop_after) = (knobs.chunk_delay, knobs.drop_after);
+    tokio::spawn(async move {
+        for (i, event) in events.into_iter().enumerate() {
+            if drop_after == Some(i) {
+                let _ = tx
+                    .send(Err(std::io::Error::other("mock: dropping the connection")))
+                    .await;
+                return;
+            }
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if tx.send(Ok(Frame::data(Bytes::from(event)))).await.is_err() {
+                return;
+            }
+            if i == 0 {
+                if let Some(hold) = &hold {
+                    hold.notified().await;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    resp
+}

@@ -1,0 +1,59 @@
+//! One structured line per request, on the `access` log target so it can be
+//! routed or silenced on its own (`RUST_LOG=access=off`). It never carries a
+//! credential: only ids the gateway chose to record.
+
+use serde::Serialize;
+
+use crate::config::AccessLogFormat;
+
+#[derive(Debug, Serialize)]
+pub struct AccessRecord<'a> {
+    pub time: String,
+    pub request_id: &'a str,
+    pub client: String,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: &'a str,
+    pub model: Option<&'a str>,
+    pub upstream: Option<&'a str>,
+    pub status: u16,
+    pub latency_ms: f64,
+    pub ttfb_ms: Option<f64>,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+    pub attempts: u32,
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AccessRecord<'_> {
+    pub fn emit(&self, format: AccessLogFormat) {
+        if !log::log_enabled!(target: "access", log::Level::Info) {
+            return;
+        }
+        match format {
+            AccessLogFormat::Json => match serde_json::to_string(self) {
+                Ok(line) => log::info!(target: "access", "{line}"),
+                Err(e) => log::warn!("cannot encode access log: {e}"),
+            },
+            AccessLogFormat::Text => log::info!(
+                target: "access",
+                "{} {} {} {} {} route={} model={} upstream={} status={} latency_ms={:.2} ttfb_ms={} bytes_out={} attempts={}",
+                self.time,
+                self.request_id,
+                self.client,
+                self.method,
+                self.path,
+                self.route,
+                self.model.unwrap_or("-"),
+                self.upstream.unwrap_or("-"),
+                self.status,
+                self.latency_ms,
+                self.ttfb_ms.map_or("-".to_string(), |t| format!("{t:.2}")),
+                self.bytes_out,
+                self.attempts,
+            ),
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! Upstream pools: backends, their health, and how one is picked.
+//!
+//! Selection is lock-free (atomics only) so it costs nothing next to the
+//! proxying itself. A backend is available when active health checks say it
+//! is healthy, passive ejection has not taken it out, and its name resolved.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderName, HeaderValue};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{parse_x509, WrappedX509};
+
+use crate::config::load::{parse_base_url, BaseUrl};
+use crate::config::{
+    HealthCheckSettings, PassiveHealthSettings, ProviderKind, Strategy, TimeoutSettings,
+    UpstreamPool,
+};
+
+/// Milliseconds since the first call: a cheap monotonic clock for atomics.
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub index: usize,
+    /// `pool/host:port`, the bounded name used in metrics and logs.
+    pub label: String,
+    pub url: BaseUrl,
+    pub weight: u32,
+    pub provider: ProviderKind,
+    /// Headers this backend adds to every request: the provider key and extras.
+    pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    addrs: ArcSwap<Vec<SocketAddr>>,
+    healthy: AtomicBool,
+    check_streak: AtomicU32,
+    consecutive_failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    inflight: AtomicUsize,
+}
+
+impl Backend {
+    pub fn is_available(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms()
+            && !self.addrs.load().is_empty()
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
+    }
+
+    pub fn addrs(&self) -> Arc<Vec<SocketAddr>> {
+        self.addrs.load_full()
+    }
+
+    pub fn set_addrs(&self, addrs: Vec<SocketAddr>) {
+        self.addrs.store(Arc::new(addrs));
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub fn start_request(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(self.clone())
+    }
+
+    /// A request succeeded: the failure streak starts over.
+    pub fn record_success(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// A request failed (connect error, timeout, 5xx). Returns true when this
+    /// failure ejected the backend.
+    pub fn record_failure(&self, passive: &PassiveHealthSettings) -> bool {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= passive.consecutive_failures {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            let until = now_ms() + passive.cooldown.as_millis() as u64;
+            self.ejected_until_ms.store(until, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Feeds one active health-check result; returns the new health when it flipped.
+    pub fn observe_check(&self, ok: bool, settings: &HealthCheckSettings) -> Option<bool> {
+        let healthy = self.healthy.load(Ordering::Relaxed);
+        if ok == healthy {
+            self.check_streak.store(0, Ordering::Relaxed);
+            return None;
+        }
+        let streak = self.check_streak.fetch_add(1, Ordering::Relaxed) + 1;
+        let threshold = if ok {
+            settings.healthy_threshold
+        } else {
+            settings.unhealthy_threshold
+        };
+        if streak >= threshold {
+            self.check_streak.store(0, Ordering::Relaxed);
+            self.healthy.store(ok, Ordering::Relaxed);
+            if ok {
+                // A backend the checks bring back gets a clean slate.
+                self.ejected_until_ms.store(0, Ordering::Relaxed);
+            }
+            return Some(ok);
+        }
+        None
+    }
+}
+
+/// Keeps a backend's in-flight count right whatever path the request takes.
+pub struct InflightGuard(Arc<Backend>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Pool {
+    pub name: String,
+    pub strategy: Strategy,
+    pub backends: Vec<Arc<Backend>>,
+    /// Weighted order of backend indexes, interleaved (smooth weighted round robin).
+    schedule: Vec<usize>,
+    cursor: AtomicUsize,
+    pub passive: PassiveHealthSettings,
+    pub timeouts: TimeoutSettings,
+    pub health_check: Option<HealthCheckSettings>,
+    ca: Option<Arc<[WrappedX509]>>,
+    sni_override: Option<String>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("name", &self.name).finish()
+    }
+}
+
+impl Pool {
+    /// Builds a pool from validated config. Host names are resolved once here
+    /// (at start, never on the request path); a name that does not resolve
+    /// leaves its backend unavailable until the refresher succeeds.
+    pub fn from_config(name: &str, settings: &UpstreamPool) -> Result<Self, String> {
+        let ca = match &settings.tls.ca_file {
+            Some(path) => Some(Arc::from(load_ca_file(path)?)),
+            None => None,
+        };
+        let mut backends = Vec::with_capacity(settings.backends.len());
+        for (index, b) in settings.backends.iter().enumerate() {
+            let url = parse_base_url(&b.base_url)?;
+            let mut upstream_headers = Vec::new();
+            if let Some(key) = &b.api_key {
+                let (header, value) = match b.provider {
+                    ProviderKind::Openai => ("authorization", format!("Bearer {}", key.expose())),
+                    ProviderKind::Anthropic => ("x-api-key", key.expose().to_string()),
+                };
+                let mut value = HeaderValue::from_str(&value)
+                    .map_err(|_| "api_key is not a valid header value".to_string())?;
+                value.set_sensitive(true);
+                upstream_headers.push((HeaderName::from_static(header), value));
+            }
+            if b.provider == ProviderKind::Anthropic && !b.headers.contains_key("anthropic-version")
+            {
+                upstream_headers.push((
+                    HeaderName::from_static("anthropic-version"),
+                    HeaderValue::from_static("2023-06-01"),
+                ));
+            }
+            for (header, value) in &b.headers {
+                let header = HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("`{header}` is not a valid header name"))?;
+                let mut value = HeaderValue::from_str(value.expose())
+                    .map_err(|_| format!("header `{header}` has an invalid value"))?;
+                value.set_sensitive(true);
+                upstream_headers.push((header, value));
+            }
+            let addrs = resolve(&url.host, url.port).unwrap_or_else(|e| {
+                log::warn!("upstream {name}: cannot resolve {}: {e}", url.host);
+                Vec::new()
+            });
+            backends.push(Arc::new(Backend {
+                index,
+                label: format!("{name}/{}", url.authority()),
+                weight: b.weight,
+                provider: b.provider,
+                upstream_headers,
+                addrs: ArcSwap::from_pointee(addrs),
+                url,
+                healthy: AtomicBool::new(true),
+                check_streak: AtomicU32::new(0),
+                consecutive_failures: AtomicU32::new(0),
+                ejected_until_ms: AtomicU64::new(0),
+                inflight: AtomicUsize::new(0),
+            }));
+        }
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        Ok(Self {
+            name: name.to_string(),
+            strategy: settings.strategy,
+            schedule: smooth_weighted_schedule(&weights),
+            backends,
+            cursor: AtomicUsize::new(0),
+            passive: settings.passive_health.clone(),
+            timeouts: settings.timeouts.clone(),
+            health_check: settings.health_check.clone(),
+            ca,
+            sni_override: settings.tls.sni.clone(),
+        })
+    }
+
+    pub fn has_available_backend(&self) -> bool {
+        self.backends.iter().any(|b| b.is_available())
+    }
+
+    /// Picks an available backend not in `tried`, or `None` when there is none.
+    pub fn select(&self, tried: &[usize]) -> Option<Arc<Backend>> {
+        let usable = |b: &Backend| b.is_available() && !tried.contains(&b.index);
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        match self.strategy {
+            Strategy::RoundRobin => {
+                let n = self.backends.len();
+                (0..n)
+                    .map(|i| &self.backends[(start + i) % n])
+                    .find(|b| usable(b))
+                    .cloned()
+            }
+            Strategy::Weighted => {
+                let n = self.schedule.len();
+                (0..n)
+                    .map(|i| &self.backends[self.schedule[(start + i) % n]])
+                    .find(|b| usable(b))
+                    .cloned()
+            }
+            Strategy::LeastRequests => {
+                // Ties go round robin, so idle pools still spread the load.
+                let n = self.backends.len();
+                (0..n)
+                    .map(|i| &self.backends[(start + i) % n])
+                    .filter(|b| usable(b))
+                    .min_by_key(|b| b.inflight())
+                    .cloned()
+            }
+        }
+    }
+
+    /// The Pingora peer for one attempt at `backend`. `deadline_left` caps the
+    /// read timeout so the whole exchange stays within `timeouts.total`.
+    pub fn peer(&self, backend: &Backend, deadline_left: Duration) -> Option<HttpPeer> {
+        let addrs = backend.addrs();
+        let addr = *addrs.get(now_ms() as usize % addrs.len().max(1))?;
+        let sni = self
+            .sni_override
+            .clone()
+            .unwrap_or_else(|| backend.url.host.clone());
+        let mut peer = HttpPeer::new(addr, backend.url.tls, sni);
+        let t = &self.timeouts;
+        peer.options.connection_timeout = Some(t.connect);
+        peer.options.total_connection_timeout = Some(t.connect);
+        peer.options.read_timeout = Some(t.read.min(deadline_left));
+        peer.options.write_timeout = Some(t.write);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if let Some(ca) = &self.ca {
+            peer.options.ca = Some(ca.clone());
+        }
+        Some(peer)
+    }
+
+    /// The same TLS settings for a health-check peer template.
+    pub fn tls_ca(&self) -> Option<Arc<[WrappedX509]>> {
+        self.ca.clone()
+    }
+
+    pub fn sni_for(&self, backend: &Backend) -> String {
+        self.sni_override
+            .clone()
+            .unwrap_or_else(|| backend.url.host.clone())
+    }
+}
+
+/// Resolves a host name (or IP literal) to socket addresses. Blocking: call at
+/// start or from a background task, never on the request path.
+pub fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::other("no addresses"));
+    }
+    Ok(addrs)
+}
+
+/// Nginx's smooth weighted round robin, unrolled into one period: weights
+/// {a:5, b:1, c:1} give a a b a c a a rather than a a a a a b c.
+fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|&w| w as i64).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut schedule = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, &w) in current.iter_mut().zip(weights) {
+            *c += w as i64;
+        }
+        let Some((best, _)) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, -(*i as i64)))
+        else {
+            break;
+        };
+        current[best] -= total;
+        schedule.push(best);
+    }
+    schedule
+}
+
+/// Loads a PEM file of CA certificates; each one is checked by rustls before
+/// Pingora parses it, because Pingora's parser panics on bad DER.
+fn load_ca_file(path: &str) -> Result<Box<[WrappedX509]>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    let mut reader = std::io::BufReader::new(pem.as_slice());
+    let mut out = Vec::new();
+    let mut check = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut reader) {
+        let cert = cert.map_err(|e| format!("`{path}` is not valid PEM: {e}"))?;
+        check
+            .add(cert.clone())
+            .map_err(|e| format!("`{path}` holds an invalid certificate: {e}"))?;
+        out.push(WrappedX509::new(cert.to_vec(), parse_x509));
+    }
+    if out.is_empty() {
+        return Err(format!("`{path}` holds no PEM certificate"));
+    }
+    Ok(out.into_boxed_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendSettings, UpstreamPool};
+
+    fn pool(strategy: Strategy, weights: &[u32]) -> Pool {
+        let settings = UpstreamPool {
+            strategy,
+            backends: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &weight)| BackendSettings {
+                    base_url: format!("http://127.0.0.1:{}", 9000 + i),
+                    weight,
+                    provider: ProviderKind::Openai,
+                    api_key: None,
+                    headers: Default::default(),
+                })
+                .collect(),
+            health_check: None,
+            passive_health: PassiveHealthSettings {
+                consecutive_failures: 2,
+                cooldown: Duration::from_secs(60),
+            },
+            timeouts: Default::default(),
+            tls: Default::default(),
+        };
+        Pool::from_config("p", &settings).unwrap()
+    }
+
+    fn picks(pool: &Pool, n: usize) -> Vec<usize> {
+        (0..n).map(|_| pool.select(&[]).unwrap().index).collect()
+    }
+
+    #[test]
+    fn round_robin_cycles() {
+        let p = pool(Strategy::RoundRobin, &[1, 1, 1]);
+        assert_eq!(picks(&p, 6), vec![0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn weighted_follows_weights_smoothly() {
+        let p = pool(Strategy::Weighted, &[5, 1, 1]);
+        let got = picks(&p, 7);
+        assert_eq!(got, vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(smooth_weighted_schedule(&[2, 1]), vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn least_requests_prefers_the_idle_backend() {
+        let p = pool(Strategy::LeastRequests, &[1, 1]);
+        let _busy = p.backends[0].start_request();
+        assert_eq!(picks(&p, 3), vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn tried_backends_are_skipped_and_exhaustion_is_none() {
+        let p = pool(Strategy::RoundRobin, &[1, 1]);
+        let first = p.select(&[]).unwrap().index;
+        let second = p.select(&[first]).unwrap().index;
+        assert_ne!(first, second);
+        assert!(p.select(&[0, 1]).is_none());
+    }
+
+    #[test]
+    fn passive_ejection_after_consecutive_failures() {
+        let p = pool(Strategy::RoundRobin, &[1, 1]);
+        let b = &p.backends[0];
+        assert!(!b.record_failure(&p.passive));
+        b.record_success();
+        assert!(!b.record_failure(&p.passive));
+        assert!(b.record_failure(&p.passive));
+        assert!(!b.is_available());
+        assert_eq!(picks(&p, 3), vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn health_flips_only_at_thresholds() {
+        let p = pool(Strategy::RoundRobin, &[1]);
+        let b = &p.backends[0];
+        let hc = HealthCheckSettings {
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            ..Default::default()
+        };
+        assert_eq!(b.observe_check(false, &hc), None);
+        assert_eq!(b.observe_check(false, &hc), None);
+        assert_eq!(b.observe_check(false, &hc), Some(false));
+        assert!(p.select(&[]).is_none());
+        assert_eq!(b.observe_check(true, &hc), None);
+        assert_eq!(b.observe_check(true, &hc), Some(true));
+        assert!(p.select(&[]).is_some());
+    }
+}

@@ -1,0 +1,172 @@
+//! The route table: request path (+ model) → route.
+
+use std::sync::Arc;
+
+use crate::config::{RetryOn, Route};
+use crate::routing::glob_matches;
+use crate::routing::Pool;
+
+/// One configured route, resolved against its pool.
+#[derive(Debug)]
+pub struct RouteEntry {
+    pub name: String,
+    /// The name as a metrics label, interned once at load.
+    pub label: &'static str,
+    pub paths: Vec<String>,
+    pub models: Vec<String>,
+    pub aliases: Vec<(String, String)>,
+    pub pool: Arc<Pool>,
+    pub attempts: u32,
+    pub retry_on: Vec<RetryOn>,
+}
+
+impl RouteEntry {
+    pub fn new(route: &Route, pool: Arc<Pool>) -> Self {
+        Self {
+            name: route.name.clone(),
+            label: intern(&route.name),
+            paths: route.paths.clone(),
+            models: route.models.clone(),
+            aliases: route
+                .model_aliases
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            pool,
+            attempts: route.retry.attempts,
+            retry_on: route.retry.on.clone(),
+        }
+    }
+
+    /// Whether the route reads the model from the body.
+    pub fn needs_model(&self) -> bool {
+        !self.models.is_empty()
+    }
+
+    pub fn serves_path(&self, path: &str) -> bool {
+        self.paths
+            .iter()
+            .any(|prefix| path_has_prefix(path, prefix))
+    }
+
+    pub fn serves_model(&self, model: &str) -> bool {
+        self.models.iter().any(|glob| glob_matches(glob, model))
+    }
+
+    /// The model name the upstream should see, when it differs from the client's.
+    pub fn upstream_model(&self, model: &str) -> Option<&str> {
+        self.aliases
+            .iter()
+            .find(|(alias, _)| alias == model)
+            .map(|(_, target)| target.as_str())
+    }
+
+    pub fn retries_on(&self, cause: RetryOn) -> bool {
+        self.retry_on.contains(&cause)
+    }
+}
+
+/// Interns a route name as a `'static` label, once per distinct name, so the
+/// request path never allocates one. Route names are a small set from config.
+fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut guard = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let names = guard.get_or_insert_with(HashSet::new);
+    if let Some(found) = names.get(name) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// Whole-segment prefix match: `/v1/chat` serves `/v1/chat` and `/v1/chat/x`, not `/v1/chatter`.
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+        None => false,
+    }
+}
+
+/// What the table says about a path, before the body is read.
+pub enum PathMatch<'a> {
+    /// No route serves this path.
+    None,
+    /// Routes serve this path; the first one is model-less and takes the request as it is.
+    Direct(&'a Arc<RouteEntry>),
+    /// The routes serving this path choose by model: the body must be read.
+    ByModel,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<RouteEntry>>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Arc<RouteEntry>>) -> Self {
+        Self { routes }
+    }
+
+    pub fn routes(&self) -> &[Arc<RouteEntry>] {
+        &self.routes
+    }
+
+    pub fn match_path(&self, path: &str) -> PathMatch<'_> {
+        match self.routes.iter().find(|r| r.serves_path(path)) {
+            None => PathMatch::None,
+            Some(route) if !route.needs_model() => PathMatch::Direct(route),
+            Some(_) => PathMatch::ByModel,
+        }
+    }
+
+    /// The first route serving both the path and the model (routes without
+    /// models serve every model).
+    pub fn match_model(&self, path: &str, model: &str) -> Option<&Arc<RouteEntry>> {
+        self.routes
+            .iter()
+            .filter(|r| r.serves_path(path))
+            .find(|r| !r.needs_model() || r.serves_model(model))
+    }
+
+    /// Every model name a client may ask for: literal names and aliases (globs are skipped).
+    pub fn listed_models(&self) -> Vec<(String, &str)> {
+        let mut out: Vec<(String, &str)> = Vec::new();
+        for route in &self.routes {
+            for model in &route.models {
+                if !model.contains('*') && !out.iter().any(|(m, _)| m == model) {
+                    out.push((model.clone(), route.pool.name.as_str()));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_has_prefix;
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(path_has_prefix(
+            "/v1/chat/completions",
+            "/v1/chat/completions"
+        ));
+        assert!(path_has_prefix(
+            "/v1/chat/completions/x",
+            "/v1/chat/completions"
+        ));
+        assert!(path_has_prefix("/v1/models/gpt", "/v1/models/"));
+        assert!(!path_has_prefix(
+            "/v1/chat/completionsX",
+            "/v1/chat/completions"
+        ));
+        assert!(path_has_prefix("/anything", "/"));
+    }
+}

@@ -1,0 +1,57 @@
+//! What the gateway runs on, built once from a validated config: the route
+//! table with its pools, and the request settings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{AccessLogSettings, Config};
+use crate::routing::{Pool, RouteEntry, RouteTable};
+
+pub struct GatewayState {
+    pub routes: RouteTable,
+    pub pools: Vec<Arc<Pool>>,
+    pub max_body_bytes: usize,
+    pub access_log: AccessLogSettings,
+    pub started: Instant,
+}
+
+impl GatewayState {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let mut pools = BTreeMap::new();
+        for (name, settings) in &config.upstreams {
+            let pool =
+                Pool::from_config(name, settings).map_err(|e| format!("upstreams.{name}: {e}"))?;
+            pools.insert(name.clone(), Arc::new(pool));
+        }
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let pool = pools.get(&route.upstream).ok_or_else(|| {
+                format!("route {}: unknown upstream {}", route.name, route.upstream)
+            })?;
+            routes.push(Arc::new(RouteEntry::new(route, pool.clone())));
+        }
+        Ok(Self {
+            routes: RouteTable::new(routes),
+            pools: pools.into_values().collect(),
+            max_body_bytes: config.request.max_body_bytes,
+            access_log: config.access_log.clone(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Why the gateway is not ready to take traffic; empty when it is.
+    pub fn unready_reasons(&self) -> Vec<String> {
+        self.routes
+            .routes()
+            .iter()
+            .filter(|r| !r.pool.has_available_backend())
+            .map(|r| {
+                format!(
+                    "route `{}`: no healthy backend in upstream `{}`",
+                    r.name, r.pool.name
+                )
+            })
+            .collect()
+    }
+}
