@@ -12,7 +12,8 @@
 //! | `x-mock-hold` | send the first stream event, then wait for `POST /mock/release/<key>` |
 //!
 //! Control endpoints: `GET /mock/requests` (what was received, with
-//! `--record`), `PUT /mock/health/<status>` (what `/health` answers).
+//! `--record`), `PUT /mock/health/<status>` (what `/health` answers),
+//! `PUT /mock/fail/<status>` (answer every API request with it; 0 stops).
 
 mod responses;
 mod server;

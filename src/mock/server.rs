@@ -29,6 +29,8 @@ pub struct MockState {
     recorded: Mutex<VecDeque<serde_json::Value>>,
     holds: Mutex<HashMap<String, Arc<Notify>>>,
     health_status: AtomicU16,
+    /// When not 0, every API request is answered with this status.
+    forced_status: AtomicU16,
 }
 
 impl MockState {
@@ -39,6 +41,7 @@ impl MockState {
             recorded: Mutex::new(VecDeque::new()),
             holds: Mutex::new(HashMap::new()),
             health_status: AtomicU16::new(200),
+            forced_status: AtomicU16::new(0),
         })
     }
 
@@ -89,7 +92,7 @@ pub fn bind_and_spawn_thread(addr: &str, state: Arc<MockState>) -> std::io::Resu
 /// Serves connections until the process ends.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<MockState>) {
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 log::warn!("mock upstream: accept failed: {e}");
@@ -101,7 +104,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<M
         let state = state.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(state.clone(), req));
+            let service = service_fn(move |req| handle(state.clone(), peer, req));
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(tls_stream) => {
@@ -146,6 +149,7 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
 
 async fn handle(
     state: Arc<MockState>,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let knobs = Knobs::from_headers(req.headers());
@@ -168,6 +172,7 @@ async fn handle(
             .collect();
         state.remember(serde_json::json!({
             "method": parts.method.as_str(),
+            "peer": peer.to_string(),
             "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
             "headers": headers,
             "body": String::from_utf8_lossy(&body),
@@ -199,6 +204,11 @@ async fn route(
         state.health_status.store(code, Ordering::Relaxed);
         return json(StatusCode::OK, serde_json::json!({"health_status": code}));
     }
+    if let Some(code) = path.strip_prefix("/mock/fail/") {
+        let code = code.parse::<u16>().unwrap_or(0);
+        state.forced_status.store(code, Ordering::Relaxed);
+        return json(StatusCode::OK, serde_json::json!({"forced_status": code}));
+    }
     if path == "/mock/requests" {
         let recorded = state.recorded.lock().unwrap_or_else(|p| p.into_inner());
         return json(
@@ -214,7 +224,8 @@ async fn route(
             serde_json::json!({"status": if status.is_success() {"ok"} else {"failing"}}),
         );
     }
-    if let Some(status) = knobs.status {
+    let forced = StatusCode::from_u16(state.forced_status.load(Ordering::Relaxed)).ok();
+    if let Some(status) = knobs.status.or(forced) {
         return responses::error(status);
     }
     match (parts.method.as_str(), path) {
@@ -257,6 +268,8 @@ fn completion(
     tokio::spawn(async move {
         for (i, event) in events.into_iter().enumerate() {
             if drop_after == Some(i) {
+                // Let hyper flush the events already sent, then break the connection.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 let _ = tx
                     .send(Err(std::io::Error::other("mock: dropping the connection")))
                     .await;

@@ -21,6 +21,20 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+/// The bounded reasons of `auth_failures_total`.
+pub const AUTH_FAILURE_REASONS: [&str; 10] = [
+    "missing",
+    "malformed",
+    "expired",
+    "not_yet_valid",
+    "bad_signature",
+    "bad_issuer",
+    "bad_audience",
+    "unknown_key",
+    "too_large",
+    "forbidden_model",
+];
+
 impl Metrics {
     fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
@@ -57,6 +71,11 @@ impl Metrics {
             Opts::new("auth_failures_total", "Failed authentications, by reason."),
             &["reason"],
         )?;
+        // Every failure reason starts at zero, so rate() and alerts work from
+        // the first scrape.
+        for reason in AUTH_FAILURE_REASONS {
+            auth_failures.with_label_values(&[reason]);
+        }
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(upstream_requests.clone()))?;

@@ -260,8 +260,7 @@ impl Pool {
     /// The Pingora peer for one attempt at `backend`. `deadline_left` caps the
     /// read timeout so the whole exchange stays within `timeouts.total`.
     pub fn peer(&self, backend: &Backend, deadline_left: Duration) -> Option<HttpPeer> {
-        let addrs = backend.addrs();
-        let addr = *addrs.get(now_ms() as usize % addrs.len().max(1))?;
+        let addr = *backend.addrs().first()?;
         let sni = self
             .sni_override
             .clone()
@@ -294,7 +293,10 @@ impl Pool {
 /// Resolves a host name (or IP literal) to socket addresses. Blocking: call at
 /// start or from a background task, never on the request path.
 pub fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    let mut addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    // IPv4 first: `localhost` and dual-stack names then reach servers bound
+    // to 127.0.0.1 / 0.0.0.0, the common case.
+    addrs.sort_by_key(|a| a.is_ipv6());
     if addrs.is_empty() {
         return Err(std::io::Error::other("no addresses"));
     }

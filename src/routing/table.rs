@@ -138,8 +138,10 @@ impl RouteTable {
     pub fn listed_models(&self) -> Vec<(String, &str)> {
         let mut out: Vec<(String, &str)> = Vec::new();
         for route in &self.routes {
-            for model in &route.models {
-                if !model.contains('*') && !out.iter().any(|(m, _)| m == model) {
+            let literal = route.models.iter().filter(|m| !m.contains('*'));
+            let aliases = route.aliases.iter().map(|(alias, _)| alias);
+            for model in literal.chain(aliases) {
+                if !out.iter().any(|(m, _)| m == model) {
                     out.push((model.clone(), route.pool.name.as_str()));
                 }
             }

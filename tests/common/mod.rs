@@ -1,0 +1,373 @@
+//! One harness for the integration tests: it starts the real gateway binary
+//! and the repo's mock upstream on free ports, waits until they answer, and
+//! kills them on `Drop`, so a failing test leaves no process behind.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Readiness waits are bounded so a broken start fails instead of hanging;
+/// they assert nothing about speed.
+const START_WAIT: Duration = Duration::from_secs(30);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A mock upstream process.
+pub struct Mock {
+    child: Child,
+    pub addr: SocketAddr,
+    pub name: String,
+}
+
+impl Mock {
+    pub fn start(name: &str) -> Self {
+        Self::start_with(name, &[])
+    }
+
+    pub fn start_with(name: &str, extra: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", name, extra)
+    }
+
+    pub fn start_on(listen: &str, name: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-upstream"))
+            .args([
+                "--listen",
+                listen,
+                "--name",
+                name,
+                "--record",
+                "--threads",
+                "1",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("mock-upstream starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("mock prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected mock output: {line:?}"))
+            .parse()
+            .expect("a socket address");
+        Self {
+            child,
+            addr,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The requests this mock received, oldest first.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        let (status, body) = get(&format!("{}/mock/requests", self.url()));
+        assert_eq!(status, 200);
+        serde_json::from_str::<Vec<serde_json::Value>>(&body).expect("recorded requests")
+    }
+
+    pub fn api_requests(&self) -> usize {
+        self.requests().len()
+    }
+
+    pub fn control(&self, path: &str) {
+        let (status, _) = request("PUT", &format!("{}{path}", self.url()), &[], None);
+        assert_eq!(status, 200, "mock control {path}");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A gateway process started from a config body (upstreams and routes); the
+/// harness adds the listeners and server paths.
+pub struct Gateway {
+    child: Option<Child>,
+    pub proxy_port: u16,
+    pub admin_port: u16,
+    pub log_path: PathBuf,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    pub fn start(body: &str) -> Self {
+        Self::start_with_env(body, &[])
+    }
+
+    pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proxy_port = free_port();
+        let admin_port = free_port();
+        let config = format!(
+            "server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 2\n  \
+             upgrade_sock: {dir}/upgrade.sock\n  pid_file: {dir}/gateway.pid\n\
+             listen:\n  proxy: [\"127.0.0.1:{proxy_port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n{body}",
+            dir = dir.path().display()
+        );
+        let config_path = dir.path().join("gateway.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log_path = dir.path().join("gateway.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ai-api-gateway"))
+            .arg("-c")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("gateway starts");
+        let gateway = Self {
+            child: Some(child),
+            proxy_port,
+            admin_port,
+            log_path,
+            config_path,
+            _dir: dir,
+        };
+        gateway.wait_until_listening();
+        gateway
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + START_WAIT;
+        loop {
+            let proxy_up = TcpStream::connect(("127.0.0.1", self.proxy_port)).is_ok();
+            let admin_up = TcpStream::connect(("127.0.0.1", self.admin_port)).is_ok();
+            if proxy_up && admin_up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.proxy_port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The access-log lines (JSON) written so far.
+    pub fn access_lines(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn metrics(&self) -> String {
+        get(&self.admin_url("/metrics")).1
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// Asserts an OpenAI-style error with this status and code, and a request id.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "body: {}", self.body);
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        assert!(body["error"]["type"].as_str().is_some());
+        assert!(self.header("x-request-id").is_some(), "no x-request-id");
+        assert_eq!(self.header("content-type"), Some("application/json"));
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
+}
+
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, String) {
+    let r = send(method, url, headers, body);
+    (r.status, r.body)
+}
+
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+    let mut req = agent().request(method, url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .map(|n| {
+            let v = resp.header(&n).unwrap_or_default().to_string();
+            (n, v)
+        })
+        .collect();
+    let mut body = String::new();
+    resp.into_reader()
+        .read_to_string(&mut body)
+        .expect("response body");
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(url: &str) -> (u16, String) {
+    request("GET", url, &[], None)
+}
+
+pub fn post_json(url: &str, body: &serde_json::Value, headers: &[(&str, &str)]) -> Response {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    send("POST", url, &all, Some(body.to_string().as_bytes()))
+}
+
+pub fn chat(gateway: &Gateway, model: &str) -> Response {
+    post_json(
+        &gateway.url("/v1/chat/completions"),
+        &serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    )
+}
+
+/// Sends raw bytes on a fresh connection and returns everything read until
+/// the server closes or `wait` passes without data.
+pub fn raw_exchange(port: u16, bytes: &[u8], wait: Duration) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(wait)).expect("timeout");
+    stream.write_all(bytes).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Polls `check` until it holds, for at most `limit`; for state that changes
+/// in the background (health checks). Returns whether it held.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+/// A YAML pool of the given backends.
+pub fn pool_yaml(name: &str, urls: &[String], extra: &str) -> String {
+    let mut out = format!("  {name}:\n{extra}    backends:\n");
+    for url in urls {
+        out.push_str(&format!(
+            "      - base_url: {url}\n        api_key: provider-secret-key\n"
+        ));
+    }
+    out
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A gateway with one pool `main` of `mocks` and one route `chat` on
+/// `/v1/chat/completions` (plus `extra_paths`) for `models`; `top` goes
+/// before the pools (request limits, access log).
+pub fn chat_gateway(mocks: &[&Mock], top: &str, models: &str, extra_paths: &str) -> Gateway {
+    let urls: Vec<String> = mocks.iter().map(|m| m.url()).collect();
+    Gateway::start(&format!(
+        "{top}upstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions{extra_paths}]\n    models: [{models}]\n    upstream: main\n",
+        pool_yaml("main", &urls, "")
+    ))
+}
+
+/// POSTs `body` with chunked framing on a raw connection; returns the raw answer.
+pub fn post_chunked(port: u16, path: &str, body: &str) -> String {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    raw_exchange(port, request.as_bytes(), Duration::from_secs(10))
+}

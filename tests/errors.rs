@@ -1,0 +1,94 @@
+//! Bad input: each fault gets its status and an OpenAI-style JSON error with
+//! a request id, and nothing reaches the upstream.
+
+mod common;
+
+use common::*;
+
+fn start() -> (Mock, Gateway) {
+    let mock = Mock::start("a");
+    let gw = chat_gateway(
+        &[&mock],
+        "request:\n  max_body_bytes: 1000\n",
+        "mock-gpt",
+        "",
+    );
+    (mock, gw)
+}
+
+fn post_raw(gw: &Gateway, body: &[u8]) -> Response {
+    send(
+        "POST",
+        &gw.url("/v1/chat/completions"),
+        &[("content-type", "application/json")],
+        Some(body),
+    )
+}
+
+#[test]
+fn malformed_json_is_400() {
+    let (mock, gw) = start();
+    post_raw(&gw, b"{\"model\": ").assert_error(400, "invalid_json");
+    post_raw(&gw, b"[1,2,3]").assert_error(400, "invalid_json");
+    post_raw(&gw, b"").assert_error(400, "invalid_json");
+    post_raw(&gw, b"{\"model\":\"mock-gpt\",\"x\":\"\xff\xfe\"}").assert_error(400, "invalid_json");
+    assert_eq!(mock.api_requests(), 0);
+}
+
+#[test]
+fn missing_or_non_string_model_is_400() {
+    let (mock, gw) = start();
+    post_raw(&gw, br#"{"messages":[]}"#).assert_error(400, "missing_model");
+    post_raw(&gw, br#"{"model":null}"#).assert_error(400, "missing_model");
+    post_raw(&gw, br#"{"model":7}"#).assert_error(400, "invalid_model");
+    post_raw(&gw, br#"{"model":["mock-gpt"]}"#).assert_error(400, "invalid_model");
+    assert_eq!(mock.api_requests(), 0);
+}
+
+#[test]
+fn unknown_model_is_404() {
+    let (mock, gw) = start();
+    let resp = post_raw(&gw, br#"{"model":"gpt-5"}"#);
+    resp.assert_error(404, "model_not_found");
+    assert!(resp.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("gpt-5"));
+    assert_eq!(mock.api_requests(), 0);
+}
+
+#[test]
+fn body_over_the_limit_is_413_by_length_and_by_reading() {
+    let (mock, gw) = start();
+    let big = format!(r#"{{"model":"mock-gpt","pad":"{}"}}"#, "x".repeat(2000));
+    post_raw(&gw, big.as_bytes()).assert_error(413, "request_too_large");
+    // Chunked: no length to check first, so the limit applies while reading.
+    let out = post_chunked(gw.proxy_port, "/v1/chat/completions", &big);
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("request_too_large"), "{out}");
+    assert_eq!(mock.api_requests(), 0);
+}
+
+#[test]
+fn unknown_path_is_404() {
+    let (mock, gw) = start();
+    send("GET", &gw.url("/v2/nothing"), &[], None).assert_error(404, "unknown_url");
+    // A known path with a bad body is a 400, not a 404.
+    post_raw(&gw, b"{}").assert_error(400, "missing_model");
+    send("POST", &gw.url("/v1/chat"), &[], Some(b"{}")).assert_error(404, "unknown_url");
+    assert_eq!(mock.api_requests(), 0);
+}
+
+#[test]
+fn garbage_on_the_socket_does_not_hurt_the_worker() {
+    let (_mock, gw) = start();
+    let out = raw_exchange(
+        gw.proxy_port,
+        b"\x00\x01\x02 NOT HTTP\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
+    // The gateway still serves.
+    let resp = post_raw(&gw, br#"{"model":"mock-gpt"}"#);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+}
