@@ -243,3 +243,23 @@ fn least_requests_avoids_the_busy_backend() {
     a.control("/mock/release/busy");
     b.control("/mock/release/busy");
 }
+
+#[test]
+fn a_pool_whose_every_backend_is_ejected_still_routes() {
+    let mock = Mock::start("only");
+    mock.control("/mock/fail/502");
+    let pool = pool_yaml(
+        "main",
+        &[mock.url()],
+        "    passive_health: {consecutive_failures: 1, cooldown: 60s}\n",
+    );
+    let gw = Gateway::start(&format!("upstreams:\n{pool}{}", route("")));
+    for _ in 0..3 {
+        assert_eq!(chat(&gw, "mock-gpt").status, 502);
+    }
+    assert_eq!(mock.api_requests(), 3, "an ejected lone backend keeps getting tried");
+    // Recovery is immediate instead of waiting out the cooldown.
+    mock.control("/mock/fail/0");
+    assert_eq!(chat(&gw, "mock-gpt").status, 200);
+    assert_eq!(get(&gw.admin_url("/ready")).0, 200);
+}

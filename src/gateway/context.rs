@@ -62,14 +62,7 @@ impl RequestCtx {
     /// route and an untried backend available.
     pub fn can_try_again(&self) -> bool {
         match &self.route {
-            Some(route) => {
-                self.attempts() < route.attempts
-                    && route
-                        .pool
-                        .backends
-                        .iter()
-                        .any(|b| b.is_available() && !self.tried.contains(&b.index))
-            }
+            Some(route) => self.attempts() < route.attempts && route.pool.has_untried(&self.tried),
             None => false,
         }
     }

@@ -3,6 +3,7 @@
 
 mod body;
 mod context;
+mod request_id;
 mod respond;
 mod upstream;
 
@@ -132,24 +133,6 @@ impl Gateway {
     }
 }
 
-fn request_id(session: &Session) -> String {
-    let given = session
-        .req_header()
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        });
-    match given {
-        Some(id) => id.to_string(),
-        None => uuid::Uuid::new_v4().simple().to_string(),
-    }
-}
-
 fn is_timeout(e: &Error) -> bool {
     matches!(
         e.etype(),
@@ -194,7 +177,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        ctx.request_id = request_id(session);
+        ctx.request_id = request_id::for_session(session);
         if self.answer_locally(session, ctx).await? {
             return Ok(true);
         }
@@ -284,10 +267,14 @@ impl ProxyHttp for Gateway {
         let (Some(route), Some(backend)) = (ctx.route.clone(), ctx.backend.clone()) else {
             return Ok(());
         };
-        metrics()
-            .upstream_requests
-            .with_label_values(&[&route.pool.name, &backend.label, &status_code_label(status)])
-            .inc();
+        if status == 200 {
+            backend.ok_counter.inc();
+        } else {
+            metrics()
+                .upstream_requests
+                .with_label_values(&[&route.pool.name, &backend.label, &status_code_label(status)])
+                .inc();
+        }
         if status >= 500 {
             if backend.record_failure(&route.pool.passive) {
                 log::warn!(
@@ -434,14 +421,24 @@ impl ProxyHttp for Gateway {
             .map_or(ctx.status, |r| r.status.as_u16());
         let req = session.req_header();
         let method = method_label(&req.method);
-        let m = metrics();
-        m.http_requests
-            .with_label_values(&[ctx.route_label, method, &status_code_label(status)])
-            .inc();
         let elapsed = ctx.started.elapsed();
-        m.http_duration
-            .with_label_values(&[ctx.route_label])
-            .observe(elapsed.as_secs_f64());
+        match &ctx.route {
+            Some(route) => {
+                if status == 200 && method == "POST" {
+                    route.metrics.post_ok.inc();
+                } else {
+                    record_request(ctx.route_label, method, status);
+                }
+                route.metrics.duration.observe(elapsed.as_secs_f64());
+            }
+            None => {
+                record_request(ctx.route_label, method, status);
+                metrics()
+                    .http_duration
+                    .with_label_values(&[ctx.route_label])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
         if !self.state.access_log.enabled {
             return;
         }
@@ -470,6 +467,13 @@ impl ProxyHttp for Gateway {
         }
         .emit(self.state.access_log.format);
     }
+}
+
+fn record_request(route: &str, method: &str, status: u16) {
+    metrics()
+        .http_requests
+        .with_label_values(&[route, method, &status_code_label(status)])
+        .inc();
 }
 
 /// A status code as a label: the code itself (bounded: 100-599), or 0 when

@@ -34,19 +34,26 @@ pub fn rewrite_request(
             })?;
         req.set_uri(uri);
     }
-    req.insert_header(http::header::HOST, backend.url.authority())?;
-    for name in CLIENT_CREDENTIAL_HEADERS {
-        req.remove_header(name);
-    }
+    req.insert_header(http::header::HOST, backend.host_header.clone())?;
     // Identity encoding keeps event streams flowing event by event and lets
     // the gateway read usage from responses.
-    req.remove_header(http::header::ACCEPT_ENCODING.as_str());
+    for name in CLIENT_CREDENTIAL_HEADERS
+        .iter()
+        .chain(&[http::header::ACCEPT_ENCODING.as_str()])
+    {
+        // Lookups are cheaper than Pingora's case-preserving removal.
+        if req.headers.contains_key(*name) {
+            req.remove_header(*name);
+        }
+    }
     for (name, value) in &backend.upstream_headers {
         req.insert_header(name.clone(), value.clone())?;
     }
     req.insert_header("x-request-id", request_id)?;
     if let Some(len) = body_len {
-        req.remove_header(http::header::TRANSFER_ENCODING.as_str());
+        if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
+            req.remove_header(http::header::TRANSFER_ENCODING.as_str());
+        }
         req.insert_header(http::header::CONTENT_LENGTH, len)?;
     }
     Ok(())

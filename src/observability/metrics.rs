@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -98,6 +99,30 @@ impl Metrics {
             log::error!("cannot encode metrics: {e}");
         }
         out
+    }
+}
+
+/// Handles resolved once per route, so the common case (a 200 to a POST)
+/// costs no label lookup on the request path.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    pub post_ok: IntCounter,
+    pub duration: Histogram,
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteMetrics")
+    }
+}
+
+impl RouteMetrics {
+    pub fn new(route: &str) -> Self {
+        let m = metrics();
+        Self {
+            post_ok: m.http_requests.with_label_values(&[route, "POST", "200"]),
+            duration: m.http_duration.with_label_values(&[route]),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::config::{
     HealthCheckSettings, PassiveHealthSettings, ProviderKind, Strategy, TimeoutSettings,
     UpstreamPool,
 };
+use crate::observability::metrics::metrics;
 
 /// Milliseconds since the first call: a cheap monotonic clock for atomics.
 fn now_ms() -> u64 {
@@ -34,6 +35,10 @@ pub struct Backend {
     pub url: BaseUrl,
     pub weight: u32,
     pub provider: ProviderKind,
+    /// The Host header upstream requests carry.
+    pub host_header: HeaderValue,
+    /// `upstream_requests_total{status="200"}` for this backend, resolved once.
+    pub ok_counter: prometheus::IntCounter,
     /// Headers this backend adds to every request: the provider key and extras.
     pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
     addrs: ArcSwap<Vec<SocketAddr>>,
@@ -192,9 +197,17 @@ impl Pool {
                 log::warn!("upstream {name}: cannot resolve {}: {e}", url.host);
                 Vec::new()
             });
+            let label = format!("{name}/{}", url.authority());
+            let host_header = HeaderValue::from_str(&url.authority())
+                .map_err(|_| format!("`{}` is not a valid Host", url.authority()))?;
+            let ok_counter = metrics()
+                .upstream_requests
+                .with_label_values(&[name, &label, "200"]);
             backends.push(Arc::new(Backend {
                 index,
-                label: format!("{name}/{}", url.authority()),
+                label,
+                host_header,
+                ok_counter,
                 weight: b.weight,
                 provider: b.provider,
                 upstream_headers,
@@ -222,13 +235,41 @@ impl Pool {
         })
     }
 
+    /// Whether a request could be sent now (see [`Pool::select`]).
     pub fn has_available_backend(&self) -> bool {
-        self.backends.iter().any(|b| b.is_available())
+        self.backends
+            .iter()
+            .any(|b| b.is_healthy() && !b.addrs.load().is_empty())
+    }
+
+    /// Whether a backend outside `tried` could take a retry.
+    pub fn has_untried(&self, tried: &[usize]) -> bool {
+        self.backends.iter().any(|b| {
+            b.is_healthy()
+                && !b.addrs.load().is_empty()
+                && !b.is_ejected()
+                && !tried.contains(&b.index)
+        })
     }
 
     /// Picks an available backend not in `tried`, or `None` when there is none.
+    /// When passive ejection has taken out every backend the checks still call
+    /// healthy, ejection is ignored: a pool that always answers 503 turns a
+    /// blip into an outage (Envoy's "panic routing").
     pub fn select(&self, tried: &[usize]) -> Option<Arc<Backend>> {
-        let usable = |b: &Backend| b.is_available() && !tried.contains(&b.index);
+        let all_ejected = self
+            .backends
+            .iter()
+            .filter(|b| b.is_healthy() && !b.addrs.load().is_empty())
+            .all(|b| b.is_ejected());
+        let usable = |b: &Backend| {
+            let ok = if all_ejected {
+                b.is_healthy() && !b.addrs.load().is_empty()
+            } else {
+                b.is_available()
+            };
+            ok && !tried.contains(&b.index)
+        };
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         match self.strategy {
             Strategy::RoundRobin => {
@@ -420,6 +461,16 @@ mod tests {
         assert!(b.record_failure(&p.passive));
         assert!(!b.is_available());
         assert_eq!(picks(&p, 3), vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn a_fully_ejected_pool_still_routes() {
+        let p = pool(Strategy::RoundRobin, &[1]);
+        let b = &p.backends[0];
+        b.record_failure(&p.passive);
+        assert!(b.record_failure(&p.passive));
+        assert!(p.select(&[]).is_some(), "panic routing ignores ejection");
+        assert!(!p.has_untried(&[]), "but never counts it for a retry");
     }
 
     #[test]

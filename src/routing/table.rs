@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{RetryOn, Route};
+use crate::observability::metrics::RouteMetrics;
 use crate::routing::glob_matches;
 use crate::routing::Pool;
 
@@ -18,6 +19,7 @@ pub struct RouteEntry {
     pub pool: Arc<Pool>,
     pub attempts: u32,
     pub retry_on: Vec<RetryOn>,
+    pub metrics: RouteMetrics,
 }
 
 impl RouteEntry {
@@ -35,6 +37,7 @@ impl RouteEntry {
             pool,
             attempts: route.retry.attempts,
             retry_on: route.retry.on.clone(),
+            metrics: RouteMetrics::new(&route.name),
         }
     }
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Load benchmark in one run, on one mock upstream:
+#   direct to the mock, nginx proxy_pass (1 worker), a bare Pingora passthrough
+#   (1 thread) and the gateway (1 thread); prints RPS, p50, p99, the proxy's
+#   CPU time per request, and ratios.
+# On a 2-core machine the proxy under test is pinned to core 1 and wrk and the
+# mock to core 0, so the proxies compete with the load generator the same way.
+# CPU per request (from /proc, user+system) is the steadiest efficiency figure.
+# Usage: benches/load.sh [duration_seconds] [connections]
+# Needs wrk and nginx (apt-get install -y wrk nginx-light).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${2:-32}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+for tool in wrk nginx; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y wrk nginx-light"; exit 1; }
+done
+cargo build --release --bins --example passthrough >/dev/null 2>&1 || cargo build --release --bins --example passthrough
+BIN=target/release
+
+MOCK=127.0.0.1:18000; NGINX=127.0.0.1:18001; PASS=127.0.0.1:18002; GW=127.0.0.1:18003; ADMIN=127.0.0.1:18004
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+
+CORES=$(nproc)
+LOAD_CPU=0; PROXY_CPU=$(( CORES > 1 ? 1 : 0 ))
+"$BIN/mock-upstream" --listen "$MOCK" --threads 1 >/dev/null & PIDS+=($!)
+taskset -pc "$LOAD_CPU" "$!" >/dev/null
+wait_port "$MOCK"
+
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream mock { server $MOCK; keepalive 64; }
+  server {
+    listen $NGINX;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
+wait_port "$NGINX"; NGINX_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)  # the worker
+
+taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" --listen "$PASS" --upstream "$MOCK" --threads 1 >/dev/null 2>&1 & PIDS+=($!)
+PASS_PID=$!; wait_port "$PASS"
+
+cat > "$WORK/gateway.yaml" <<YAML
+server:
+  threads: 1
+  grace_period_seconds: 0
+  graceful_shutdown_timeout_seconds: 1
+  upgrade_sock: $WORK/upgrade.sock
+  pid_file: $WORK/gateway.pid
+listen:
+  proxy: ["$GW"]
+  admin: "$ADMIN"
+access_log:
+  enabled: false
+upstreams:
+  mock:
+    backends:
+      - base_url: http://$MOCK
+        api_key: bench-key
+routes:
+  - name: chat
+    paths: [/v1/chat/completions]
+    models: [mock-gpt]
+    upstream: mock
+YAML
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway.yaml" >/dev/null 2>&1 & PIDS+=($!)
+GW_PID=$!; wait_port "$GW"
+
+# wrk's latency lines are "50%  1.23ms"; normalise to milliseconds.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
+declare -A RPS P50 P99 CPU
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+run() {
+  local name=$1 addr=$2 pid=${3:-}
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s benches/wrk/chat.lua "http://$addr" >/dev/null  # warm-up
+  local before=0; [ -n "$pid" ] && before=$(ticks "$pid")
+  local out; out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s benches/wrk/chat.lua "http://$addr")
+  if echo "$out" | grep -q "Non-2xx"; then echo "$name answered errors:"; echo "$out"; exit 1; fi
+  RPS[$name]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  P50[$name]=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
+  P99[$name]=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
+  CPU[$name]=-
+  if [ -n "$pid" ]; then
+    local after requests hz
+    after=$(ticks "$pid"); requests=$(echo "$out" | awk '/requests in/ {print $1}'); hz=$(getconf CLK_TCK)
+    CPU[$name]=$(awk -v a="$before" -v b="$after" -v n="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", (b-a)/hz*1e6/n}')
+  fi
+}
+run direct "$MOCK"
+run nginx "$NGINX" "$NGINX_PID"
+run passthrough "$PASS" "$PASS_PID"
+run gateway "$GW" "$GW_PID"
+
+printf "\n%-12s %12s %10s %10s %14s\n" target rps p50_ms p99_ms cpu_us_per_req
+for name in direct nginx passthrough gateway; do
+  printf "%-12s %12s %10s %10s %14s\n" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
+echo
+echo "passthrough/nginx rps: $(ratio "${RPS[passthrough]}" "${RPS[nginx]}")"
+echo "gateway/nginx rps:     $(ratio "${RPS[gateway]}" "${RPS[nginx]}")"
+echo "gateway/passthrough:   $(ratio "${RPS[gateway]}" "${RPS[passthrough]}")  (floor 0.9)"
+echo "cpu per request, passthrough/gateway (efficiency vs bare Pingora): $(ratio "${CPU[passthrough]}" "${CPU[gateway]}")"
+
+# Latency the gateway adds to one request, without queueing: one connection.
+CONNS=1
+run direct1 "$MOCK"
+run gateway1 "$GW"
+echo
+echo "one connection: direct p50 ${P50[direct1]} ms p99 ${P99[direct1]} ms; gateway p50 ${P50[gateway1]} ms p99 ${P99[gateway1]} ms"
+echo "latency added by the gateway at p50: $(awk -v g="${P50[gateway1]}" -v d="${P50[direct1]}" 'BEGIN {printf "%.3f ms", g-d}'), at p99: $(awk -v g="${P99[gateway1]}" -v d="${P99[direct1]}" 'BEGIN {printf "%.3f ms", g-d}')"
