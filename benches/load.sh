@@ -6,12 +6,13 @@
 # On a 2-core machine the proxy under test is pinned to core 1 and wrk and the
 # mock to core 0, so the proxies compete with the load generator the same way.
 # CPU per request (from /proc, user+system) is the steadiest efficiency figure.
-# Usage: benches/load.sh [duration_seconds] [connections]
+# Usage: benches/load.sh [seconds_per_round] [connections] [rounds]
 # Needs wrk and nginx (apt-get install -y wrk nginx-light).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-32}
+ROUNDS=${3:-3}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -87,28 +88,39 @@ GW_PID=$!; wait_port "$GW"
 
 # wrk's latency lines are "50%  1.23ms"; normalise to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
-declare -A RPS P50 P99 CPU
+declare -A RPS P50 P99 CPU REQS SECS TICKS
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# One measurement of a target; results add up over rounds.
 run() {
   local name=$1 addr=$2 pid=${3:-}
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s benches/wrk/chat.lua "http://$addr" >/dev/null  # warm-up
   local before=0; [ -n "$pid" ] && before=$(ticks "$pid")
   local out; out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s benches/wrk/chat.lua "http://$addr")
   if echo "$out" | grep -q "Non-2xx"; then echo "$name answered errors:"; echo "$out"; exit 1; fi
-  RPS[$name]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  P50[$name]=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
-  P99[$name]=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
+  local after=0; [ -n "$pid" ] && after=$(ticks "$pid")
+  REQS[$name]=$(( ${REQS[$name]:-0} + $(echo "$out" | awk '/requests in/ {print $1}') ))
+  SECS[$name]=$(awk -v a="${SECS[$name]:-0}" -v d="$DURATION" 'BEGIN {print a+d}')
+  TICKS[$name]=$(( ${TICKS[$name]:-0} + after - before ))
+  RPS[$name]=$(awk -v n="${REQS[$name]}" -v s="${SECS[$name]}" 'BEGIN {printf "%.0f", n/s}')
+  # Latency percentiles: the worst round's (conservative).
+  local p50 p99; p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms); p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
+  P50[$name]=$(awk -v a="${P50[$name]:-0}" -v b="$p50" 'BEGIN {print (b>a)?b:a}')
+  P99[$name]=$(awk -v a="${P99[$name]:-0}" -v b="$p99" 'BEGIN {print (b>a)?b:a}')
   CPU[$name]=-
   if [ -n "$pid" ]; then
-    local after requests hz
-    after=$(ticks "$pid"); requests=$(echo "$out" | awk '/requests in/ {print $1}'); hz=$(getconf CLK_TCK)
-    CPU[$name]=$(awk -v a="$before" -v b="$after" -v n="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", (b-a)/hz*1e6/n}')
+    CPU[$name]=$(awk -v t="${TICKS[$name]}" -v n="${REQS[$name]}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t/hz*1e6/n}')
   fi
 }
-run direct "$MOCK"
-run nginx "$NGINX" "$NGINX_PID"
-run passthrough "$PASS" "$PASS_PID"
-run gateway "$GW" "$GW_PID"
+# Warm every target up, then interleave the rounds so that drift in the
+# machine's speed falls on all targets alike.
+for addr in "$MOCK" "$NGINX" "$PASS" "$GW"; do
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s benches/wrk/chat.lua "http://$addr" >/dev/null
+done
+for round in $(seq "$ROUNDS"); do
+  run direct "$MOCK"
+  run nginx "$NGINX" "$NGINX_PID"
+  run passthrough "$PASS" "$PASS_PID"
+  run gateway "$GW" "$GW_PID"
+done
 
 printf "\n%-12s %12s %10s %10s %14s\n" target rps p50_ms p99_ms cpu_us_per_req
 for name in direct nginx passthrough gateway; do
@@ -123,8 +135,10 @@ echo "cpu per request, passthrough/gateway (efficiency vs bare Pingora): $(ratio
 
 # Latency the gateway adds to one request, without queueing: one connection.
 CONNS=1
-run direct1 "$MOCK"
-run gateway1 "$GW"
+for round in $(seq "$ROUNDS"); do
+  run direct1 "$MOCK"
+  run gateway1 "$GW" "$GW_PID"
+done
 echo
 echo "one connection: direct p50 ${P50[direct1]} ms p99 ${P99[direct1]} ms; gateway p50 ${P50[gateway1]} ms p99 ${P99[gateway1]} ms"
 echo "latency added by the gateway at p50: $(awk -v g="${P50[gateway1]}" -v d="${P50[direct1]}" 'BEGIN {printf "%.3f ms", g-d}'), at p99: $(awk -v g="${P99[gateway1]}" -v d="${P99[direct1]}" 'BEGIN {printf "%.3f ms", g-d}')"
