@@ -257,7 +257,11 @@ fn a_pool_whose_every_backend_is_ejected_still_routes() {
     for _ in 0..3 {
         assert_eq!(chat(&gw, "mock-gpt").status, 502);
     }
-    assert_eq!(mock.api_requests(), 3, "an ejected lone backend keeps getting tried");
+    assert_eq!(
+        mock.api_requests(),
+        3,
+        "an ejected lone backend keeps getting tried"
+    );
     // Recovery is immediate instead of waiting out the cooldown.
     mock.control("/mock/fail/0");
     assert_eq!(chat(&gw, "mock-gpt").status, 200);

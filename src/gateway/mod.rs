@@ -368,10 +368,11 @@ impl ProxyHttp for Gateway {
             return e;
         }
         let timeout = is_timeout(&e);
-        if ctx.first_byte_at.is_none() {
+        let stale_pooled_connection = client_reused && !timeout && ctx.first_byte_at.is_none();
+        if ctx.first_byte_at.is_none() && !stale_pooled_connection {
             self.note_attempt_failure(ctx, if timeout { "timeout" } else { "error" }, &e);
         }
-        let retry = if client_reused && !timeout && ctx.first_byte_at.is_none() {
+        let retry = if stale_pooled_connection {
             // A pooled connection the backend had already closed: the backend
             // is not to blame, so try it again on a fresh connection.
             ctx.tried.pop();
