@@ -9,6 +9,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub code: &'static str,
     pub message: String,
+    /// `WWW-Authenticate` challenge, for 401s.
+    pub challenge: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -36,6 +38,7 @@ impl ApiError {
             kind,
             code,
             message: message.into(),
+            challenge: None,
         }
     }
 

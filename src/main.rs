@@ -47,7 +47,27 @@ fn init_logging() {
         .init();
 }
 
+/// `ai-api-gateway hash-key`: reads an API key on standard input (so it stays
+/// out of shell history) and prints the SHA-256 that `auth.api_keys[].sha256` takes.
+fn hash_key_command() -> ExitCode {
+    let mut key = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut key) {
+        eprintln!("cannot read the key: {e}");
+        return ExitCode::from(2);
+    }
+    let key = key.trim_end_matches(['\r', '\n']);
+    if key.is_empty() {
+        eprintln!("usage: echo -n \"$KEY\" | ai-api-gateway hash-key");
+        return ExitCode::from(2);
+    }
+    println!("{}", ai_api_gateway::auth::hash_key(key));
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("hash-key") {
+        return hash_key_command();
+    }
     init_logging();
     // Pingora's own flags: -c config, -u upgrade, -d daemon, -t test.
     let mut opt = Opt::parse_args();
@@ -113,6 +133,9 @@ fn main() -> ExitCode {
         "health checks",
         HealthChecker::new(state.pools.clone()),
     ));
+    if let Some(refresher) = state.auth.jwks_refresher() {
+        server.add_service(background_service("jwks refresh", refresher));
+    }
     server.add_service(background_service(
         "dns refresh",
         DnsRefresher::new(state.pools.clone(), Duration::from_secs(30)),

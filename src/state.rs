@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::auth::Authenticator;
 use crate::config::{AccessLogSettings, Config};
 use crate::routing::{Pool, RouteEntry, RouteTable};
 
 pub struct GatewayState {
     pub routes: RouteTable,
+    pub auth: Authenticator,
     pub pools: Vec<Arc<Pool>>,
     pub max_body_bytes: usize,
     pub access_log: AccessLogSettings,
@@ -18,6 +20,8 @@ pub struct GatewayState {
 
 impl GatewayState {
     pub fn from_config(config: &Config) -> Result<Self, String> {
+        let auth = Authenticator::from_config(config.auth.as_ref())?;
+        let default_auth = auth.default_methods();
         let mut pools = BTreeMap::new();
         for (name, settings) in &config.upstreams {
             let pool =
@@ -29,10 +33,15 @@ impl GatewayState {
             let pool = pools.get(&route.upstream).ok_or_else(|| {
                 format!("route {}: unknown upstream {}", route.name, route.upstream)
             })?;
-            routes.push(Arc::new(RouteEntry::new(route, pool.clone())));
+            routes.push(Arc::new(RouteEntry::new(
+                route,
+                pool.clone(),
+                &default_auth,
+            )));
         }
         Ok(Self {
             routes: RouteTable::new(routes),
+            auth,
             pools: pools.into_values().collect(),
             max_body_bytes: config.request.max_body_bytes,
             access_log: config.access_log.clone(),

@@ -36,6 +36,7 @@ fn shipped_configs_validate() {
     let env = [
         ("OPENAI_API_KEY", "sk-x"),
         ("ANTHROPIC_API_KEY", "sk-ant-x"),
+        ("GATEWAY_TEAM_A_KEY", "sk-team-a"),
     ];
     let (code, out) = gateway(&["-t", "-c", prod.to_str().unwrap()], &env);
     assert_eq!(code, 0, "{out}");
@@ -46,7 +47,7 @@ fn production_config_names_a_missing_secret() {
     let prod = repo_path("conf/gateway.yaml");
     let (code, out) = gateway(
         &["-t", "-c", prod.to_str().unwrap()],
-        &[("ANTHROPIC_API_KEY", "x")],
+        &[("ANTHROPIC_API_KEY", "x"), ("GATEWAY_TEAM_A_KEY", "y")],
     );
     assert_ne!(code, 0);
     assert!(out.contains("gateway.yaml: upstreams.openai.backends[0].api_key: environment variable `OPENAI_API_KEY` is not set"), "{out}");
@@ -70,6 +71,38 @@ fn bad_files_fail_with_file_field_and_fault() {
         ),
         ("listen: {proxy: [nowhere]}\nupstreams: {}\nroutes: []\n", "listen.proxy[0]"),
         ("routes: [\n", "line 2"),
+        (
+            "auth:\n  api_keys:\n    - {id: a, sha256: nothex}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "auth.api_keys[0].sha256: must be 64 hex digits",
+        ),
+        (
+            "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a, auth: [jwt]}\n",
+            "routes[0].auth: `jwt` needs an `auth.jwt` section",
+        ),
+        (
+            "auth:\n  jwt:\n    keys:\n      - {algorithms: [RS256, ES256], public_key_file: /etc/hostname}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "auth.jwt.keys[0].algorithms: one key's algorithms must be of one family",
+        ),
+        (
+            "auth:\n  jwt:\n    oidc: {issuer_url: http://login.example.com}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "auth.jwt.oidc.issuer_url: `http://login.example.com` must use https",
+        ),
+        (
+            "auth:\n  api_keys:\n    - {id: a, sha256: nothex}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "auth.api_keys[0].sha256: must be 64 hex digits",
+        ),
+        (
+            "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a, auth: [jwt]}\n",
+            "routes[0].auth: `jwt` needs an `auth.jwt` section",
+        ),
+        (
+            "auth:\n  jwt:\n    keys:\n      - {algorithms: [RS256, ES256], public_key_file: /etc/hostname}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "auth.jwt.keys[0].algorithms: one key's algorithms must be of one family",
+        ),
+        (
+            "auth:\n  jwt:\n    oidc: {issuer_url: http://login.example.com}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "auth.jwt.oidc.issuer_url: `http://login.example.com` must use https",
+        ),
         ("{{{", "line 1 column 2"),
     ];
     for (text, expected) in cases {

@@ -9,7 +9,7 @@ use std::path::Path;
 use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 
-use super::{BackendSettings, Config, UpstreamPool};
+use super::{AuthMethod, AuthSettings, BackendSettings, Config, UpstreamPool};
 
 #[derive(Debug)]
 pub struct ConfigError {
@@ -97,6 +97,24 @@ fn expand_secrets(
     env: impl Fn(&str) -> Option<String> + Copy,
     faults: &mut Validator,
 ) {
+    if let Some(auth) = config.auth.as_mut() {
+        for (i, key) in auth.api_keys.iter_mut().enumerate() {
+            if let Some(secret) = key.key.as_mut() {
+                if let Err(e) = secret.expand(env) {
+                    faults.fault(format!("auth.api_keys[{i}].key"), e);
+                }
+            }
+        }
+        if let Some(jwt) = auth.jwt.as_mut() {
+            for (i, key) in jwt.keys.iter_mut().enumerate() {
+                if let Some(secret) = key.secret.as_mut() {
+                    if let Err(e) = secret.expand(env) {
+                        faults.fault(format!("auth.jwt.keys[{i}].secret"), e);
+                    }
+                }
+            }
+        }
+    }
     for (pool_name, pool) in config.upstreams.iter_mut() {
         for (i, backend) in pool.backends.iter_mut().enumerate() {
             let at = format!("upstreams.{pool_name}.backends[{i}]");
@@ -148,6 +166,9 @@ fn validate(config: &Config, v: &mut Validator) {
         validate_pool(v, name, pool);
     }
 
+    if let Some(auth) = &config.auth {
+        validate_auth(v, auth);
+    }
     v.check(
         !config.routes.is_empty(),
         || "routes".into(),
@@ -214,6 +235,125 @@ fn validate(config: &Config, v: &mut Validator) {
             || format!("{at}.retry.attempts"),
             "must be between 1 and 10",
         );
+        if let Some(methods) = &route.auth {
+            validate_route_auth(v, &format!("{at}.auth"), methods, config.auth.as_ref());
+        }
+    }
+}
+
+fn validate_route_auth(
+    v: &mut Validator,
+    at: &str,
+    methods: &[AuthMethod],
+    auth: Option<&AuthSettings>,
+) {
+    v.check(
+        !methods.is_empty(),
+        || at.to_string(),
+        "needs at least one method (or `none`)",
+    );
+    if methods.contains(&AuthMethod::None) && methods.len() > 1 {
+        v.fault(at, "`none` cannot be combined with other methods");
+    }
+    let has_keys = auth.is_some_and(|a| !a.api_keys.is_empty());
+    let has_jwt = auth.is_some_and(|a| a.jwt.is_some());
+    if methods.contains(&AuthMethod::ApiKey) && !has_keys {
+        v.fault(at, "`api_key` needs keys in `auth.api_keys`");
+    }
+    if methods.contains(&AuthMethod::Jwt) && !has_jwt {
+        v.fault(at, "`jwt` needs an `auth.jwt` section");
+    }
+}
+
+fn validate_auth(v: &mut Validator, auth: &AuthSettings) {
+    let mut ids = HashSet::new();
+    for (i, key) in auth.api_keys.iter().enumerate() {
+        let at = format!("auth.api_keys[{i}]");
+        v.check(
+            !key.id.is_empty(),
+            || format!("{at}.id"),
+            "must not be empty",
+        );
+        if !ids.insert(key.id.as_str()) {
+            v.fault(
+                format!("{at}.id"),
+                format!("`{}` is used by another key", key.id),
+            );
+        }
+        match (&key.sha256, &key.key) {
+            (Some(hash), None) => v.check(
+                hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                || format!("{at}.sha256"),
+                "must be 64 hex digits (`ai-api-gateway hash-key` prints it)",
+            ),
+            (None, Some(_)) => {}
+            _ => v.fault(at.clone(), "needs exactly one of `sha256` and `key`"),
+        }
+        if let Some(secret) = &key.key {
+            v.check(
+                !secret.expose().is_empty(),
+                || format!("{at}.key"),
+                "must not be empty",
+            );
+        }
+    }
+    let Some(jwt) = &auth.jwt else {
+        return;
+    };
+    v.check(
+        !jwt.keys.is_empty() || jwt.oidc.is_some(),
+        || "auth.jwt".into(),
+        "needs `keys` or `oidc`",
+    );
+    for (i, key) in jwt.keys.iter().enumerate() {
+        let at = format!("auth.jwt.keys[{i}]");
+        if let Err(e) = crate::auth::parse_algorithms(&key.algorithms, false) {
+            v.fault(format!("{at}.algorithms"), e);
+        }
+        let hmac = key.algorithms.iter().any(|a| a.starts_with("HS"));
+        match (hmac, &key.secret, &key.public_key_file) {
+            (true, Some(_), None) | (false, None, Some(_)) => {}
+            (true, _, _) => v.fault(
+                at.clone(),
+                "HS* algorithms need `secret` (and no `public_key_file`)",
+            ),
+            (false, _, _) => v.fault(
+                at.clone(),
+                "this algorithm needs `public_key_file` (and no `secret`)",
+            ),
+        }
+        if let Some(file) = &key.public_key_file {
+            if let Err(e) = std::fs::metadata(file) {
+                v.fault(
+                    format!("{at}.public_key_file"),
+                    format!("cannot read `{file}`: {e}"),
+                );
+            }
+        }
+    }
+    if let Some(oidc) = &jwt.oidc {
+        let at = "auth.jwt.oidc";
+        let url = match (&oidc.issuer_url, &oidc.jwks_uri) {
+            (Some(u), None) => Some(("issuer_url", u)),
+            (None, Some(u)) => Some(("jwks_uri", u)),
+            _ => {
+                v.fault(at, "needs exactly one of `issuer_url` and `jwks_uri`");
+                None
+            }
+        };
+        if let Some((field, url)) = url {
+            if let Err(e) = crate::auth::check_fetch_url(url, oidc.allow_http_loopback) {
+                v.fault(format!("{at}.{field}"), e);
+            }
+        }
+        if let Err(e) = crate::auth::parse_algorithms(&oidc.algorithms, true) {
+            v.fault(format!("{at}.algorithms"), e);
+        }
+        if let Some(ca) = &oidc.ca_file {
+            if let Err(e) = std::fs::metadata(ca) {
+                v.fault(format!("{at}.ca_file"), format!("cannot read `{ca}`: {e}"));
+            }
+        }
     }
 }
 

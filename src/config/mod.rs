@@ -30,6 +30,9 @@ pub struct Config {
     /// Start the repo's mock LLM upstream inside the gateway process (demo, offline use).
     #[serde(default)]
     pub mock_upstream: Option<MockUpstreamSettings>,
+    /// Who may call the gateway. Without this section routes need no credentials.
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
     pub upstreams: BTreeMap<String, UpstreamPool>,
     pub routes: Vec<Route>,
 }
@@ -332,6 +335,10 @@ pub struct Route {
     pub model_aliases: BTreeMap<String, String>,
     #[serde(default)]
     pub retry: RetrySettings,
+    /// Accepted credentials. Default: every method the `auth` section
+    /// configures, or `none` when there is no `auth` section.
+    #[serde(default)]
+    pub auth: Option<Vec<AuthMethod>>,
 }
 
 impl ServerSettings {
@@ -348,6 +355,161 @@ impl ServerSettings {
             daemon: self.daemon,
             upstream_keepalive_pool_size: self.upstream_keepalive_pool_size,
             ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// No credentials needed.
+    None,
+    ApiKey,
+    Jwt,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySettings>,
+    #[serde(default)]
+    pub jwt: Option<JwtSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    /// Stable id of the key: what logs and limits see, never the key.
+    pub id: String,
+    /// Hex SHA-256 of the key (`ai-api-gateway hash-key` prints it).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The key itself, for `${ENV}` references; hashed at load.
+    #[serde(default)]
+    pub key: Option<Secret>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Model globs this key may use; empty: every model.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Names of the limit rules that apply to this key.
+    #[serde(default)]
+    pub limits: Vec<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// Required `iss` (checked when set).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (one must match when set).
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway", with = "duration::serde_str")]
+    pub leeway: Duration,
+    /// Keys configured here (HMAC secrets, PEM public keys).
+    #[serde(default)]
+    pub keys: Vec<JwtKeySettings>,
+    #[serde(default)]
+    pub oidc: Option<OidcSettings>,
+    #[serde(default)]
+    pub claims: ClaimNames,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeySettings {
+    /// Matched against the token's `kid` when both are present.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The algorithms this key verifies, pinned here: HS256/384/512, RS256/384/512,
+    /// PS256/384/512, ES256/384, EdDSA.
+    pub algorithms: Vec<String>,
+    /// HMAC secret (usually `${ENV}`), for HS*.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// PEM public key file, for RS*/PS*/ES*/EdDSA.
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// Issuer for discovery (`<issuer>/.well-known/openid-configuration`).
+    #[serde(default)]
+    pub issuer_url: Option<String>,
+    /// JWKS address, instead of discovery.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Algorithms for JWKS keys that do not name their own `alg`.
+    #[serde(default = "default_oidc_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_refresh", with = "duration::serde_str")]
+    pub refresh_interval: Duration,
+    /// Least time between two fetches caused by unknown `kid`s.
+    #[serde(default = "default_cooldown", with = "duration::serde_str")]
+    pub refetch_cooldown: Duration,
+    #[serde(default = "default_fetch_timeout", with = "duration::serde_str")]
+    pub fetch_timeout: Duration,
+    /// Allow `http://` issuer and JWKS addresses on loopback (tests only).
+    #[serde(default)]
+    pub allow_http_loopback: bool,
+    /// PEM CA file trusted for the issuer instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+fn default_oidc_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_fetch_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Which claims carry the caller's identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub subject: String,
+    pub team: String,
+    /// A list of model globs (or one space-separated string).
+    pub models: String,
+    /// A list, or one space-separated string (OAuth's `scope`).
+    pub scopes: String,
+    /// Names of limit rules that apply to the caller.
+    pub limits: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            team: "team".into(),
+            models: "models".into(),
+            scopes: "scope".into(),
+            limits: "limits".into(),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::routing::{Backend, InflightGuard, RouteEntry};
 
@@ -15,6 +16,8 @@ pub struct RequestCtx {
     pub route_label: &'static str,
     pub route: Option<Arc<RouteEntry>>,
     pub model: Option<String>,
+    /// The authenticated caller; `None` on routes that need no credentials.
+    pub identity: Option<Identity>,
     pub stream: bool,
     /// The body sent upstream in place of the client's (read, checked and
     /// maybe rewritten in `request_filter`); replayed on every attempt.
@@ -41,6 +44,7 @@ impl RequestCtx {
             route_label: "unmatched",
             route: None,
             model: None,
+            identity: None,
             stream: false,
             upstream_body: None,
             tried: Vec::new(),

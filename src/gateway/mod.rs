@@ -20,6 +20,8 @@ use pingora::{Error, ErrorSource, ErrorType};
 pub use context::RequestCtx;
 
 use crate::admin;
+use crate::auth::{Failure, Identity};
+use crate::config::AuthMethod;
 use crate::config::RetryOn;
 use crate::error::ApiError;
 use crate::llm;
@@ -52,7 +54,7 @@ impl Gateway {
         };
         ctx.route_label = label;
         ctx.status = status;
-        respond::send_json(session, status, body, &ctx.request_id).await?;
+        respond::send_json(session, status, body, &ctx.request_id, &[]).await?;
         Ok(true)
     }
 
@@ -78,16 +80,24 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<std::result::Result<(), ApiError>> {
         let path = session.req_header().uri.path().to_string();
-        match self.state.routes.match_path(&path) {
+        let (first, by_model) = match self.state.routes.match_path(&path) {
             PathMatch::None => {
                 let method = session.req_header().method.as_str();
                 return Ok(Err(ApiError::unknown_path(method, &path)));
             }
-            PathMatch::Direct(route) => {
-                ctx.route = Some(route.clone());
-                return Ok(Ok(()));
-            }
-            PathMatch::ByModel => {}
+            PathMatch::Direct(route) => (route.clone(), false),
+            PathMatch::ByModel(route) => (route.clone(), true),
+        };
+        // Credentials are checked before a body is read: an anonymous
+        // client cannot make the gateway buffer megabytes.
+        let mut identity = match self.authenticate(session, &first.auth, None).await {
+            Ok(identity) => identity,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !by_model {
+            ctx.route = Some(first);
+            ctx.identity = identity;
+            return Ok(Ok(()));
         }
         let body = match body::read_body(session, self.state.max_body_bytes).await? {
             Ok(body) => body,
@@ -100,6 +110,24 @@ impl Gateway {
         let Some(route) = self.state.routes.match_model(&path, &inspected.model) else {
             return Ok(Err(ApiError::model_not_found(&inspected.model)));
         };
+        if route.auth != first.auth {
+            identity = match self.authenticate(session, &route.auth, None).await {
+                Ok(identity) => identity,
+                Err(e) => return Ok(Err(e)),
+            };
+        }
+        if identity
+            .as_ref()
+            .is_some_and(|id| !id.may_use(&inspected.model))
+        {
+            let failure = Failure::ForbiddenModel;
+            metrics()
+                .auth_failures
+                .with_label_values(&[failure.reason()])
+                .inc();
+            return Ok(Err(failure.to_api_error(Some(&inspected.model))));
+        }
+        ctx.identity = identity;
         let upstream_body = match route.upstream_model(&inspected.model) {
             Some(target) => match llm::rewrite_model(&body, target) {
                 Ok(rewritten) => Bytes::from(rewritten),
@@ -112,6 +140,28 @@ impl Gateway {
         ctx.stream = inspected.stream;
         ctx.upstream_body = Some(upstream_body);
         Ok(Ok(()))
+    }
+
+    /// Checks the request's credentials against `methods`; a failure is
+    /// counted and becomes the client's answer.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        methods: &[AuthMethod],
+        model: Option<&str>,
+    ) -> std::result::Result<Option<Identity>, ApiError> {
+        let headers = &session.req_header().headers;
+        self.state
+            .auth
+            .authenticate(headers, methods)
+            .await
+            .map_err(|failure| {
+                metrics()
+                    .auth_failures
+                    .with_label_values(&[failure.reason()])
+                    .inc();
+                failure.to_api_error(model)
+            })
     }
 
     /// Records one failed attempt at the current backend.
@@ -454,6 +504,8 @@ impl ProxyHttp for Gateway {
             path,
             route: ctx.route_label,
             model: ctx.model.as_deref(),
+            caller: ctx.identity.as_ref().map(|i| i.id.as_str()),
+            team: ctx.identity.as_ref().and_then(|i| i.team.as_deref()),
             upstream: ctx.backend.as_ref().map(|b| b.label.as_str()),
             status,
             latency_ms: elapsed.as_secs_f64() * 1000.0,

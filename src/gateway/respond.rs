@@ -13,8 +13,12 @@ pub async fn send_json(
     status: u16,
     body: Vec<u8>,
     request_id: &str,
+    extra_headers: &[(&'static str, &str)],
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(4 + extra_headers.len()))?;
+    for (name, value) in extra_headers {
+        resp.insert_header(*name, *value)?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header("x-request-id", request_id)?;
@@ -36,5 +40,10 @@ pub async fn send_json(
 }
 
 pub async fn send_error(session: &mut Session, error: &ApiError, request_id: &str) -> Result<()> {
-    send_json(session, error.status, error.body(), request_id).await
+    let challenge = error.challenge.map(|c| ("www-authenticate", c));
+    let extra: &[(&'static str, &str)] = match &challenge {
+        Some(header) => std::slice::from_ref(header),
+        None => &[],
+    };
+    send_json(session, error.status, error.body(), request_id, extra).await
 }

@@ -15,6 +15,9 @@ pub struct AccessRecord<'a> {
     pub path: &'a str,
     pub route: &'a str,
     pub model: Option<&'a str>,
+    /// The caller's key id or token subject; never a credential.
+    pub caller: Option<&'a str>,
+    pub team: Option<&'a str>,
     pub upstream: Option<&'a str>,
     pub status: u16,
     pub latency_ms: f64,
@@ -39,7 +42,7 @@ impl AccessRecord<'_> {
             },
             AccessLogFormat::Text => log::info!(
                 target: "access",
-                "{} {} {} {} {} route={} model={} upstream={} status={} latency_ms={:.2} ttfb_ms={} bytes_out={} attempts={}",
+                "{} {} {} {} {} route={} model={} caller={} upstream={} status={} latency_ms={:.2} ttfb_ms={} bytes_out={} attempts={}",
                 self.time,
                 self.request_id,
                 self.client,
@@ -47,6 +50,7 @@ impl AccessRecord<'_> {
                 self.path,
                 self.route,
                 self.model.unwrap_or("-"),
+                self.caller.unwrap_or("-"),
                 self.upstream.unwrap_or("-"),
                 self.status,
                 self.latency_ms,

@@ -7,5 +7,5 @@ mod pool;
 mod table;
 
 pub use glob::glob_matches;
-pub use pool::{resolve, Backend, InflightGuard, Pool};
+pub use pool::{load_ca_file, resolve, Backend, InflightGuard, Pool};
 pub use table::{PathMatch, RouteEntry, RouteTable};

@@ -369,7 +369,7 @@ fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
 
 /// Loads a PEM file of CA certificates; each one is checked by rustls before
 /// Pingora parses it, because Pingora's parser panics on bad DER.
-fn load_ca_file(path: &str) -> Result<Box<[WrappedX509]>, String> {
+pub fn load_ca_file(path: &str) -> Result<Box<[WrappedX509]>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
     let mut reader = std::io::BufReader::new(pem.as_slice());
     let mut out = Vec::new();

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{RetryOn, Route};
+use crate::config::{AuthMethod, RetryOn, Route};
 use crate::observability::metrics::RouteMetrics;
 use crate::routing::glob_matches;
 use crate::routing::Pool;
@@ -19,11 +19,13 @@ pub struct RouteEntry {
     pub pool: Arc<Pool>,
     pub attempts: u32,
     pub retry_on: Vec<RetryOn>,
+    /// Credentials the route accepts (`[None]`: none needed).
+    pub auth: Vec<AuthMethod>,
     pub metrics: RouteMetrics,
 }
 
 impl RouteEntry {
-    pub fn new(route: &Route, pool: Arc<Pool>) -> Self {
+    pub fn new(route: &Route, pool: Arc<Pool>, default_auth: &[AuthMethod]) -> Self {
         Self {
             name: route.name.clone(),
             label: intern(&route.name),
@@ -37,6 +39,7 @@ impl RouteEntry {
             pool,
             attempts: route.retry.attempts,
             retry_on: route.retry.on.clone(),
+            auth: route.auth.clone().unwrap_or_else(|| default_auth.to_vec()),
             metrics: RouteMetrics::new(&route.name),
         }
     }
@@ -103,7 +106,8 @@ pub enum PathMatch<'a> {
     /// Routes serve this path; the first one is model-less and takes the request as it is.
     Direct(&'a Arc<RouteEntry>),
     /// The routes serving this path choose by model: the body must be read.
-    ByModel,
+    /// The first of them decides the credentials checked before reading it.
+    ByModel(&'a Arc<RouteEntry>),
 }
 
 #[derive(Debug, Default)]
@@ -124,7 +128,7 @@ impl RouteTable {
         match self.routes.iter().find(|r| r.serves_path(path)) {
             None => PathMatch::None,
             Some(route) if !route.needs_model() => PathMatch::Direct(route),
-            Some(_) => PathMatch::ByModel,
+            Some(route) => PathMatch::ByModel(route),
         }
     }
 

@@ -1,0 +1,207 @@
+//! Authentication: API keys, JWTs with configured keys, and JWTs with keys
+//! from an OIDC issuer's JWKS. Every method produces one [`Identity`].
+
+mod api_key;
+mod credentials;
+mod fetch;
+mod jwks;
+mod jwt;
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+pub use api_key::{hash_key, ApiKeyStore};
+pub use fetch::check_fetch_url;
+pub use jwks::JwksRefresher;
+pub use jwt::{parse_algorithms, JwtVerifier};
+
+use crate::config::{AuthMethod, AuthSettings};
+use crate::error::ApiError;
+use credentials::Credential;
+
+/// Who is calling, as the rest of the gateway sees it. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub method: AuthMethod,
+    /// The API key's id or the token's subject.
+    pub id: String,
+    pub team: Option<String>,
+    /// Model globs the caller may use; empty: every model.
+    pub models: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Names of limit rules that apply to the caller.
+    pub limits: Vec<String>,
+}
+
+impl Identity {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.models.is_empty()
+            || self
+                .models
+                .iter()
+                .any(|glob| crate::routing::glob_matches(glob, model))
+    }
+}
+
+/// Why authentication failed: the bounded `reason` label of `auth_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Missing,
+    Malformed,
+    Expired,
+    NotYetValid,
+    BadSignature,
+    BadIssuer,
+    BadAudience,
+    UnknownKey,
+    TooLarge,
+    ForbiddenModel,
+}
+
+impl Failure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Failure::Missing => "missing",
+            Failure::Malformed => "malformed",
+            Failure::Expired => "expired",
+            Failure::NotYetValid => "not_yet_valid",
+            Failure::BadSignature => "bad_signature",
+            Failure::BadIssuer => "bad_issuer",
+            Failure::BadAudience => "bad_audience",
+            Failure::UnknownKey => "unknown_key",
+            Failure::TooLarge => "too_large",
+            Failure::ForbiddenModel => "forbidden_model",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750), for 401s.
+    pub fn challenge(self) -> Option<&'static str> {
+        match self {
+            Failure::ForbiddenModel => None,
+            Failure::Missing => Some("Bearer realm=\"ai-api-gateway\""),
+            _ => Some("Bearer realm=\"ai-api-gateway\", error=\"invalid_token\""),
+        }
+    }
+
+    /// The client's answer. Messages say what to fix without revealing which
+    /// keys exist.
+    pub fn to_api_error(self, model: Option<&str>) -> ApiError {
+        let mut error = self.answer(model);
+        error.challenge = self.challenge();
+        error
+    }
+
+    fn answer(self, model: Option<&str>) -> ApiError {
+        match self {
+            Failure::ForbiddenModel => ApiError::new(
+                403,
+                "permission_error",
+                "model_not_allowed",
+                format!(
+                    "You are not allowed to use the model `{}`.",
+                    model.unwrap_or_default()
+                ),
+            ),
+            Failure::Missing => ApiError::new(
+                401,
+                "authentication_error",
+                "missing_credentials",
+                "No credentials: send `Authorization: Bearer <key or token>` or `x-api-key`.",
+            ),
+            Failure::TooLarge => ApiError::new(
+                401,
+                "authentication_error",
+                "invalid_credentials",
+                "The credentials are too large.",
+            ),
+            Failure::Expired => ApiError::new(
+                401,
+                "authentication_error",
+                "invalid_credentials",
+                "The token has expired.",
+            ),
+            _ => ApiError::new(
+                401,
+                "authentication_error",
+                "invalid_credentials",
+                "The credentials are not valid.",
+            ),
+        }
+    }
+}
+
+/// Checks callers against the configured keys and issuers.
+pub struct Authenticator {
+    api_keys: ApiKeyStore,
+    jwt: Option<Arc<JwtVerifier>>,
+}
+
+impl Authenticator {
+    pub fn from_config(settings: Option<&AuthSettings>) -> Result<Self, String> {
+        let Some(settings) = settings else {
+            return Ok(Self {
+                api_keys: ApiKeyStore::default(),
+                jwt: None,
+            });
+        };
+        let api_keys = ApiKeyStore::from_config(&settings.api_keys)?;
+        let jwt = match &settings.jwt {
+            Some(jwt) => Some(Arc::new(JwtVerifier::from_config(jwt)?)),
+            None => None,
+        };
+        Ok(Self { api_keys, jwt })
+    }
+
+    /// The methods a route accepts when its config names none.
+    pub fn default_methods(&self) -> Vec<AuthMethod> {
+        let mut methods = Vec::new();
+        if !self.api_keys.is_empty() {
+            methods.push(AuthMethod::ApiKey);
+        }
+        if self.jwt.is_some() {
+            methods.push(AuthMethod::Jwt);
+        }
+        if methods.is_empty() {
+            methods.push(AuthMethod::None);
+        }
+        methods
+    }
+
+    /// The background JWKS refresh, when an OIDC issuer is configured.
+    pub fn jwks_refresher(&self) -> Option<JwksRefresher> {
+        self.jwt.as_ref().and_then(|j| j.jwks_refresher())
+    }
+
+    /// Authenticates a request for a route accepting `methods`. `Ok(None)`
+    /// when the route needs no credentials.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        methods: &[AuthMethod],
+    ) -> Result<Option<Identity>, Failure> {
+        if methods.contains(&AuthMethod::None) {
+            return Ok(None);
+        }
+        let accepts_jwt = methods.contains(&AuthMethod::Jwt) && self.jwt.is_some();
+        let accepts_key = methods.contains(&AuthMethod::ApiKey);
+        match credentials::extract(headers)? {
+            Credential::Bearer(token) if accepts_jwt && credentials::looks_like_jwt(token) => {
+                match &self.jwt {
+                    Some(jwt) => jwt.verify(token).await.map(Some),
+                    None => Err(Failure::Missing),
+                }
+            }
+            Credential::Bearer(key) | Credential::KeyHeader(key) if accepts_key => {
+                self.api_keys.lookup(key).map(Some)
+            }
+            Credential::Bearer(token) if accepts_jwt => match &self.jwt {
+                Some(jwt) => jwt.verify(token).await.map(Some),
+                None => Err(Failure::Missing),
+            },
+            // A credential of a kind this route does not take.
+            Credential::Bearer(_) | Credential::KeyHeader(_) => Err(Failure::Malformed),
+            Credential::None => Err(Failure::Missing),
+        }
+    }
+}
