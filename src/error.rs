@@ -11,6 +11,8 @@ pub struct ApiError {
     pub message: String,
     /// `WWW-Authenticate` challenge, for 401s.
     pub challenge: Option<&'static str>,
+    /// Further headers (`Retry-After`, `x-ratelimit-*` on 429s).
+    pub extra_headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -39,6 +41,7 @@ impl ApiError {
             code,
             message: message.into(),
             challenge: None,
+            extra_headers: Vec::new(),
         }
     }
 

@@ -133,6 +133,9 @@ fn main() -> ExitCode {
         "health checks",
         HealthChecker::new(state.pools.clone()),
     ));
+    if let Some(sync) = state.limiter.sync_service() {
+        server.add_service(background_service("limit sync", sync));
+    }
     if let Some(refresher) = state.auth.jwks_refresher() {
         server.add_service(background_service("jwks refresh", refresher));
     }

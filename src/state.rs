@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use crate::auth::Authenticator;
 use crate::config::{AccessLogSettings, Config};
+use crate::limits::Limiter;
 use crate::routing::{Pool, RouteEntry, RouteTable};
 
 pub struct GatewayState {
     pub routes: RouteTable,
     pub auth: Authenticator,
+    pub limiter: Arc<Limiter>,
     pub pools: Vec<Arc<Pool>>,
     pub max_body_bytes: usize,
     pub access_log: AccessLogSettings,
@@ -42,6 +44,7 @@ impl GatewayState {
         Ok(Self {
             routes: RouteTable::new(routes),
             auth,
+            limiter: Arc::new(Limiter::from_config(config.limits.as_ref())?),
             pools: pools.into_values().collect(),
             max_body_bytes: config.request.max_body_bytes,
             access_log: config.access_log.clone(),

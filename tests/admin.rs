@@ -54,7 +54,9 @@ fn metrics_in_prometheus_format() {
     assert_eq!(chat(&gw, "unknown").status, 404);
     // Requests are counted in the logging phase, just after the answer.
     let counted = r#"http_requests_total{method="POST",route="unmatched",status="404"} 1"#;
-    assert!(eventually(std::time::Duration::from_secs(5), || gw.metrics().contains(counted)));
+    assert!(eventually(std::time::Duration::from_secs(5), || gw
+        .metrics()
+        .contains(counted)));
     let resp = send("GET", &gw.admin_url("/metrics"), &[], None);
     assert_eq!(resp.status, 200);
     assert!(resp

@@ -97,6 +97,11 @@ fn expand_secrets(
     env: impl Fn(&str) -> Option<String> + Copy,
     faults: &mut Validator,
 ) {
+    if let Some(redis) = config.limits.as_mut().and_then(|l| l.redis.as_mut()) {
+        if let Err(e) = redis.url.expand(env) {
+            faults.fault("limits.redis.url", e);
+        }
+    }
     if let Some(auth) = config.auth.as_mut() {
         for (i, key) in auth.api_keys.iter_mut().enumerate() {
             if let Some(secret) = key.key.as_mut() {
@@ -169,6 +174,35 @@ fn validate(config: &Config, v: &mut Validator) {
     if let Some(auth) = &config.auth {
         validate_auth(v, auth);
     }
+    let rule_names: HashSet<&str> = config
+        .limits
+        .iter()
+        .flat_map(|l| l.rules.iter().map(|r| r.name.as_str()))
+        .collect();
+    if let Some(limits) = &config.limits {
+        validate_limits(v, limits);
+    }
+    let mut check_rule_refs = |at: String, names: &[String]| {
+        for (i, name) in names.iter().enumerate() {
+            if !rule_names.contains(name.as_str()) {
+                v.fault(
+                    format!("{at}[{i}]"),
+                    format!("no limit rule is named `{name}`"),
+                );
+            }
+        }
+    };
+    for (i, route) in config.routes.iter().enumerate() {
+        check_rule_refs(format!("routes[{i}].limits"), &route.limits);
+    }
+    if let Some(auth) = &config.auth {
+        for (i, key) in auth.api_keys.iter().enumerate() {
+            check_rule_refs(format!("auth.api_keys[{i}].limits"), &key.limits);
+        }
+    }
+    if let Some(limits) = &config.limits {
+        check_rule_refs("limits.global_rules".into(), &limits.global_rules);
+    }
     v.check(
         !config.routes.is_empty(),
         || "routes".into(),
@@ -238,6 +272,70 @@ fn validate(config: &Config, v: &mut Validator) {
         if let Some(methods) = &route.auth {
             validate_route_auth(v, &format!("{at}.auth"), methods, config.auth.as_ref());
         }
+    }
+}
+
+fn validate_limits(v: &mut Validator, limits: &super::LimitSettings) {
+    use super::LimitMode;
+    let mut names = HashSet::new();
+    for (i, rule) in limits.rules.iter().enumerate() {
+        let at = format!("limits.rules[{i}]");
+        v.check(
+            !rule.name.is_empty(),
+            || format!("{at}.name"),
+            "must not be empty",
+        );
+        if !names.insert(rule.name.as_str()) {
+            v.fault(
+                format!("{at}.name"),
+                format!("`{}` is used by another rule", rule.name),
+            );
+        }
+        v.check(
+            !rule.key.is_empty(),
+            || format!("{at}.key"),
+            "needs at least one part (e.g. [api_key])",
+        );
+        v.check(
+            rule.limit >= 1,
+            || format!("{at}.limit"),
+            "must be at least 1",
+        );
+    }
+    let mode = limits.mode;
+    if matches!(mode, Some(LimitMode::Hybrid | LimitMode::Redis)) && limits.redis.is_none() {
+        v.fault(
+            "limits.mode",
+            "`hybrid` and `redis` need a `limits.redis` section",
+        );
+    }
+    if let Some(redis) = &limits.redis {
+        v.check(
+            redis.url.expose().starts_with("redis://")
+                || redis.url.expose().starts_with("rediss://"),
+            || "limits.redis.url".into(),
+            "must be a redis:// or rediss:// URL",
+        );
+        v.check(
+            redis.lease_fraction > 0.0 && redis.lease_fraction <= 1.0,
+            || "limits.redis.lease_fraction".into(),
+            "must be above 0 and at most 1",
+        );
+        v.check(
+            redis.expected_replicas >= 1,
+            || "limits.redis.expected_replicas".into(),
+            "must be at least 1",
+        );
+        v.check(
+            !redis.timeout.is_zero(),
+            || "limits.redis.timeout".into(),
+            "must be above zero",
+        );
+        v.check(
+            !redis.sync_interval.is_zero(),
+            || "limits.redis.sync_interval".into(),
+            "must be above zero",
+        );
     }
 }
 

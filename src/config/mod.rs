@@ -33,6 +33,9 @@ pub struct Config {
     /// Who may call the gateway. Without this section routes need no credentials.
     #[serde(default)]
     pub auth: Option<AuthSettings>,
+    /// Request and token limits, local or across replicas through Redis.
+    #[serde(default)]
+    pub limits: Option<LimitSettings>,
     pub upstreams: BTreeMap<String, UpstreamPool>,
     pub routes: Vec<Route>,
 }
@@ -335,6 +338,9 @@ pub struct Route {
     pub model_aliases: BTreeMap<String, String>,
     #[serde(default)]
     pub retry: RetrySettings,
+    /// Names of limit rules charged for every request on this route.
+    #[serde(default)]
+    pub limits: Vec<String>,
     /// Accepted credentials. Default: every method the `auth` section
     /// configures, or `none` when there is no `auth` section.
     #[serde(default)]
@@ -512,4 +518,163 @@ impl Default for ClaimNames {
             limits: "limits".into(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitMode {
+    /// Each replica counts alone (no Redis).
+    Local,
+    /// Each replica decides locally, spending budget leased from Redis.
+    Hybrid,
+    /// Every decision is made in Redis.
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisFailure {
+    /// Keep serving on local counts with a per-replica share of each limit.
+    Open,
+    /// Refuse with 429.
+    Closed429,
+    /// Refuse with 503.
+    Closed503,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Default: `hybrid` with a `redis` section, else `local`.
+    #[serde(default)]
+    pub mode: Option<LimitMode>,
+    #[serde(default)]
+    pub redis: Option<RedisSettings>,
+    pub rules: Vec<LimitRule>,
+    /// Names of rules charged for every request on every route.
+    #[serde(default)]
+    pub global_rules: Vec<String>,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    #[serde(default = "default_output_estimate")]
+    pub default_max_tokens: u64,
+}
+
+fn default_output_estimate() -> u64 {
+    512
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` (password in the URL, from `${ENV}`).
+    pub url: Secret,
+    /// Longest any request waits on Redis.
+    #[serde(default = "default_redis_timeout", with = "duration::serde_str")]
+    pub timeout: Duration,
+    /// How often leases left idle are handed back and the clock is re-read.
+    #[serde(default = "default_sync_interval", with = "duration::serde_str")]
+    pub sync_interval: Duration,
+    /// Share of a limit one lease takes (hybrid mode).
+    #[serde(default = "default_lease_fraction")]
+    pub lease_fraction: f64,
+    /// Replicas expected; when Redis is down each one spends limit / replicas.
+    #[serde(default = "default_replicas")]
+    pub expected_replicas: u32,
+    #[serde(default = "default_on_error")]
+    pub on_error: RedisFailure,
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_sync_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_lease_fraction() -> f64 {
+    0.02
+}
+fn default_replicas() -> u32 {
+    2
+}
+fn default_on_error() -> RedisFailure {
+    RedisFailure::Open
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKeyPart {
+    ApiKey,
+    Subject,
+    Team,
+    Model,
+    Route,
+    ClientIp,
+    Global,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitCounts {
+    Requests,
+    InputTokens,
+    OutputTokens,
+    TotalTokens,
+    Concurrent,
+}
+
+impl LimitCounts {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitCounts::Requests => "requests",
+            LimitCounts::InputTokens => "input_tokens",
+            LimitCounts::OutputTokens => "output_tokens",
+            LimitCounts::TotalTokens => "total_tokens",
+            LimitCounts::Concurrent => "concurrent",
+        }
+    }
+
+    pub fn is_tokens(self) -> bool {
+        matches!(
+            self,
+            LimitCounts::InputTokens | LimitCounts::OutputTokens | LimitCounts::TotalTokens
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitWindow {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl LimitWindow {
+    pub fn seconds(self) -> u64 {
+        match self {
+            LimitWindow::Second => 1,
+            LimitWindow::Minute => 60,
+            LimitWindow::Hour => 3600,
+            LimitWindow::Day => 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitRule {
+    pub name: String,
+    /// What the rule counts per: one or more of api_key, subject, team,
+    /// model, route, client_ip, global.
+    pub key: Vec<LimitKeyPart>,
+    pub counts: LimitCounts,
+    pub limit: u64,
+    /// Not used by `concurrent` rules.
+    #[serde(default = "default_window")]
+    pub window: LimitWindow,
+}
+
+fn default_window() -> LimitWindow {
+    LimitWindow::Minute
 }

@@ -7,6 +7,8 @@ use bytes::Bytes;
 
 use crate::auth::Identity;
 use crate::error::ApiError;
+use crate::limits::Admission;
+use crate::llm::{Usage, UsageScanner};
 use crate::routing::{Backend, InflightGuard, RouteEntry};
 
 pub struct RequestCtx {
@@ -34,6 +36,15 @@ pub struct RequestCtx {
     /// Why the last attempt failed, for the final error message.
     pub last_error: Option<String>,
     pub status: u16,
+    /// Size of the body sent upstream (prompt size for token estimates).
+    pub prompt_bytes: usize,
+    pub max_tokens: Option<u64>,
+    /// The gateway added `stream_options.include_usage`; cut that chunk out.
+    pub strip_usage_event: bool,
+    pub admission: Option<Admission>,
+    pub usage_scanner: Option<UsageScanner>,
+    pub usage: Option<Usage>,
+    pub body_started: bool,
 }
 
 impl RequestCtx {
@@ -55,6 +66,13 @@ impl RequestCtx {
             failure: None,
             last_error: None,
             status: 0,
+            prompt_bytes: 0,
+            max_tokens: None,
+            strip_usage_event: false,
+            admission: None,
+            usage_scanner: None,
+            usage: None,
+            body_started: false,
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod body;
 mod context;
+mod limiting;
 mod request_id;
 mod respond;
 mod upstream;
@@ -24,7 +25,7 @@ use crate::auth::{Failure, Identity};
 use crate::config::AuthMethod;
 use crate::config::RetryOn;
 use crate::error::ApiError;
-use crate::llm;
+use crate::llm::{self, UsageScanner};
 use crate::observability::access_log::AccessRecord;
 use crate::observability::metrics::{method_label, metrics};
 use crate::routing::PathMatch;
@@ -128,16 +129,25 @@ impl Gateway {
             return Ok(Err(failure.to_api_error(Some(&inspected.model))));
         }
         ctx.identity = identity;
-        let upstream_body = match route.upstream_model(&inspected.model) {
-            Some(target) => match llm::rewrite_model(&body, target) {
+        // Streams report usage only when asked: ask for the client, and cut
+        // the extra chunk out on the way back (OpenAI-style upstreams).
+        let add_include_usage =
+            inspected.stream && !inspected.include_usage && route.pool.speaks_openai();
+        let new_model = route.upstream_model(&inspected.model);
+        let upstream_body = if new_model.is_some() || add_include_usage {
+            match llm::rewrite(&body, new_model, add_include_usage) {
                 Ok(rewritten) => Bytes::from(rewritten),
                 Err(e) => return Ok(Err(ApiError::invalid_request(400, e.code(), e.to_string()))),
-            },
-            None => body,
+            }
+        } else {
+            body
         };
         ctx.route = Some(route.clone());
+        ctx.prompt_bytes = upstream_body.len();
+        ctx.max_tokens = inspected.max_tokens;
         ctx.model = Some(inspected.model);
         ctx.stream = inspected.stream;
+        ctx.strip_usage_event = add_include_usage;
         ctx.upstream_body = Some(upstream_body);
         Ok(Ok(()))
     }
@@ -231,13 +241,17 @@ impl ProxyHttp for Gateway {
         if self.answer_locally(session, ctx).await? {
             return Ok(true);
         }
-        match self.route_request(session, ctx).await? {
+        let routed = match self.route_request(session, ctx).await? {
             Ok(()) => {
                 if let Some(route) = &ctx.route {
                     ctx.route_label = route.label;
                 }
-                Ok(false)
+                limiting::admit(&self.state.limiter, session, ctx).await
             }
+            Err(e) => Err(e),
+        };
+        match routed {
+            Ok(()) => Ok(false),
             Err(api_error) => {
                 ctx.status = api_error.status;
                 respond::send_error(session, &api_error, &ctx.request_id).await?;
@@ -353,6 +367,18 @@ impl ProxyHttp for Gateway {
         }
         ctx.first_byte_at = Some(Instant::now());
         ctx.status = status;
+        if route.needs_model() && (200..300).contains(&status) {
+            let sse = upstream_response
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            ctx.usage_scanner = Some(UsageScanner::new(sse, ctx.strip_usage_event));
+            if sse && ctx.strip_usage_event {
+                // Events are cut out, so the upstream's length no longer holds.
+                upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+            }
+        }
         Ok(())
     }
 
@@ -363,16 +389,40 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         upstream_response.insert_header("x-request-id", &ctx.request_id)?;
+        limiting::add_standing_headers(upstream_response, ctx)?;
         Ok(())
     }
 
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
+        if !ctx.body_started && body.as_ref().is_some_and(|b| !b.is_empty()) {
+            ctx.body_started = true;
+            metrics()
+                .llm_ttft
+                .with_label_values(&[ctx.route_label])
+                .observe(ctx.started.elapsed().as_secs_f64());
+        }
+        if let Some(scanner) = ctx.usage_scanner.as_mut() {
+            if let Some(chunk) = body.as_ref() {
+                if let Some(replaced) = scanner.feed(chunk) {
+                    *body = Some(replaced);
+                }
+            }
+            if end_of_stream {
+                let (usage, tail) = scanner.finish();
+                ctx.usage = usage;
+                if let Some(tail) = tail {
+                    let mut whole = body.take().map(|b| b.to_vec()).unwrap_or_default();
+                    whole.extend_from_slice(&tail);
+                    *body = Some(Bytes::from(whole));
+                }
+            }
+        }
         if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() > d) {
             return Error::e_explain(ErrorType::ReadTimedout, "total upstream timeout reached");
         }
@@ -472,6 +522,7 @@ impl ProxyHttp for Gateway {
             .map_or(ctx.status, |r| r.status.as_u16());
         let req = session.req_header();
         let method = method_label(&req.method);
+        limiting::settle(&self.state.limiter, ctx).await;
         let elapsed = ctx.started.elapsed();
         match &ctx.route {
             Some(route) => {
@@ -515,6 +566,8 @@ impl ProxyHttp for Gateway {
             bytes_in: session.body_bytes_read(),
             bytes_out: session.body_bytes_sent(),
             attempts: ctx.attempts(),
+            input_tokens: ctx.usage.map(|u| u.input),
+            output_tokens: ctx.usage.map(|u| u.output),
             stream: ctx.stream,
             error: e.map(|e| e.etype().as_str().to_string()),
         }

@@ -40,10 +40,10 @@ pub async fn send_json(
 }
 
 pub async fn send_error(session: &mut Session, error: &ApiError, request_id: &str) -> Result<()> {
-    let challenge = error.challenge.map(|c| ("www-authenticate", c));
-    let extra: &[(&'static str, &str)] = match &challenge {
-        Some(header) => std::slice::from_ref(header),
-        None => &[],
-    };
-    send_json(session, error.status, error.body(), request_id, extra).await
+    let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(1 + error.extra_headers.len());
+    if let Some(challenge) = error.challenge {
+        extra.push(("www-authenticate", challenge));
+    }
+    extra.extend(error.extra_headers.iter().map(|(k, v)| (*k, v.as_str())));
+    send_json(session, error.status, error.body(), request_id, &extra).await
 }

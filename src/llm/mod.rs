@@ -2,5 +2,7 @@
 //! change in, a request body.
 
 mod request;
+mod usage;
 
-pub use request::{inspect, rewrite_model, BodyError, Inspected, MAX_MODEL_LEN};
+pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
+pub use usage::{Usage, UsageScanner};

@@ -16,6 +16,10 @@ pub const MAX_MODEL_LEN: usize = 256;
 pub struct Inspected {
     pub model: String,
     pub stream: bool,
+    /// The client asked for OpenAI's final usage chunk.
+    pub include_usage: bool,
+    /// `max_tokens` (or `max_completion_tokens`), for token reservations.
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,35 +128,74 @@ fn model_of(fields: &TopLevel<'_>) -> Result<String, BodyError> {
 pub fn inspect(body: &[u8]) -> Result<Inspected, BodyError> {
     let fields = parse(body)?;
     let model = model_of(&fields)?;
-    let stream = fields
-        .0
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "stream")
-        .is_some_and(|(_, v)| v.get() == "true");
-    Ok(Inspected { model, stream })
+    let field = |name: &str| {
+        fields
+            .0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    };
+    let stream = field("stream").is_some_and(|v| v.get() == "true");
+    let include_usage = field("stream_options")
+        .and_then(|v| serde_json::from_str::<StreamOptions>(v.get()).ok())
+        .is_some_and(|o| o.include_usage == Some(true));
+    let max_tokens = field("max_tokens")
+        .or_else(|| field("max_completion_tokens"))
+        .and_then(|v| v.get().parse::<u64>().ok());
+    Ok(Inspected {
+        model,
+        stream,
+        include_usage,
+        max_tokens,
+    })
 }
 
-/// The same body with `model` set to `new_model`; every other member is
-/// copied byte for byte, in order.
-pub fn rewrite_model(body: &[u8], new_model: &str) -> Result<Vec<u8>, BodyError> {
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// The same body with `model` set to `new_model` (when given) and, when
+/// `add_include_usage`, `stream_options.include_usage` set to true; every
+/// other member is copied byte for byte, in order.
+pub fn rewrite(
+    body: &[u8],
+    new_model: Option<&str>,
+    add_include_usage: bool,
+) -> Result<Vec<u8>, BodyError> {
     let fields = parse(body)?;
-    let mut out = Vec::with_capacity(body.len() + new_model.len());
+    let mut out = Vec::with_capacity(body.len() + 64);
     out.push(b'{');
     let mut first = true;
-    for (key, value) in &fields.0 {
-        if !first {
+    let mut saw_stream_options = false;
+    let mut member = |out: &mut Vec<u8>, key: &str| {
+        if !std::mem::replace(&mut first, false) {
             out.push(b',');
         }
-        first = false;
         // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, key.as_ref());
+        let _ = serde_json::to_writer(&mut *out, key);
         out.push(b':');
-        if key == "model" {
-            let _ = serde_json::to_writer(&mut out, new_model);
-        } else {
-            out.extend_from_slice(value.get().as_bytes());
+    };
+    for (key, value) in &fields.0 {
+        member(&mut out, key);
+        match key.as_ref() {
+            "model" if new_model.is_some() => {
+                let _ = serde_json::to_writer(&mut out, &new_model);
+            }
+            "stream_options" if add_include_usage => {
+                saw_stream_options = true;
+                let mut options: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(value.get()).unwrap_or_default();
+                options.insert("include_usage".into(), serde_json::Value::Bool(true));
+                let _ = serde_json::to_writer(&mut out, &options);
+            }
+            _ => out.extend_from_slice(value.get().as_bytes()),
         }
+    }
+    if add_include_usage && !saw_stream_options {
+        member(&mut out, "stream_options");
+        out.extend_from_slice(br#"{"include_usage":true}"#);
     }
     out.push(b'}');
     Ok(out)
@@ -169,20 +212,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            got,
-            Inspected {
-                model: "gpt-4o".into(),
-                stream: true
-            }
+            (got.model.as_str(), got.stream, got.include_usage),
+            ("gpt-4o", true, false)
         );
-        let got = inspect(br#" {"model":"m\u0031"} "#).unwrap();
+        assert_eq!(got.max_tokens, None);
+        let got = inspect(
+            br#" {"model":"m\u0031","max_completion_tokens":64,"stream_options":{"include_usage":true}} "#,
+        )
+        .unwrap();
         assert_eq!(
-            got,
-            Inspected {
-                model: "m1".into(),
-                stream: false
-            }
+            (got.model.as_str(), got.stream, got.include_usage),
+            ("m1", false, true)
         );
+        assert_eq!(got.max_tokens, Some(64));
     }
 
     #[test]
@@ -206,10 +248,28 @@ mod tests {
     fn rewrite_keeps_everything_else() {
         let body =
             br#"{"model":"alias","messages":[{"role":"user","content":"h\"i"}],"stream":false}"#;
-        let out = rewrite_model(body, "real-model").unwrap();
+        let out = rewrite(body, Some("real-model"), false).unwrap();
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"model":"real-model","messages":[{"role":"user","content":"h\"i"}],"stream":false}"#
         );
+    }
+
+    #[test]
+    fn include_usage_is_added_or_merged() {
+        let out = rewrite(br#"{"model":"m","stream":true}"#, None, true).unwrap();
+        assert_eq!(
+            out,
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        let out = rewrite(
+            br#"{"stream_options":{"include_usage":false,"x":1},"model":"m"}"#,
+            None,
+            true,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream_options"]["x"], 1);
     }
 }

@@ -25,6 +25,8 @@ pub struct AccessRecord<'a> {
     pub bytes_in: usize,
     pub bytes_out: usize,
     pub attempts: u32,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
     pub stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

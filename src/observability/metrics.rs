@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -16,6 +16,10 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     pub rate_limit_hits: IntCounterVec,
     pub auth_failures: IntCounterVec,
+    pub rate_limit_redis_errors: IntCounter,
+    pub rate_limit_sync_age: Gauge,
+    pub llm_tokens: IntCounterVec,
+    pub llm_ttft: HistogramVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -72,6 +76,33 @@ impl Metrics {
             Opts::new("auth_failures_total", "Failed authentications, by reason."),
             &["reason"],
         )?;
+        let rate_limit_redis_errors = IntCounter::new(
+            "rate_limit_redis_errors_total",
+            "Redis calls for limits that failed or timed out.",
+        )?;
+        let rate_limit_sync_age = Gauge::new(
+            "rate_limit_last_sync_age_seconds",
+            "Seconds since limits last talked to Redis successfully.",
+        )?;
+        let llm_tokens = IntCounterVec::new(
+            Opts::new(
+                "llm_tokens_total",
+                "Tokens used, as the provider reported them.",
+            ),
+            &["route", "model", "provider", "type"],
+        )?;
+        let llm_ttft = HistogramVec::new(
+            HistogramOpts::new(
+                "llm_time_to_first_token_seconds",
+                "Time from request start to the first byte of the upstream's answer body.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        registry.register(Box::new(rate_limit_redis_errors.clone()))?;
+        registry.register(Box::new(rate_limit_sync_age.clone()))?;
+        registry.register(Box::new(llm_tokens.clone()))?;
+        registry.register(Box::new(llm_ttft.clone()))?;
         // Every failure reason starts at zero, so rate() and alerts work from
         // the first scrape.
         for reason in AUTH_FAILURE_REASONS {
@@ -89,6 +120,10 @@ impl Metrics {
             upstream_requests,
             rate_limit_hits,
             auth_failures,
+            rate_limit_redis_errors,
+            rate_limit_sync_age,
+            llm_tokens,
+            llm_ttft,
         })
     }
 

@@ -235,6 +235,14 @@ impl Pool {
         })
     }
 
+    /// Whether every backend speaks OpenAI's dialect (then streams can be
+    /// asked for a usage chunk).
+    pub fn speaks_openai(&self) -> bool {
+        self.backends
+            .iter()
+            .all(|b| b.provider == ProviderKind::Openai)
+    }
+
     /// Whether a request could be sent now (see [`Pool::select`]).
     pub fn has_available_backend(&self) -> bool {
         self.backends

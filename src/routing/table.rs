@@ -19,6 +19,8 @@ pub struct RouteEntry {
     pub pool: Arc<Pool>,
     pub attempts: u32,
     pub retry_on: Vec<RetryOn>,
+    /// Limit rules charged for every request on this route.
+    pub limits: Vec<String>,
     /// Credentials the route accepts (`[None]`: none needed).
     pub auth: Vec<AuthMethod>,
     pub metrics: RouteMetrics,
@@ -39,6 +41,7 @@ impl RouteEntry {
             pool,
             attempts: route.retry.attempts,
             retry_on: route.retry.on.clone(),
+            limits: route.limits.clone(),
             auth: route.auth.clone().unwrap_or_else(|| default_auth.to_vec()),
             metrics: RouteMetrics::new(&route.name),
         }

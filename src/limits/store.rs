@@ -1,0 +1,194 @@
+//! Redis, for limits that hold across replicas. Every update is one atomic
+//! Lua script on a key per rule, key and window, with an expiry; time comes
+//! from Redis `TIME` so every replica agrees on window boundaries. Every call
+//! is bounded by the configured timeout.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use tokio::sync::Mutex;
+
+/// Take up to `want` of what is left of `limit`; returns {granted, used after}.
+const LEASE: &str = r#"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = tonumber(ARGV[1]) - used
+if left <= 0 then return {0, used} end
+local grant = math.min(left, tonumber(ARGV[2]))
+used = redis.call('INCRBY', KEYS[1], grant)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {grant, used}
+"#;
+
+/// Charge `n` if it fits under `limit`; returns {admitted 0/1, used after}.
+const CHARGE: &str = r#"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local n = tonumber(ARGV[2])
+if used + n > tonumber(ARGV[1]) then return {0, used} end
+used = redis.call('INCRBY', KEYS[1], n)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {1, used}
+"#;
+
+/// Add `n` (negative to give back) without a limit check; never below zero.
+const ADJUST: &str = r#"
+local used = redis.call('INCRBY', KEYS[1], ARGV[1])
+if used < 0 then redis.call('SET', KEYS[1], 0) used = 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return used
+"#;
+
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    timeout: Duration,
+    lease: Script,
+    charge: Script,
+    adjust: Script,
+    /// Redis time minus local time, in milliseconds.
+    clock_offset_ms: AtomicI64,
+    /// Local time (ms) of the last successful Redis call.
+    last_ok_ms: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl RedisStore {
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("limits.redis.url: {e}"))?;
+        Ok(Self {
+            client,
+            conn: Mutex::new(None),
+            timeout,
+            lease: Script::new(LEASE),
+            charge: Script::new(CHARGE),
+            adjust: Script::new(ADJUST),
+            clock_offset_ms: AtomicI64::new(0),
+            last_ok_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn local_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Now on the cluster's clock (local time corrected by Redis `TIME`).
+    pub fn now_ms(&self) -> u64 {
+        (Self::local_ms() as i64 + self.clock_offset_ms.load(Ordering::Relaxed)).max(0) as u64
+    }
+
+    /// Seconds since the last successful Redis call (for the sync-age gauge).
+    pub fn last_ok_age_secs(&self) -> f64 {
+        let last = self.last_ok_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return f64::INFINITY;
+        }
+        Self::local_ms().saturating_sub(last) as f64 / 1000.0
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(
+            self.timeout,
+            self.client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| StoreError("connect timed out".into()))?
+        .map_err(|e| StoreError(format!("connect: {e}")))?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        let result = tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut conn))
+            .await
+            .map_err(|_| StoreError("timed out".into()))?
+            .map_err(|e| StoreError(e.to_string()));
+        if result.is_ok() {
+            self.last_ok_ms.store(Self::local_ms(), Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn key(counter: &str, window_id: u64) -> String {
+        format!("aigw:rl:{counter}:{window_id}")
+    }
+
+    /// Leases up to `want` of the window's budget: (granted, used after).
+    pub async fn lease(
+        &self,
+        counter: &str,
+        window_id: u64,
+        limit: u64,
+        want: u64,
+        ttl_secs: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let key = Self::key(counter, window_id);
+        let mut inv = self.lease.prepare_invoke();
+        inv.key(key).arg(limit).arg(want).arg(ttl_secs);
+        self.run(inv).await
+    }
+
+    /// Charges `n` when it fits: (admitted, used after).
+    pub async fn charge(
+        &self,
+        counter: &str,
+        window_id: u64,
+        limit: u64,
+        n: u64,
+        ttl_secs: u64,
+    ) -> Result<(bool, u64), StoreError> {
+        let key = Self::key(counter, window_id);
+        let mut inv = self.charge.prepare_invoke();
+        inv.key(key).arg(limit).arg(n).arg(ttl_secs);
+        let (admitted, used): (u64, u64) = self.run(inv).await?;
+        Ok((admitted == 1, used))
+    }
+
+    /// Adds `delta` (negative gives budget back).
+    pub async fn adjust(
+        &self,
+        counter: &str,
+        window_id: u64,
+        delta: i64,
+        ttl_secs: u64,
+    ) -> Result<u64, StoreError> {
+        let key = Self::key(counter, window_id);
+        let mut inv = self.adjust.prepare_invoke();
+        inv.key(key).arg(delta).arg(ttl_secs);
+        self.run(inv).await
+    }
+
+    /// Re-reads Redis `TIME` to keep window boundaries shared.
+    pub async fn sync_clock(&self) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        let before = Self::local_ms();
+        let (secs, micros): (u64, u64) =
+            tokio::time::timeout(self.timeout, redis::cmd("TIME").query_async(&mut conn))
+                .await
+                .map_err(|_| StoreError("timed out".into()))?
+                .map_err(|e| StoreError(e.to_string()))?;
+        let after = Self::local_ms();
+        let redis_ms = secs * 1000 + micros / 1000;
+        let local_mid = (before + after) / 2;
+        self.clock_offset_ms
+            .store(redis_ms as i64 - local_mid as i64, Ordering::Relaxed);
+        self.last_ok_ms.store(after, Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,308 @@
+//! Token usage from responses, read in passing: JSON bodies (`usage`), and
+//! event streams without holding them back (OpenAI chunks, Anthropic
+//! `message_start` / `message_delta`). When the gateway asked the upstream for
+//! a usage chunk the client did not ask for, that one event is cut out.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+/// Most a non-streamed answer is copied for reading its usage.
+const MAX_JSON_COPY: usize = 8 * 1024 * 1024;
+/// Longest event line kept while waiting for its end.
+const MAX_PENDING_LINE: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct UsageFields {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct Envelope {
+    usage: Option<UsageFields>,
+    /// Anthropic's `message_start` nests it.
+    message: Option<Box<Envelope>>,
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// Reads usage from a response body as it passes.
+pub struct UsageScanner {
+    sse: bool,
+    strip_usage_event: bool,
+    json_copy: Vec<u8>,
+    json_overflow: bool,
+    /// SSE bytes after the last complete line (scan) or event (strip).
+    pending: Vec<u8>,
+    usage: Option<Usage>,
+}
+
+impl UsageScanner {
+    /// `sse`: the body is an event stream. `strip_usage_event`: remove the
+    /// OpenAI usage-only chunk (the gateway asked for it, the client did not).
+    pub fn new(sse: bool, strip_usage_event: bool) -> Self {
+        Self {
+            sse,
+            strip_usage_event: sse && strip_usage_event,
+            json_copy: Vec::new(),
+            json_overflow: false,
+            pending: Vec::new(),
+            usage: None,
+        }
+    }
+
+    /// Feeds one chunk. Returns the bytes to send on in its place when the
+    /// scanner changes the stream (only when stripping), else `None`.
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<Bytes> {
+        if !self.sse {
+            if !self.json_overflow {
+                if self.json_copy.len() + chunk.len() > MAX_JSON_COPY {
+                    self.json_overflow = true;
+                    self.json_copy = Vec::new();
+                } else {
+                    self.json_copy.extend_from_slice(chunk);
+                }
+            }
+            return None;
+        }
+        if self.strip_usage_event {
+            return Some(self.feed_events(chunk));
+        }
+        self.feed_lines(chunk);
+        None
+    }
+
+    /// Scan-only mode: look at complete lines; hold only a partial line.
+    fn feed_lines(&mut self, chunk: &[u8]) {
+        let mut data = std::mem::take(&mut self.pending);
+        data.extend_from_slice(chunk);
+        let mut start = 0;
+        while let Some(pos) = data[start..].iter().position(|&b| b == b'\n') {
+            let line = &data[start..start + pos];
+            self.scan_line(line);
+            start += pos + 1;
+        }
+        if data.len() - start <= MAX_PENDING_LINE {
+            self.pending = data[start..].to_vec();
+        }
+    }
+
+    /// Strip mode: pass on whole events, except the usage-only one.
+    fn feed_events(&mut self, chunk: &[u8]) -> Bytes {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(pending.len());
+        let mut start = 0;
+        while let Some(end) = find_event_end(&pending[start..]) {
+            let event = &pending[start..start + end];
+            let mut usage_only = false;
+            for line in event.split(|&b| b == b'\n') {
+                if let Some(found) = self.scan_line(line) {
+                    usage_only |= found;
+                }
+            }
+            if !usage_only {
+                out.extend_from_slice(event);
+            }
+            start += end;
+        }
+        pending.drain(..start);
+        if pending.len() > MAX_PENDING_LINE {
+            // Not an event stream we understand: let it through untouched.
+            out.append(&mut pending);
+        }
+        self.pending = pending;
+        Bytes::from(out)
+    }
+
+    /// Reads one SSE line; returns Some(true) for an OpenAI usage-only chunk.
+    fn scan_line(&mut self, line: &[u8]) -> Option<bool> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let data = line.strip_prefix(b"data:")?;
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        if !contains(data, b"\"usage\"") {
+            return Some(false);
+        }
+        let envelope: Envelope = serde_json::from_slice(data).ok()?;
+        let usage_only =
+            envelope.choices.as_ref().is_some_and(|c| c.is_empty()) && envelope.usage.is_some();
+        self.merge(&envelope);
+        Some(usage_only)
+    }
+
+    fn merge(&mut self, envelope: &Envelope) {
+        let fields = envelope
+            .usage
+            .as_ref()
+            .or_else(|| envelope.message.as_ref().and_then(|m| m.usage.as_ref()));
+        let Some(fields) = fields else { return };
+        let usage = self.usage.get_or_insert_with(Usage::default);
+        if let Some(n) = fields.prompt_tokens.or(fields.input_tokens) {
+            usage.input = usage.input.max(n);
+        }
+        if let Some(n) = fields.completion_tokens.or(fields.output_tokens) {
+            usage.output = usage.output.max(n);
+        }
+    }
+
+    /// The usage once the body ended, if the upstream reported one. In strip
+    /// mode, also the bytes still held (a last event without a blank line).
+    pub fn finish(&mut self) -> (Option<Usage>, Option<Bytes>) {
+        let mut tail = None;
+        if self.sse {
+            let rest = std::mem::take(&mut self.pending);
+            if !rest.is_empty() {
+                for line in rest.split(|&b| b == b'\n') {
+                    self.scan_line(line);
+                }
+                if self.strip_usage_event {
+                    tail = Some(Bytes::from(rest));
+                }
+            }
+        } else if !self.json_overflow && !self.json_copy.is_empty() {
+            if let Ok(envelope) = serde_json::from_slice::<Envelope>(&self.json_copy) {
+                self.merge(&envelope);
+            }
+        }
+        (self.usage, tail)
+    }
+}
+
+/// Length of the first complete event (through its blank line), if any.
+fn find_event_end(data: &[u8]) -> Option<usize> {
+    let lf = data.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPENAI_STREAM: &str = concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":7,\"total_tokens\":18}}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    const ANTHROPIC_STREAM: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"x\"}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+    );
+
+    fn scan_in_pieces(text: &str, sizes: &[usize], strip: bool) -> (Option<Usage>, String) {
+        let mut scanner = UsageScanner::new(true, strip);
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut i = 0;
+        while at < bytes.len() {
+            let n = sizes[i % sizes.len()].min(bytes.len() - at);
+            match scanner.feed(&bytes[at..at + n]) {
+                Some(replaced) => out.extend_from_slice(&replaced),
+                None => out.extend_from_slice(&bytes[at..at + n]),
+            }
+            at += n;
+            i += 1;
+        }
+        let (usage, tail) = scanner.finish();
+        if let Some(tail) = tail {
+            out.extend_from_slice(&tail);
+        }
+        (usage, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn openai_stream_usage_at_any_chunking() {
+        for sizes in [&[1usize][..], &[3, 7], &[64], &[10_000]] {
+            let (usage, out) = scan_in_pieces(OPENAI_STREAM, sizes, false);
+            assert_eq!(
+                usage,
+                Some(Usage {
+                    input: 11,
+                    output: 7
+                }),
+                "{sizes:?}"
+            );
+            assert_eq!(out, OPENAI_STREAM);
+        }
+    }
+
+    #[test]
+    fn the_usage_chunk_is_cut_when_the_client_did_not_ask() {
+        for sizes in [&[1usize][..], &[5, 13], &[10_000]] {
+            let (usage, out) = scan_in_pieces(OPENAI_STREAM, sizes, true);
+            assert_eq!(
+                usage,
+                Some(Usage {
+                    input: 11,
+                    output: 7
+                })
+            );
+            assert!(!out.contains("usage"), "{out}");
+            assert!(out.ends_with("data: [DONE]\n\n"));
+            assert_eq!(out.matches("data:").count(), 3);
+        }
+    }
+
+    #[test]
+    fn anthropic_stream_usage() {
+        for sizes in [&[1usize][..], &[9], &[10_000]] {
+            let (usage, out) = scan_in_pieces(ANTHROPIC_STREAM, sizes, false);
+            assert_eq!(
+                usage,
+                Some(Usage {
+                    input: 25,
+                    output: 15
+                })
+            );
+            assert_eq!(out, ANTHROPIC_STREAM);
+        }
+    }
+
+    #[test]
+    fn json_bodies() {
+        let mut s = UsageScanner::new(false, false);
+        s.feed(br#"{"id":"x","usage":{"prompt_tokens":3,"#);
+        s.feed(br#""completion_tokens":4}}"#);
+        assert_eq!(
+            s.finish().0,
+            Some(Usage {
+                input: 3,
+                output: 4
+            })
+        );
+        let mut s = UsageScanner::new(false, false);
+        s.feed(br#"{"usage":{"input_tokens":5,"output_tokens":6}}"#);
+        assert_eq!(
+            s.finish().0,
+            Some(Usage {
+                input: 5,
+                output: 6
+            })
+        );
+        let mut s = UsageScanner::new(false, false);
+        s.feed(b"not json");
+        assert_eq!(s.finish().0, None);
+    }
+}
