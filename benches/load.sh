@@ -18,15 +18,16 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-for tool in wrk nginx; do
+for tool in wrk nginx redis-server; do
   command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y wrk nginx-light"; exit 1; }
 done
 cargo build --release --bins --example passthrough >/dev/null 2>&1 || cargo build --release --bins --example passthrough
 BIN=target/release
 
 MOCK=127.0.0.1:18000; NGINX=127.0.0.1:18001; PASS=127.0.0.1:18002; GW=127.0.0.1:18003; ADMIN=127.0.0.1:18004
+GWL=127.0.0.1:18005; ADMINL=127.0.0.1:18006; REDIS_PORT=18007
 
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; cat "$WORK"/*.log 2>/dev/null; cat "$WORK/gateway-limits.yaml" 2>/dev/null; exit 1; }
 
 CORES=$(nproc)
 LOAD_CPU=0; PROXY_CPU=$(( CORES > 1 ? 1 : 0 ))
@@ -86,6 +87,23 @@ YAML
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway.yaml" >/dev/null 2>&1 & PIDS+=($!)
 GW_PID=$!; wait_port "$GW"
 
+# The same gateway with a request limit per client in hybrid mode on Redis,
+# set high enough never to refuse: what admission itself costs.
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null & PIDS+=($!)
+taskset -pc "$LOAD_CPU" "$!" >/dev/null
+wait_port "127.0.0.1:$REDIS_PORT"
+sed -e "s|$GW|$GWL|; s|$ADMIN|$ADMINL|; s|/upgrade\.sock|/upgrade-l.sock|; s|/gateway\.pid|/gateway-l.pid|" "$WORK/gateway.yaml" > "$WORK/gateway-limits.yaml"
+cat >> "$WORK/gateway-limits.yaml" <<YAML
+    limits: [per-client]
+limits:
+  mode: hybrid
+  redis: {url: "redis://127.0.0.1:$REDIS_PORT"}
+  rules:
+    - {name: per-client, key: [client_ip], counts: requests, limit: 1000000000, window: minute}
+YAML
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-limits.yaml" >"$WORK/gateway-limits.log" 2>&1 & PIDS+=($!)
+GWL_PID=$!; wait_port "$GWL"
+
 # wrk's latency lines are "50%  1.23ms"; normalise to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
 declare -A RPS P50 P99 CPU REQS SECS TICKS
@@ -112,7 +130,7 @@ run() {
 }
 # Warm every target up, then interleave the rounds so that drift in the
 # machine's speed falls on all targets alike.
-for addr in "$MOCK" "$NGINX" "$PASS" "$GW"; do
+for addr in "$MOCK" "$NGINX" "$PASS" "$GW" "$GWL"; do
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s benches/wrk/chat.lua "http://$addr" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
@@ -120,10 +138,11 @@ for round in $(seq "$ROUNDS"); do
   run nginx "$NGINX" "$NGINX_PID"
   run passthrough "$PASS" "$PASS_PID"
   run gateway "$GW" "$GW_PID"
+  run gateway_limits "$GWL" "$GWL_PID"
 done
 
 printf "\n%-12s %12s %10s %10s %14s\n" target rps p50_ms p99_ms cpu_us_per_req
-for name in direct nginx passthrough gateway; do
+for name in direct nginx passthrough gateway gateway_limits; do
   printf "%-12s %12s %10s %10s %14s\n" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
@@ -131,6 +150,7 @@ echo
 echo "passthrough/nginx rps: $(ratio "${RPS[passthrough]}" "${RPS[nginx]}")"
 echo "gateway/nginx rps:     $(ratio "${RPS[gateway]}" "${RPS[nginx]}")"
 echo "gateway/passthrough:   $(ratio "${RPS[gateway]}" "${RPS[passthrough]}")  (floor 0.9)"
+echo "gateway with limits / without, rps: $(ratio "${RPS[gateway_limits]}" "${RPS[gateway]}")  (floor 0.9)"
 echo "cpu per request, passthrough/gateway (efficiency vs bare Pingora): $(ratio "${CPU[passthrough]}" "${CPU[gateway]}")"
 
 # Latency the gateway adds to one request, without queueing: one connection.

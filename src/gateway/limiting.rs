@@ -8,7 +8,6 @@ use super::RequestCtx;
 use crate::config::{AuthMethod, LimitCounts};
 use crate::error::ApiError;
 use crate::limits::{Charge, Limiter, Rejection, RequestFacts, Standing};
-use crate::observability::metrics::metrics;
 
 /// Charges the request against its rules; a refusal becomes the answer.
 pub async fn admit(
@@ -176,13 +175,9 @@ pub async fn settle(limiter: &Limiter, ctx: &mut RequestCtx) {
     if let (Some(usage), Some(route)) = (ctx.usage, &ctx.route) {
         let model = ctx.model.as_deref().unwrap_or("-");
         let provider = ctx.backend.as_ref().map_or("-", |b| b.provider.as_str());
-        let m = metrics();
-        m.llm_tokens
-            .with_label_values(&[&route.name, model, provider, "input"])
-            .inc_by(usage.input);
-        m.llm_tokens
-            .with_label_values(&[&route.name, model, provider, "output"])
-            .inc_by(usage.output);
+        route
+            .metrics
+            .add_tokens(model, provider, usage.input, usage.output);
     }
     if let Some(admission) = ctx.admission.take() {
         let actual = match (ctx.usage, ctx.backend.is_some()) {

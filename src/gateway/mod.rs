@@ -402,10 +402,12 @@ impl ProxyHttp for Gateway {
     ) -> Result<Option<Duration>> {
         if !ctx.body_started && body.as_ref().is_some_and(|b| !b.is_empty()) {
             ctx.body_started = true;
-            metrics()
-                .llm_ttft
-                .with_label_values(&[ctx.route_label])
-                .observe(ctx.started.elapsed().as_secs_f64());
+            if let Some(route) = &ctx.route {
+                route
+                    .metrics
+                    .ttft
+                    .observe(ctx.started.elapsed().as_secs_f64());
+            }
         }
         if let Some(scanner) = ctx.usage_scanner.as_mut() {
             if let Some(chunk) = body.as_ref() {

@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-/// Most a non-streamed answer is copied for reading its usage.
-const MAX_JSON_COPY: usize = 8 * 1024 * 1024;
+/// How much of the end of a JSON answer is kept: providers put `usage` last.
+const JSON_TAIL: usize = 16 * 1024;
 /// Longest event line kept while waiting for its end.
 const MAX_PENDING_LINE: usize = 1024 * 1024;
 
@@ -37,8 +37,8 @@ struct Envelope {
 pub struct UsageScanner {
     sse: bool,
     strip_usage_event: bool,
-    json_copy: Vec<u8>,
-    json_overflow: bool,
+    /// The last bytes of a JSON answer.
+    json_tail: Vec<u8>,
     /// SSE bytes after the last complete line (scan) or event (strip).
     pending: Vec<u8>,
     usage: Option<Usage>,
@@ -51,8 +51,7 @@ impl UsageScanner {
         Self {
             sse,
             strip_usage_event: sse && strip_usage_event,
-            json_copy: Vec::new(),
-            json_overflow: false,
+            json_tail: Vec::new(),
             pending: Vec::new(),
             usage: None,
         }
@@ -62,14 +61,11 @@ impl UsageScanner {
     /// scanner changes the stream (only when stripping), else `None`.
     pub fn feed(&mut self, chunk: &[u8]) -> Option<Bytes> {
         if !self.sse {
-            if !self.json_overflow {
-                if self.json_copy.len() + chunk.len() > MAX_JSON_COPY {
-                    self.json_overflow = true;
-                    self.json_copy = Vec::new();
-                } else {
-                    self.json_copy.extend_from_slice(chunk);
-                }
-            }
+            let keep = chunk.len().min(JSON_TAIL);
+            let overflow = (self.json_tail.len() + keep).saturating_sub(JSON_TAIL);
+            self.json_tail.drain(..overflow);
+            self.json_tail
+                .extend_from_slice(&chunk[chunk.len() - keep..]);
             return None;
         }
         if self.strip_usage_event {
@@ -166,13 +162,31 @@ impl UsageScanner {
                     tail = Some(Bytes::from(rest));
                 }
             }
-        } else if !self.json_overflow && !self.json_copy.is_empty() {
-            if let Ok(envelope) = serde_json::from_slice::<Envelope>(&self.json_copy) {
-                self.merge(&envelope);
-            }
+        } else if let Some(fields) = usage_in_tail(&self.json_tail) {
+            let envelope = Envelope {
+                usage: Some(fields),
+                ..Default::default()
+            };
+            self.merge(&envelope);
         }
         (self.usage, tail)
     }
+}
+
+/// The last `"usage": {...}` member of a JSON text, parsed on its own: the
+/// rest of the answer (the completion itself) is never parsed. Inside JSON
+/// strings the quotes would be escaped, so the match is a real member.
+fn usage_in_tail(tail: &[u8]) -> Option<UsageFields> {
+    let needle = b"\"usage\"";
+    let at = tail.windows(needle.len()).rposition(|w| w == needle)?;
+    let rest = &tail[at + needle.len()..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[colon] != b':' {
+        return None;
+    }
+    let mut values =
+        serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<UsageFields>();
+    values.next()?.ok()
 }
 
 /// Length of the first complete event (through its blank line), if any.
@@ -304,5 +318,17 @@ mod tests {
         let mut s = UsageScanner::new(false, false);
         s.feed(b"not json");
         assert_eq!(s.finish().0, None);
+        // A long answer: only its tail is kept, and "usage" in the content is not it.
+        let mut s = UsageScanner::new(false, false);
+        s.feed(br#"{"choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 99}"#);
+        s.feed(&vec![b'x'; 100_000]);
+        s.feed(br#""}}],"usage":{"prompt_tokens":8,"completion_tokens":9}}"#);
+        assert_eq!(
+            s.finish().0,
+            Some(Usage {
+                input: 8,
+                output: 9
+            })
+        );
     }
 }

@@ -139,10 +139,14 @@ impl Metrics {
 
 /// Handles resolved once per route, so the common case (a 200 to a POST)
 /// costs no label lookup on the request path.
-#[derive(Clone)]
 pub struct RouteMetrics {
+    route: String,
     pub post_ok: IntCounter,
     pub duration: Histogram,
+    pub ttft: Histogram,
+    /// `llm_tokens_total` (input, output) per (model, provider) seen on the
+    /// route: a short list, scanned without hashing label strings.
+    tokens: std::sync::Mutex<Vec<(String, &'static str, IntCounter, IntCounter)>>,
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -152,11 +156,35 @@ impl std::fmt::Debug for RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// Counts reported token usage.
+    pub fn add_tokens(&self, model: &str, provider: &'static str, input: u64, output: u64) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let found = tokens
+            .iter()
+            .position(|(m, p, _, _)| m == model && *p == provider);
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let vec = &metrics().llm_tokens;
+                let input = vec.with_label_values(&[&self.route, model, provider, "input"]);
+                let output = vec.with_label_values(&[&self.route, model, provider, "output"]);
+                tokens.push((model.to_string(), provider, input, output));
+                tokens.len() - 1
+            }
+        };
+        let (_, _, input_counter, output_counter) = &tokens[index];
+        input_counter.inc_by(input);
+        output_counter.inc_by(output);
+    }
+
     pub fn new(route: &str) -> Self {
         let m = metrics();
         Self {
+            route: route.to_string(),
+            tokens: std::sync::Mutex::new(Vec::new()),
             post_ok: m.http_requests.with_label_values(&[route, "POST", "200"]),
             duration: m.http_duration.with_label_values(&[route]),
+            ttft: m.llm_ttft.with_label_values(&[route]),
         }
     }
 }

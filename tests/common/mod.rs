@@ -486,3 +486,98 @@ pub fn auth_failures(metrics: &str, reason: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// A redis-server of the test's own on a free port; stop and start it again
+/// on the same port to test faults. Killed on drop.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let mut redis = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        redis.up();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + START_WAIT;
+        while self.ping().is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn ping(&self) -> redis::RedisResult<String> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_connection()?;
+        redis::cmd("PING").query(&mut conn)
+    }
+
+    /// Redis' clock in milliseconds.
+    pub fn time_ms(&self) -> u64 {
+        let client = redis::Client::open(self.url()).expect("client");
+        let mut conn = client.get_connection().expect("connection");
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut conn).expect("TIME");
+        secs * 1000 + micros / 1000
+    }
+
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let client = redis::Client::open(self.url()).expect("client");
+        let mut conn = client.get_connection().expect("connection");
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut conn)
+            .expect("KEYS")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// The value of a metric line with exactly these labels (or none), if present.
+pub fn metric_value(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    let prefix = format!("{name_and_labels} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}

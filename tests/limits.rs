@@ -1,0 +1,326 @@
+//! Limits over real sockets and a real redis-server: request and token rules,
+//! the 429 answer and headers, usage from JSON and streams, limits that hold
+//! across three gateway processes, and Redis going away and coming back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+fn chat_body(max_tokens: u64) -> serde_json::Value {
+    json!({"model": "mock-gpt", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+fn gateway_with_limits(mock: &Mock, limits: &str) -> Gateway {
+    let pool = pool_yaml("main", &[mock.url()], "");
+    Gateway::start(&format!(
+        "{limits}upstreams:\n{pool}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n    limits: [per-ip]\n"
+    ))
+}
+
+#[test]
+fn request_limit_answers_429_with_openai_headers() {
+    let mock = Mock::start("a");
+    let gw = gateway_with_limits(
+        &mock,
+        "limits:\n  rules:\n    - {name: per-ip, key: [client_ip], counts: requests, limit: 3, window: minute}\n",
+    );
+    let url = gw.url("/v1/chat/completions");
+    for expected_remaining in ["2", "1", "0"] {
+        let resp = post_json(&url, &chat_body(5), &[]);
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert_eq!(resp.header("x-ratelimit-limit-requests"), Some("3"));
+        assert_eq!(
+            resp.header("x-ratelimit-remaining-requests"),
+            Some(expected_remaining)
+        );
+        assert!(resp
+            .header("x-ratelimit-reset-requests")
+            .unwrap()
+            .ends_with('s'));
+    }
+    let resp = post_json(&url, &chat_body(5), &[]);
+    resp.assert_error(429, "rate_limit_exceeded");
+    assert!(resp.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("per-ip"));
+    let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(resp.header("x-ratelimit-remaining-requests"), Some("0"));
+    assert_eq!(mock.api_requests(), 3);
+    let metrics = gw.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"rate_limit_hits_total{kind="requests",rule="per-ip"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn token_reservations_settle_to_the_real_usage() {
+    let mock = Mock::start("a");
+    // Each request reserves about 25 prompt tokens + 50 for max_tokens, and
+    // really uses about 20 + 3 (the mock's answer): only settlement lets a
+    // fourth one in.
+    let gw = gateway_with_limits(
+        &mock,
+        "limits:\n  rules:\n    - {name: per-ip, key: [client_ip], counts: total_tokens, limit: 150, window: minute}\n",
+    );
+    let url = gw.url("/v1/chat/completions");
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let resp = post_json(&url, &chat_body(50), &[]);
+        statuses.push(resp.status);
+        if resp.status == 200 {
+            assert!(resp.header("x-ratelimit-remaining-tokens").is_some());
+        }
+        // Settlement happens in the logging phase, just after the answer and
+        // before the access line.
+        assert!(eventually(Duration::from_secs(5), || gw
+            .access_lines()
+            .len()
+            > i));
+    }
+    let admitted = statuses.iter().filter(|&&s| s == 200).count();
+    assert!(
+        admitted >= 4,
+        "settlement did not give budget back: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "the token limit never bit: {statuses:?}"
+    );
+    let metrics = gw.metrics();
+    let input = metric_value(
+        &metrics,
+        r#"llm_tokens_total{model="mock-gpt",provider="openai",route="chat",type="input"}"#,
+    );
+    let output = metric_value(
+        &metrics,
+        r#"llm_tokens_total{model="mock-gpt",provider="openai",route="chat",type="output"}"#,
+    );
+    assert!(
+        input.unwrap_or(0.0) > 0.0 && output == Some(3.0 * admitted as f64),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn streams_are_counted_and_the_added_usage_chunk_is_hidden() {
+    let mock = Mock::start("a");
+    let gw = gateway_with_limits(
+        &mock,
+        "limits:\n  rules:\n    - {name: per-ip, key: [client_ip], counts: output_tokens, limit: 100000, window: minute}\n",
+    );
+    let url = gw.url("/v1/chat/completions");
+    // The client did not ask for usage: the gateway asks, counts, and hides it.
+    let resp = post_json(
+        &url,
+        &json!({"model": "mock-gpt", "stream": true, "messages": []}),
+        &[("x-mock-chunks", "4")],
+    );
+    assert_eq!(resp.status, 200);
+    assert!(!resp.body.contains("\"usage\""), "{}", resp.body);
+    assert!(resp.body.trim_end().ends_with("data: [DONE]"));
+    let sent: serde_json::Value =
+        serde_json::from_str(mock.requests()[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    // A client that asked gets the usage chunk.
+    let resp = post_json(
+        &url,
+        &json!({"model": "mock-gpt", "stream": true, "stream_options": {"include_usage": true}, "messages": []}),
+        &[("x-mock-chunks", "6")],
+    );
+    assert!(resp.body.contains("\"usage\""), "{}", resp.body);
+    assert!(eventually(Duration::from_secs(5), || {
+        let m = gw.metrics();
+        metric_value(
+            &m,
+            r#"llm_tokens_total{model="mock-gpt",provider="openai",route="chat",type="output"}"#,
+        ) == Some(10.0)
+    }));
+    let metrics = gw.metrics();
+    assert!(
+        metrics.contains("llm_time_to_first_token_seconds_count{route=\"chat\"} 2"),
+        "{metrics}"
+    );
+}
+
+fn cluster_config(mode: &str, redis: &Redis, mock: &Mock, limit: u64) -> String {
+    format!(
+        "limits:\n  mode: {mode}\n  redis: {{url: \"{}\", expected_replicas: 3, timeout: 200ms}}\n  rules:\n    - {{name: global-rps, key: [global], counts: requests, limit: {limit}, window: second}}\n  global_rules: [global-rps]\naccess_log: {{enabled: false}}\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
+        redis.url(),
+        pool_yaml("main", &[mock.url()], ""),
+    )
+}
+
+/// Floods 3 gateways with 3x the limit right after a window starts, for
+/// `windows` windows; returns the admitted count per window.
+fn flood(gateways: &[Gateway], redis: &Redis, limit: u64, windows: usize) -> Vec<usize> {
+    let per_gateway = (limit as usize * 3) / gateways.len();
+    let threads_per_gateway = 8;
+    let mut admitted = Vec::new();
+    for _ in 0..windows {
+        // Start 30 ms into a fresh window of Redis' clock.
+        let now = redis.time_ms();
+        std::thread::sleep(Duration::from_millis(1000 - now % 1000 + 30));
+        let window = redis.time_ms() / 1000;
+        let started = Instant::now();
+        let handles: Vec<_> = gateways
+            .iter()
+            .flat_map(|gw| {
+                (0..threads_per_gateway).map(move |t| {
+                    let url = gw.url("/v1/chat/completions");
+                    let n = per_gateway / threads_per_gateway
+                        + usize::from(t < per_gateway % threads_per_gateway);
+                    std::thread::spawn(move || {
+                        let agent = ureq::AgentBuilder::new()
+                            .timeout(Duration::from_secs(10))
+                            .build();
+                        let body = r#"{"model":"mock-gpt","messages":[]}"#;
+                        (0..n)
+                            .filter(|_| match agent.post(&url).send_string(body) {
+                                Ok(r) => r.status() == 200,
+                                Err(ureq::Error::Status(429, _)) => false,
+                                Err(e) => panic!("unexpected: {e}"),
+                            })
+                            .count()
+                    })
+                })
+            })
+            .collect();
+        let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let took = started.elapsed();
+        assert_eq!(
+            redis.time_ms() / 1000,
+            window,
+            "the burst spilled into the next window ({took:?}); the count would be meaningless"
+        );
+        admitted.push(ok);
+    }
+    admitted
+}
+
+fn cluster_run(mode: &str, limit: u64) -> Vec<usize> {
+    let redis = Redis::start();
+    let mock = Mock::start("a");
+    let gateways: Vec<Gateway> = (0..3)
+        .map(|_| Gateway::start(&cluster_config(mode, &redis, &mock, limit)))
+        .collect();
+    let admitted = flood(&gateways, &redis, limit, 4);
+    eprintln!(
+        "{mode}: limit {limit} per second across 3 gateways, admitted per window: {admitted:?}"
+    );
+    admitted
+}
+
+#[test]
+fn hybrid_limits_hold_across_three_replicas() {
+    let limit = 60;
+    let admitted = cluster_run("hybrid", limit);
+    for (i, &n) in admitted.iter().enumerate() {
+        assert!(
+            n as f64 <= limit as f64 * 1.02,
+            "window {i}: {n} admitted, limit {limit}"
+        );
+        assert!(
+            n as f64 >= limit as f64 * 0.8,
+            "window {i}: only {n} admitted, limit {limit}"
+        );
+    }
+}
+
+#[test]
+fn redis_mode_limits_hold_across_three_replicas() {
+    let limit = 60;
+    let admitted = cluster_run("redis", limit);
+    for (i, &n) in admitted.iter().enumerate() {
+        assert!(
+            n as f64 <= limit as f64 * 1.01,
+            "window {i}: {n} admitted, limit {limit}"
+        );
+        assert!(
+            n as f64 >= limit as f64 * 0.95,
+            "window {i}: only {n} admitted, limit {limit}"
+        );
+    }
+}
+
+#[test]
+fn local_mode_multiplies_by_the_replica_count() {
+    // The baseline the other two fix: each replica spends the whole limit.
+    let redis = Redis::start();
+    let mock = Mock::start("a");
+    let config = cluster_config("local", &redis, &mock, 60).replace("  redis: {", "  # redis: {");
+    let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
+    let admitted = flood(&gateways, &redis, 60, 2);
+    eprintln!("local: limit 60 per second across 3 gateways, admitted per window: {admitted:?}");
+    assert!(admitted.iter().all(|&n| n > 100), "{admitted:?}");
+}
+
+#[test]
+fn redis_down_fails_open_on_a_share_and_recovers() {
+    let mut redis = Redis::start();
+    let mock = Mock::start("a");
+    let config =
+        cluster_config("hybrid", &redis, &mock, 600).replace("window: second", "window: minute");
+    let gw = Gateway::start(&config);
+    let url = gw.url("/v1/chat/completions");
+    let body = json!({"model": "mock-gpt"});
+    assert_eq!(post_json(&url, &body, &[]).status, 200);
+    assert!(
+        !redis.keys("aigw:rl:*").is_empty(),
+        "hybrid mode leases from Redis"
+    );
+
+    redis.down();
+    // Fail open: still served, on this replica's share (600 / 3).
+    let served = (0..20)
+        .filter(|_| post_json(&url, &body, &[]).status == 200)
+        .count();
+    assert_eq!(served, 20);
+    let metrics = gw.metrics();
+    assert!(
+        metric_value(&metrics, "rate_limit_redis_errors_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        gw.log().matches("Redis unavailable for limits").count() == 1,
+        "logged once"
+    );
+
+    redis.up();
+    // Syncing resumes by itself: the sync age drops back under a second.
+    assert!(eventually(Duration::from_secs(10), || {
+        let m = gw.metrics();
+        metric_value(&m, "rate_limit_last_sync_age_seconds").is_some_and(|age| age < 1.0)
+    }));
+    assert!(eventually(Duration::from_secs(10), || {
+        post_json(&url, &body, &[]).status == 200 && !redis.keys("aigw:rl:*").is_empty()
+    }));
+    assert!(gw.log().contains("Redis is back"));
+}
+
+#[test]
+fn redis_down_can_fail_closed() {
+    let mut redis = Redis::start();
+    let mock = Mock::start("a");
+    let config = cluster_config("redis", &redis, &mock, 600)
+        .replace("timeout: 200ms", "timeout: 200ms, on_error: closed503");
+    let gw = Gateway::start(&config);
+    let url = gw.url("/v1/chat/completions");
+    assert_eq!(
+        post_json(&url, &json!({"model": "mock-gpt"}), &[]).status,
+        200
+    );
+    redis.down();
+    let resp = post_json(&url, &json!({"model": "mock-gpt"}), &[]);
+    resp.assert_error(503, "rate_limit_unavailable");
+    assert_eq!(mock.api_requests(), 1);
+}
