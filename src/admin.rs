@@ -2,7 +2,6 @@
 //! and `/metrics`. The proxy port answers `/health` and `/ready` with the
 //! same functions.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -13,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::observability::metrics::metrics;
+use crate::reload::SharedState;
 use crate::state::GatewayState;
 
 pub const JSON: &str = "application/json";
@@ -59,11 +59,11 @@ pub fn ready(state: &GatewayState) -> (u16, Vec<u8>) {
 }
 
 pub struct Admin {
-    state: Arc<GatewayState>,
+    state: SharedState,
 }
 
 impl Admin {
-    pub fn new(state: Arc<GatewayState>) -> Self {
+    pub fn new(state: SharedState) -> Self {
         Self { state }
     }
 }
@@ -88,11 +88,11 @@ impl ServeHttp for Admin {
         }
         match req.uri.path() {
             "/health" => {
-                let (status, body) = health(&self.state);
+                let (status, body) = health(&self.state.load());
                 respond(status, JSON, body)
             }
             "/ready" => {
-                let (status, body) = ready(&self.state);
+                let (status, body) = ready(&self.state.load());
                 respond(status, JSON, body)
             }
             "/metrics" => respond(200, "text/plain; version=0.0.4", metrics().render()),

@@ -9,5 +9,6 @@ pub mod limits;
 pub mod llm;
 pub mod mock;
 pub mod observability;
+pub mod reload;
 pub mod routing;
 pub mod state;

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
@@ -17,7 +17,7 @@ use ai_api_gateway::admin::Admin;
 use ai_api_gateway::config;
 use ai_api_gateway::gateway::Gateway;
 use ai_api_gateway::mock::{self, MockState};
-use ai_api_gateway::routing::health::{DnsRefresher, HealthChecker};
+use ai_api_gateway::reload::Supervisor;
 use ai_api_gateway::state::GatewayState;
 
 const DEFAULT_CONFIG: &str = "conf/gateway.yaml";
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         }
     };
     let state = match GatewayState::from_config(&config) {
-        Ok(state) => Arc::new(state),
+        Ok(state) => Arc::new(ArcSwap::from_pointee(state)),
         Err(e) => {
             eprintln!("configuration error: {}: {e}", path.display());
             return ExitCode::from(2);
@@ -129,19 +129,11 @@ fn main() -> ExitCode {
 
     server.add_service(proxy);
     server.add_service(admin);
+    // Health checks, DNS refresh, JWKS refresh and limit sync follow the
+    // state through reloads.
     server.add_service(background_service(
-        "health checks",
-        HealthChecker::new(state.pools.clone()),
-    ));
-    if let Some(sync) = state.limiter.sync_service() {
-        server.add_service(background_service("limit sync", sync));
-    }
-    if let Some(refresher) = state.auth.jwks_refresher() {
-        server.add_service(background_service("jwks refresh", refresher));
-    }
-    server.add_service(background_service(
-        "dns refresh",
-        DnsRefresher::new(state.pools.clone(), Duration::from_secs(30)),
+        "supervisor",
+        Supervisor::new(state.clone(), path.clone(), config.clone()),
     ));
     log::info!(
         "ai-api-gateway {} proxy on {:?}, admin on {}",

@@ -27,6 +27,8 @@ pub struct Config {
     pub request: RequestSettings,
     #[serde(default)]
     pub access_log: AccessLogSettings,
+    #[serde(default)]
+    pub reload: ReloadSettings,
     /// Start the repo's mock LLM upstream inside the gateway process (demo, offline use).
     #[serde(default)]
     pub mock_upstream: Option<MockUpstreamSettings>,
@@ -128,6 +130,25 @@ impl Default for AccessLogSettings {
         Self {
             enabled: true,
             format: AccessLogFormat::Json,
+        }
+    }
+}
+
+/// Reload on SIGHUP always; also on a change of the file when `watch` is on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSettings {
+    pub watch: bool,
+    /// How often the file's modification time is checked.
+    #[serde(with = "duration::serde_str")]
+    pub interval: Duration,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        Self {
+            watch: false,
+            interval: Duration::from_secs(2),
         }
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::limits::Admission;
+use crate::limits::{Admission, Limiter};
 use crate::llm::{Usage, UsageScanner};
 use crate::routing::{Backend, InflightGuard, RouteEntry};
 
@@ -41,7 +41,7 @@ pub struct RequestCtx {
     pub max_tokens: Option<u64>,
     /// The gateway added `stream_options.include_usage`; cut that chunk out.
     pub strip_usage_event: bool,
-    pub admission: Option<Admission>,
+    pub admission: Option<(Arc<Limiter>, Admission)>,
     pub usage_scanner: Option<UsageScanner>,
     pub usage: Option<Usage>,
     pub body_started: bool,

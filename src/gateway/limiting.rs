@@ -1,6 +1,8 @@
 //! Where the gateway meets `limits/`: admission in `request_filter`, the
 //! `x-ratelimit-*` headers, and settlement of real token usage in `logging`.
 
+use std::sync::Arc;
+
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -11,7 +13,7 @@ use crate::limits::{Charge, Limiter, Rejection, RequestFacts, Standing};
 
 /// Charges the request against its rules; a refusal becomes the answer.
 pub async fn admit(
-    limiter: &Limiter,
+    limiter: &Arc<Limiter>,
     session: &Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
@@ -50,7 +52,8 @@ pub async fn admit(
     };
     match limiter.admit(&rules, &facts, reserve).await {
         Ok(admission) => {
-            ctx.admission = Some(admission);
+            // Settled by the limiter that charged it, even across a reload.
+            ctx.admission = Some((limiter.clone(), admission));
             Ok(())
         }
         Err(rejection) => Err(rejection_error(&rejection)),
@@ -153,7 +156,7 @@ pub fn format_reset(ms: u64) -> String {
 
 /// `x-ratelimit-*` on answers to limited routes.
 pub fn add_standing_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
-    let Some(admission) = &ctx.admission else {
+    let Some((_, admission)) = &ctx.admission else {
         return Ok(());
     };
     let mut put = |kind: &str, s: &Standing| -> pingora::Result<()> {
@@ -171,7 +174,7 @@ pub fn add_standing_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> ping
 }
 
 /// Records the real usage: token metrics, and settlement of token rules.
-pub async fn settle(limiter: &Limiter, ctx: &mut RequestCtx) {
+pub async fn settle(ctx: &mut RequestCtx) {
     if let (Some(usage), Some(route)) = (ctx.usage, &ctx.route) {
         let model = ctx.model.as_deref().unwrap_or("-");
         let provider = ctx.backend.as_ref().map_or("-", |b| b.provider.as_str());
@@ -179,7 +182,7 @@ pub async fn settle(limiter: &Limiter, ctx: &mut RequestCtx) {
             .metrics
             .add_tokens(model, provider, usage.input, usage.output);
     }
-    if let Some(admission) = ctx.admission.take() {
+    if let Some((limiter, admission)) = ctx.admission.take() {
         let actual = match (ctx.usage, ctx.backend.is_some()) {
             (Some(u), _) => Some(Charge {
                 input_tokens: u.input,

@@ -8,7 +8,6 @@ mod request_id;
 mod respond;
 mod upstream;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -28,15 +27,16 @@ use crate::error::ApiError;
 use crate::llm::{self, UsageScanner};
 use crate::observability::access_log::AccessRecord;
 use crate::observability::metrics::{method_label, metrics};
+use crate::reload::SharedState;
 use crate::routing::PathMatch;
-use crate::state::GatewayState;
 
 pub struct Gateway {
-    state: Arc<GatewayState>,
+    /// Swapped whole on reload; each request reads it where it needs it.
+    state: SharedState,
 }
 
 impl Gateway {
-    pub fn new(state: Arc<GatewayState>) -> Self {
+    pub fn new(state: SharedState) -> Self {
         Self { state }
     }
 
@@ -48,8 +48,8 @@ impl Gateway {
             return Ok(false);
         }
         let (label, (status, body)) = match req.uri.path() {
-            "/health" => ("health", admin::health(&self.state)),
-            "/ready" => ("ready", admin::ready(&self.state)),
+            "/health" => ("health", admin::health(&self.state.load())),
+            "/ready" => ("ready", admin::ready(&self.state.load())),
             "/v1/models" => ("models", (200, self.model_list())),
             _ => return Ok(false),
         };
@@ -63,6 +63,7 @@ impl Gateway {
     fn model_list(&self) -> Vec<u8> {
         let data: Vec<serde_json::Value> = self
             .state
+            .load()
             .routes
             .listed_models()
             .into_iter()
@@ -81,7 +82,8 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<std::result::Result<(), ApiError>> {
         let path = session.req_header().uri.path().to_string();
-        let (first, by_model) = match self.state.routes.match_path(&path) {
+        let state = self.state.load_full();
+        let (first, by_model) = match state.routes.match_path(&path) {
             PathMatch::None => {
                 let method = session.req_header().method.as_str();
                 return Ok(Err(ApiError::unknown_path(method, &path)));
@@ -100,7 +102,7 @@ impl Gateway {
             ctx.identity = identity;
             return Ok(Ok(()));
         }
-        let body = match body::read_body(session, self.state.max_body_bytes).await? {
+        let body = match body::read_body(session, state.max_body_bytes).await? {
             Ok(body) => body,
             Err(e) => return Ok(Err(e)),
         };
@@ -108,7 +110,7 @@ impl Gateway {
             Ok(i) => i,
             Err(e) => return Ok(Err(ApiError::invalid_request(400, e.code(), e.to_string()))),
         };
-        let Some(route) = self.state.routes.match_model(&path, &inspected.model) else {
+        let Some(route) = state.routes.match_model(&path, &inspected.model) else {
             return Ok(Err(ApiError::model_not_found(&inspected.model)));
         };
         if route.auth != first.auth {
@@ -162,6 +164,7 @@ impl Gateway {
     ) -> std::result::Result<Option<Identity>, ApiError> {
         let headers = &session.req_header().headers;
         self.state
+            .load()
             .auth
             .authenticate(headers, methods)
             .await
@@ -246,7 +249,8 @@ impl ProxyHttp for Gateway {
                 if let Some(route) = &ctx.route {
                     ctx.route_label = route.label;
                 }
-                limiting::admit(&self.state.limiter, session, ctx).await
+                let limiter = self.state.load().limiter.clone();
+                limiting::admit(&limiter, session, ctx).await
             }
             Err(e) => Err(e),
         };
@@ -524,7 +528,7 @@ impl ProxyHttp for Gateway {
             .map_or(ctx.status, |r| r.status.as_u16());
         let req = session.req_header();
         let method = method_label(&req.method);
-        limiting::settle(&self.state.limiter, ctx).await;
+        limiting::settle(ctx).await;
         let elapsed = ctx.started.elapsed();
         match &ctx.route {
             Some(route) => {
@@ -543,7 +547,8 @@ impl ProxyHttp for Gateway {
                     .observe(elapsed.as_secs_f64());
             }
         }
-        if !self.state.access_log.enabled {
+        let access_log = self.state.load().access_log.clone();
+        if !access_log.enabled {
             return;
         }
         let path = req.uri.path();
@@ -573,7 +578,7 @@ impl ProxyHttp for Gateway {
             stream: ctx.stream,
             error: e.map(|e| e.etype().as_str().to_string()),
         }
-        .emit(self.state.access_log.format);
+        .emit(access_log.format);
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub rate_limit_sync_age: Gauge,
     pub llm_tokens: IntCounterVec,
     pub llm_ttft: HistogramVec,
+    pub config_reloads: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -103,6 +104,17 @@ impl Metrics {
         registry.register(Box::new(rate_limit_sync_age.clone()))?;
         registry.register(Box::new(llm_tokens.clone()))?;
         registry.register(Box::new(llm_ttft.clone()))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "config_reloads_total",
+                "Config reloads, by result (ok or error).",
+            ),
+            &["result"],
+        )?;
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        registry.register(Box::new(config_reloads.clone()))?;
         // Every failure reason starts at zero, so rate() and alerts work from
         // the first scrape.
         for reason in AUTH_FAILURE_REASONS {
@@ -124,6 +136,7 @@ impl Metrics {
             rate_limit_sync_age,
             llm_tokens,
             llm_ttft,
+            config_reloads,
         })
     }
 

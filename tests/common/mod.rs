@@ -110,6 +110,8 @@ pub struct Gateway {
     pub admin_port: u16,
     pub log_path: PathBuf,
     pub config_path: PathBuf,
+    /// The server and listen sections the harness wrote.
+    head: String,
     _dir: tempfile::TempDir,
 }
 
@@ -122,12 +124,13 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let proxy_port = free_port();
         let admin_port = free_port();
-        let config = format!(
+        let head = format!(
             "server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 2\n  \
              upgrade_sock: {dir}/upgrade.sock\n  pid_file: {dir}/gateway.pid\n\
-             listen:\n  proxy: [\"127.0.0.1:{proxy_port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n{body}",
+             listen:\n  proxy: [\"127.0.0.1:{proxy_port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n",
             dir = dir.path().display()
         );
+        let config = format!("{head}{body}");
         let config_path = dir.path().join("gateway.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("gateway.log");
@@ -147,6 +150,7 @@ impl Gateway {
             admin_port,
             log_path,
             config_path,
+            head,
             _dir: dir,
         };
         gateway.wait_until_listening();
@@ -580,4 +584,92 @@ pub fn metric_value(metrics: &str, name_and_labels: &str) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
+}
+
+impl Gateway {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
+    /// Sends a signal by name (HUP, TERM, QUIT) to the gateway process.
+    pub fn signal(&self, name: &str) {
+        signal(self.pid(), name);
+    }
+
+    /// Waits for the process to exit; `None` if it is still running at `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where the process started by [`Gateway::spawn_upgrade`] logs.
+    pub fn upgrade_log_path(&self) -> PathBuf {
+        self.log_path.with_file_name("upgrade.log")
+    }
+
+    /// Replaces the config file (for reloads), keeping the harness' server
+    /// and listen sections.
+    pub fn rewrite_config(&self, body: &str) {
+        std::fs::write(&self.config_path, format!("{}{body}", self.head)).expect("write config");
+    }
+
+    /// Starts a second process on the same config with `-u`: it takes the
+    /// listening sockets over once the running one gets SIGQUIT.
+    pub fn spawn_upgrade(&self) -> Child {
+        let log = std::fs::File::create(self.upgrade_log_path()).expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_ai-api-gateway"))
+            .arg("-u")
+            .arg("-c")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("upgrade process starts")
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Opens a streaming chat request held by the mock (`x-mock-hold: key`) and
+/// returns the reader after the first event arrived.
+pub fn open_held_stream(port: u16, key: &str) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let body = r#"{"model":"mock-gpt","stream":true,"messages":[]}"#;
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-mock-hold: {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    while !seen.contains("word0") {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read");
+        assert!(n > 0, "stream ended early: {seen}");
+        seen.push_str(&line);
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    reader
 }

@@ -1,0 +1,192 @@
+//! Configuration reload without a restart. The running state sits behind an
+//! `ArcSwap`: SIGHUP (and, when configured, a change of the file) re-reads the
+//! file, validates it, builds a whole new state (routes, pools, keys, limit
+//! rules) and swaps it in at once; requests in flight finish on the state they
+//! started with. A file that does not validate changes nothing. Background
+//! work that belongs to a state (health checks, DNS refresh, JWKS refresh,
+//! limit sync) is restarted with it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config};
+use crate::observability::metrics::metrics;
+use crate::routing::health::{DnsRefresher, HealthChecker};
+use crate::state::GatewayState;
+
+/// The state every request reads, swapped whole on reload.
+pub type SharedState = Arc<ArcSwap<GatewayState>>;
+
+/// The background work of one state, stopped together.
+struct Generation {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Generation {
+    fn start(state: &GatewayState) -> Self {
+        let (stop, watch) = watch::channel(false);
+        let mut services: Vec<Box<dyn BackgroundService + Send + Sync>> = vec![
+            Box::new(HealthChecker::new(state.pools.clone())),
+            Box::new(DnsRefresher::new(
+                state.pools.clone(),
+                Duration::from_secs(30),
+            )),
+        ];
+        if let Some(sync) = state.limiter.sync_service() {
+            services.push(Box::new(sync));
+        }
+        if let Some(refresher) = state.auth.jwks_refresher() {
+            services.push(Box::new(refresher));
+        }
+        let tasks = services
+            .into_iter()
+            .map(|service| {
+                let watch = watch.clone();
+                tokio::spawn(async move { service.start(watch).await })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    }
+}
+
+/// Owns the background work and reloads the config on SIGHUP or file change.
+pub struct Supervisor {
+    state: SharedState,
+    path: PathBuf,
+    /// What was loaded at start, to tell which changes need an upgrade.
+    started_with: Config,
+}
+
+impl Supervisor {
+    pub fn new(state: SharedState, path: PathBuf, started_with: Config) -> Self {
+        Self {
+            state,
+            path,
+            started_with,
+        }
+    }
+
+    /// Loads, validates and swaps; the old state stays on any fault.
+    fn reload(&self) -> Result<Arc<GatewayState>, String> {
+        let config = config::load_file(&self.path).map_err(|e| e.to_string())?;
+        let state = GatewayState::from_config(&config)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        for warning in needs_upgrade(&self.started_with, &config) {
+            log::warn!("config reload: {warning} changed; it takes a graceful upgrade (start a new process with -u) to apply");
+        }
+        let state = Arc::new(state);
+        self.state.store(state.clone());
+        Ok(state)
+    }
+
+    fn file_stamp(&self) -> Option<SystemTime> {
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+    }
+}
+
+/// Settings a running process cannot change: they are bound at start.
+fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.listen.proxy != new.listen.proxy || old.listen.admin != new.listen.admin {
+        out.push("`listen`");
+    }
+    let (a, b) = (&old.server, &new.server);
+    if a.threads != b.threads
+        || a.grace_period_seconds != b.grace_period_seconds
+        || a.graceful_shutdown_timeout_seconds != b.graceful_shutdown_timeout_seconds
+        || a.upgrade_sock != b.upgrade_sock
+        || a.pid_file != b.pid_file
+        || a.upstream_keepalive_pool_size != b.upstream_keepalive_pool_size
+    {
+        out.push("`server`");
+    }
+    if old.mock_upstream.as_ref().map(|m| &m.listen)
+        != new.mock_upstream.as_ref().map(|m| &m.listen)
+    {
+        out.push("`mock_upstream`");
+    }
+    if old.reload.watch != new.reload.watch || old.reload.interval != new.reload.interval {
+        out.push("`reload`");
+    }
+    out
+}
+
+#[async_trait]
+impl BackgroundService for Supervisor {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut generation = Generation::start(&self.state.load());
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP, reload by signal is off: {e}");
+                None
+            }
+        };
+        let watch_every = self
+            .started_with
+            .reload
+            .watch
+            .then_some(self.started_with.reload.interval);
+        let mut stamp = self.file_stamp();
+        loop {
+            let poll = async {
+                match watch_every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let cause = tokio::select! {
+                _ = hup => "SIGHUP",
+                _ = poll => {
+                    let now = self.file_stamp();
+                    if now == stamp {
+                        continue;
+                    }
+                    stamp = now;
+                    "file change"
+                }
+                _ = shutdown.changed() => break,
+            };
+            match self.reload() {
+                Ok(state) => {
+                    metrics().config_reloads.with_label_values(&["ok"]).inc();
+                    log::warn!("config reloaded from {} ({cause})", self.path.display());
+                    let old = std::mem::replace(&mut generation, Generation::start(&state));
+                    old.stop().await;
+                }
+                Err(e) => {
+                    metrics().config_reloads.with_label_values(&["error"]).inc();
+                    log::error!("config reload ({cause}) refused, the running config stays: {e}");
+                }
+            }
+        }
+        generation.stop().await;
+    }
+}
