@@ -16,6 +16,8 @@ pub struct GatewayState {
     pub limiter: Arc<Limiter>,
     pub pools: Vec<Arc<Pool>>,
     pub max_body_bytes: usize,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
     pub access_log: AccessLogSettings,
     pub started: Instant,
 }
@@ -47,6 +49,8 @@ impl GatewayState {
             limiter: Arc::new(Limiter::from_config(config.limits.as_ref())?),
             pools: pools.into_values().collect(),
             max_body_bytes: config.request.max_body_bytes,
+            max_headers: config.request.max_headers,
+            max_header_bytes: config.request.max_header_bytes,
             access_log: config.access_log.clone(),
             started: Instant::now(),
         })

@@ -150,6 +150,16 @@ fn validate(config: &Config, v: &mut Validator) {
         "must be at least 1",
     );
     v.check(
+        config.request.max_headers >= 8,
+        || "request.max_headers".into(),
+        "must be at least 8",
+    );
+    v.check(
+        config.request.max_header_bytes >= 1024,
+        || "request.max_header_bytes".into(),
+        "must be at least 1024",
+    );
+    v.check(
         !config.listen.proxy.is_empty(),
         || "listen.proxy".into(),
         "needs at least one address",

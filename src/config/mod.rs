@@ -100,12 +100,19 @@ impl Default for ListenSettings {
 pub struct RequestSettings {
     /// Largest request body accepted; larger ones get 413 before they are read.
     pub max_body_bytes: usize,
+    /// Most headers a request may carry (431 above). Pingora's own cap is far
+    /// higher, so the gateway enforces its own.
+    pub max_headers: usize,
+    /// Most bytes of header names and values together (431 above).
+    pub max_header_bytes: usize,
 }
 
 impl Default for RequestSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
+            max_headers: 100,
+            max_header_bytes: 32 * 1024,
         }
     }
 }

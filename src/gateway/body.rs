@@ -36,7 +36,27 @@ pub async fn read_body(
             session.enable_retry_buffering();
             buffering = true;
         }
-        match session.read_request_body().await? {
+        let read = match session.read_request_body().await {
+            Ok(read) => read,
+            // A client that went away gets no answer; a malformed body does.
+            Err(e)
+                if matches!(
+                    e.etype(),
+                    pingora::ErrorType::ReadError | pingora::ErrorType::ConnectionClosed
+                ) =>
+            {
+                return Err(e);
+            }
+            Err(_) => {
+                session.set_keepalive(None);
+                return Ok(Err(ApiError::invalid_request(
+                    400,
+                    "malformed_body",
+                    "The request body is not framed correctly.",
+                )));
+            }
+        };
+        match read {
             Some(chunk) => {
                 if body.len() + chunk.len() > limit {
                     return Ok(Err(ApiError::body_too_large(limit)));

@@ -59,6 +59,39 @@ impl Gateway {
         Ok(true)
     }
 
+    /// 400 for ambiguous framing, 431 for requests over the configured
+    /// header count or size.
+    fn header_limits(&self, session: &Session) -> Option<ApiError> {
+        let state = self.state.load();
+        let headers = &session.req_header().headers;
+        // RFC 9112 6.1: a request with both is a smuggling attempt or a broken
+        // client; answer and close rather than guess which framing is meant.
+        // Pingora drops Content-Length when Transfer-Encoding is present, so
+        // look at the raw header block (only for the rare chunked request).
+        if headers.contains_key(http::header::TRANSFER_ENCODING) && raw_has_content_length(session)
+        {
+            return Some(ApiError::invalid_request(
+                400,
+                "ambiguous_framing",
+                "A request may not carry both Content-Length and Transfer-Encoding.",
+            ));
+        }
+        let size: usize = headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        (headers.len() > state.max_headers || size > state.max_header_bytes).then(|| {
+            ApiError::invalid_request(
+                431,
+                "header_fields_too_large",
+                format!(
+                    "The request headers exceed the limits ({} headers, {} bytes).",
+                    state.max_headers, state.max_header_bytes
+                ),
+            )
+        })
+    }
+
     /// `GET /v1/models` in OpenAI's list format, from the route table.
     fn model_list(&self) -> Vec<u8> {
         let data: Vec<serde_json::Value> = self
@@ -196,6 +229,22 @@ impl Gateway {
     }
 }
 
+fn raw_has_content_length(session: &Session) -> bool {
+    let Some(h1) = session.as_downstream().as_http1() else {
+        return session
+            .req_header()
+            .headers
+            .contains_key(http::header::CONTENT_LENGTH);
+    };
+    h1.get_headers_raw_bytes()
+        .split(|&b| b == b'\n')
+        .any(|line| {
+            line.len() >= 15
+                && line[..14].eq_ignore_ascii_case(b"content-length")
+                && line[14..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':')
+        })
+}
+
 fn is_timeout(e: &Error) -> bool {
     matches!(
         e.etype(),
@@ -241,6 +290,11 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.request_id = request_id::for_session(session);
+        if let Some(e) = self.header_limits(session) {
+            ctx.status = e.status;
+            respond::send_error(session, &e, &ctx.request_id).await?;
+            return Ok(true);
+        }
         if self.answer_locally(session, ctx).await? {
             return Ok(true);
         }

@@ -22,9 +22,9 @@ pub async fn send_json(
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header("x-request-id", request_id)?;
-    // A client whose body was not read cannot safely send another request on
-    // this connection.
-    if !session.is_body_done() {
+    // A client whose body was not read, or was told its framing is wrong,
+    // cannot safely send another request on this connection.
+    if !session.is_body_done() || status == 400 {
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
