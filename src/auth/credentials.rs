@@ -105,3 +105,29 @@ mod tests {
         assert!(!looks_like_jwt("a.b"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any header value is parsed or refused, never a panic; a bearer
+        /// token comes back exactly (trimmed).
+        #[test]
+        fn any_authorization_header(value in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+                let mut headers = HeaderMap::new();
+                headers.insert(http::header::AUTHORIZATION, v);
+                let _ = extract(&headers);
+            }
+        }
+
+        #[test]
+        fn bearer_tokens_round_trip(token in "[A-Za-z0-9._~+/=-]{1,200}") {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+            prop_assert_eq!(extract(&headers), Ok(Credential::Bearer(token.as_str())));
+        }
+    }
+}

@@ -737,3 +737,29 @@ routes:
         assert!(parse_base_url("localhost:8000").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text is a config or a clear error, never a panic.
+        #[test]
+        fn any_text_loads_or_fails_cleanly(text in "\\PC{0,400}") {
+            if let Err(e) = load_str(&text, "fuzz.yaml", |_| None) {
+                prop_assert!(e.to_string().starts_with("fuzz.yaml: "));
+            }
+        }
+
+        /// Mutations of a valid config never panic the validator.
+        #[test]
+        fn mutated_configs_fail_cleanly(cut in 0usize..400, insert in "\\PC{0,20}") {
+            let base = "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\n        weight: 2\nroutes:\n  - {name: r, paths: [/v1], models: [\"m*\"], upstream: a, retry: {attempts: 2}}\n";
+            let at = cut.min(base.len());
+            let at = (0..=at).rev().find(|&i| base.is_char_boundary(i)).unwrap_or(0);
+            let text = format!("{}{}{}", &base[..at], insert, &base[at..]);
+            let _ = load_str(&text, "fuzz.yaml", |_| None);
+        }
+    }
+}

@@ -163,3 +163,22 @@ mod tests {
         assert_eq!(busy.remaining.load(Ordering::SeqCst), 4);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Spends from a lease never take more than it holds.
+        #[test]
+        fn spends_stay_within_the_grant(grant in 0i64..1000, spends in proptest::collection::vec(1u64..50, 0..100)) {
+            let table = LeaseTable::default();
+            let lease = table.get("c", 1);
+            lease.remaining.store(grant, Ordering::SeqCst);
+            let spent: u64 = spends.iter().filter(|&&n| lease.try_spend(n, 1)).sum();
+            prop_assert!(spent as i64 <= grant);
+            prop_assert_eq!(lease.remaining.load(Ordering::SeqCst), grant - spent as i64);
+        }
+    }
+}

@@ -98,3 +98,22 @@ mod tests {
         assert!(c.enter("k", 2).is_some());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the charges, what is admitted never exceeds the limit.
+        #[test]
+        fn admitted_never_exceeds_the_limit(limit in 1u64..1000, charges in proptest::collection::vec(1u64..100, 1..200)) {
+            let counters = LocalCounters::default();
+            let admitted: u64 = charges
+                .iter()
+                .filter(|&&n| counters.charge(LimitWindow::Hour, "k", limit, n).0)
+                .sum();
+            prop_assert!(admitted <= limit);
+        }
+    }
+}

@@ -273,3 +273,32 @@ mod tests {
         assert_eq!(v["stream_options"]["x"], 1);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes never panic the body model extraction.
+        #[test]
+        fn arbitrary_bodies_are_errors_not_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = inspect(&body);
+            let _ = rewrite(&body, Some("m"), true);
+        }
+
+        /// Any model string survives a round trip, and rewriting keeps every other member.
+        #[test]
+        fn rewrite_keeps_the_rest(model in "\\PC{1,64}", other in "\\PC{0,64}", n in any::<i64>()) {
+            let body = serde_json::json!({"model": model, "x": other, "n": n, "stream": true}).to_string();
+            let got = inspect(body.as_bytes()).unwrap();
+            prop_assert_eq!(&got.model, &model);
+            let out = rewrite(body.as_bytes(), Some("new"), true).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            prop_assert_eq!(&v["model"], "new");
+            prop_assert_eq!(&v["x"], &serde_json::Value::String(other));
+            prop_assert_eq!(&v["n"], &serde_json::json!(n));
+            prop_assert_eq!(&v["stream_options"]["include_usage"], true);
+        }
+    }
+}

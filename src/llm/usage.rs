@@ -332,3 +332,78 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An OpenAI stream with `n` content chunks and a usage chunk.
+    fn stream(n: usize, input: u64, output: u64) -> String {
+        let mut s = String::new();
+        for i in 0..n {
+            s.push_str(&format!(
+                "data: {{\"choices\":[{{\"delta\":{{\"content\":\"w{i} \\\"usage\\\"\"}}}}]}}\n\n"
+            ));
+        }
+        s.push_str(&format!(
+            "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{input},\"completion_tokens\":{output}}}}}\n\ndata: [DONE]\n\n"
+        ));
+        s
+    }
+
+    fn run(text: &str, cuts: &[usize], strip: bool) -> (Option<Usage>, Vec<u8>) {
+        let bytes = text.as_bytes();
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.sort_unstable();
+        let mut scanner = UsageScanner::new(true, strip);
+        let mut out = Vec::new();
+        let mut last = 0;
+        for p in points.into_iter().chain(std::iter::once(bytes.len())) {
+            let piece = &bytes[last..p];
+            match scanner.feed(piece) {
+                Some(replaced) => out.extend_from_slice(&replaced),
+                None => out.extend_from_slice(piece),
+            }
+            last = p;
+        }
+        let (usage, tail) = scanner.finish();
+        if let Some(tail) = tail {
+            out.extend_from_slice(&tail);
+        }
+        (usage, out)
+    }
+
+    proptest! {
+        /// Random chunk boundaries give the same usage as the whole stream,
+        /// and pass the bytes through unchanged.
+        #[test]
+        fn chunking_never_changes_usage(n in 0usize..20, input in 0u64..100_000, output in 0u64..100_000,
+                                        cuts in proptest::collection::vec(any::<usize>(), 0..40)) {
+            let text = stream(n, input, output);
+            let (whole, _) = run(&text, &[], false);
+            let (usage, out) = run(&text, &cuts, false);
+            prop_assert_eq!(usage, whole);
+            prop_assert_eq!(usage, Some(Usage { input, output }));
+            prop_assert_eq!(out, text.as_bytes().to_vec());
+        }
+
+        /// Stripping removes exactly the usage chunk, wherever the cuts fall.
+        #[test]
+        fn stripping_removes_only_the_usage_chunk(n in 0usize..20, cuts in proptest::collection::vec(any::<usize>(), 0..40)) {
+            let text = stream(n, 7, 9);
+            let (usage, out) = run(&text, &cuts, true);
+            prop_assert_eq!(usage, Some(Usage { input: 7, output: 9 }));
+            let expected = text.replace("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":9}}\n\n", "");
+            prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+
+        /// Arbitrary bytes never panic the scanner.
+        #[test]
+        fn garbage_is_harmless(data in proptest::collection::vec(any::<u8>(), 0..2000), sse in any::<bool>(), strip in any::<bool>()) {
+            let mut scanner = UsageScanner::new(sse, strip);
+            scanner.feed(&data);
+            let _ = scanner.finish();
+        }
+    }
+}
