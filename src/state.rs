@@ -18,6 +18,7 @@ pub struct GatewayState {
     pub max_body_bytes: usize,
     pub max_headers: usize,
     pub max_header_bytes: usize,
+    pub body_timeout: std::time::Duration,
     pub access_log: AccessLogSettings,
     pub started: Instant,
 }
@@ -51,6 +52,7 @@ impl GatewayState {
             max_body_bytes: config.request.max_body_bytes,
             max_headers: config.request.max_headers,
             max_header_bytes: config.request.max_header_bytes,
+            body_timeout: config.request.body_timeout,
             access_log: config.access_log.clone(),
             started: Instant::now(),
         })

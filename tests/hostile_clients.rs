@@ -80,3 +80,31 @@ fn header_floods_are_431() {
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     assert_eq!(mock.api_requests(), 0);
 }
+
+#[test]
+fn a_stalled_body_is_cut_off_and_others_are_served() {
+    let mock = Mock::start("a");
+    let gw = chat_gateway(
+        &[&mock],
+        "request:\n  body_timeout: 500ms\n",
+        "mock-gpt",
+        "",
+    );
+    // Announce 100 bytes, send 10, then stall.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", gw.proxy_port)).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"model\":",
+    )
+    .unwrap();
+    // Others are served meanwhile.
+    assert_eq!(chat(&gw, "mock-gpt").status, 200);
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut stalled, &mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains("request_timeout"), "{out}");
+    assert_eq!(mock.api_requests(), 1);
+}

@@ -150,6 +150,11 @@ fn validate(config: &Config, v: &mut Validator) {
         "must be at least 1",
     );
     v.check(
+        !config.request.body_timeout.is_zero(),
+        || "request.body_timeout".into(),
+        "must be above zero",
+    );
+    v.check(
         config.request.max_headers >= 8,
         || "request.max_headers".into(),
         "must be at least 8",

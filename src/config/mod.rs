@@ -105,6 +105,9 @@ pub struct RequestSettings {
     pub max_headers: usize,
     /// Most bytes of header names and values together (431 above).
     pub max_header_bytes: usize,
+    /// Longest silence while a request body is read (408 or a closed connection after).
+    #[serde(with = "duration::serde_str")]
+    pub body_timeout: Duration,
 }
 
 impl Default for RequestSettings {
@@ -113,6 +116,7 @@ impl Default for RequestSettings {
             max_body_bytes: 4 * 1024 * 1024,
             max_headers: 100,
             max_header_bytes: 32 * 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }

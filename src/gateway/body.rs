@@ -47,6 +47,14 @@ pub async fn read_body(
             {
                 return Err(e);
             }
+            Err(e) if matches!(e.etype(), pingora::ErrorType::ReadTimedout) => {
+                session.set_keepalive(None);
+                return Ok(Err(ApiError::invalid_request(
+                    408,
+                    "request_timeout",
+                    "The request body stopped arriving.",
+                )));
+            }
             Err(_) => {
                 session.set_keepalive(None);
                 return Ok(Err(ApiError::invalid_request(

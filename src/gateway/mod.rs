@@ -290,6 +290,9 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.request_id = request_id::for_session(session);
+        // A client that stalls while sending its body is cut off, whether the
+        // gateway reads the body itself or Pingora streams it upstream.
+        session.set_read_timeout(Some(self.state.load().body_timeout));
         if let Some(e) = self.header_limits(session) {
             ctx.status = e.status;
             respond::send_error(session, &e, &ctx.request_id).await?;
