@@ -324,3 +324,34 @@ fn redis_down_can_fail_closed() {
     resp.assert_error(503, "rate_limit_unavailable");
     assert_eq!(mock.api_requests(), 1);
 }
+
+#[test]
+fn a_frozen_redis_never_holds_requests_past_its_timeout() {
+    let redis = Redis::start();
+    let mock = Mock::start("a");
+    let config =
+        cluster_config("redis", &redis, &mock, 600).replace("window: second", "window: minute");
+    let gw = Gateway::start(&config);
+    let url = gw.url("/v1/chat/completions");
+    let body = json!({"model": "mock-gpt"});
+    assert_eq!(post_json(&url, &body, &[]).status, 200);
+
+    redis.pause(true);
+    for _ in 0..10 {
+        let started = Instant::now();
+        let resp = post_json(&url, &body, &[]);
+        // Fail open: served. The bound is 25x the configured 200 ms Redis
+        // timeout: it catches a request left waiting on Redis, not slowness.
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a request waited on a frozen Redis"
+        );
+    }
+    assert!(metric_value(&gw.metrics(), "rate_limit_redis_errors_total").unwrap_or(0.0) >= 1.0);
+    redis.pause(false);
+    assert!(eventually(Duration::from_secs(10), || {
+        let m = gw.metrics();
+        metric_value(&m, "rate_limit_last_sync_age_seconds").is_some_and(|age| age < 1.0)
+    }));
+}

@@ -547,6 +547,13 @@ impl Redis {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: a Redis that accepts
+    /// connections and never answers.
+    pub fn pause(&self, paused: bool) {
+        let pid = self.child.as_ref().map(|c| c.id()).expect("redis running");
+        signal(pid, if paused { "STOP" } else { "CONT" });
+    }
+
     fn ping(&self) -> redis::RedisResult<String> {
         let client = redis::Client::open(self.url())?;
         let mut conn = client.get_connection()?;
