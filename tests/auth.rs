@@ -489,3 +489,42 @@ fn hash_key_prints_the_sha256() {
         ai_api_gateway::auth::hash_key(ALICE_KEY)
     );
 }
+
+#[test]
+fn a_slow_issuer_delays_only_unknown_keys_and_only_up_to_the_fetch_timeout() {
+    let s = setup();
+    let token = sign(
+        Algorithm::RS256,
+        "rsa1",
+        &pem_key(Algorithm::RS256, "rsa1.key"),
+        &claims(),
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        call(&s.gw, &[("authorization", &bearer(&token))], "mock-gpt").status == 200
+    }));
+    // The issuer now takes 30 s to answer; the gateway's fetch timeout is 5 s.
+    s.issuer
+        .delay_ms
+        .store(30_000, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(400)); // past the refetch cooldown
+    let unknown = sign(
+        Algorithm::RS256,
+        "rsa2",
+        &pem_key(Algorithm::RS256, "rsa2.key"),
+        &claims(),
+    );
+    let started = std::time::Instant::now();
+    call(&s.gw, &[("authorization", &bearer(&unknown))], "mock-gpt")
+        .assert_error(401, "invalid_credentials");
+    // Bounded by the fetch timeout (5 s), far below the issuer's 30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "waited on the slow issuer: {:?}",
+        started.elapsed()
+    );
+    // Cached keys never wait on the issuer.
+    assert_eq!(
+        call(&s.gw, &[("authorization", &bearer(&token))], "mock-gpt").status,
+        200
+    );
+}

@@ -383,6 +383,8 @@ pub struct TestIssuer {
     pub jwks: std::sync::Arc<std::sync::Mutex<String>>,
     pub up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub jwks_fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Milliseconds the issuer waits before answering.
+    pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TestIssuer {
@@ -396,15 +398,18 @@ impl TestIssuer {
             jwks: Arc::new(Mutex::new(jwks.to_string())),
             up: Arc::new(AtomicBool::new(true)),
             jwks_fetches: Arc::new(AtomicUsize::new(0)),
+            delay_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         let (keys, up, fetches) = (
             issuer.jwks.clone(),
             issuer.up.clone(),
             issuer.jwks_fetches.clone(),
         );
+        let delay = issuer.delay_ms.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (keys, up, fetches) = (keys.clone(), up.clone(), fetches.clone());
+                let delay = delay.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                     let mut request_line = String::new();
@@ -424,6 +429,7 @@ impl TestIssuer {
                         .nth(1)
                         .unwrap_or("/")
                         .to_string();
+                    std::thread::sleep(Duration::from_millis(delay.load(Ordering::SeqCst)));
                     let (status, body) = if !up.load(Ordering::SeqCst) {
                         ("503 Service Unavailable", "{}".to_string())
                     } else if path == "/.well-known/openid-configuration" {
