@@ -29,6 +29,7 @@ use crate::observability::access_log::AccessRecord;
 use crate::observability::metrics::{method_label, metrics};
 use crate::reload::SharedState;
 use crate::routing::PathMatch;
+use crate::state::GatewayState;
 
 pub struct Gateway {
     /// Swapped whole on reload; each request reads it where it needs it.
@@ -41,16 +42,20 @@ impl Gateway {
     }
 
     /// Endpoints the gateway answers itself. Returns true when it answered.
-    async fn answer_locally(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn answer_locally(
+        state: &GatewayState,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
         let req = session.req_header();
         let is_read = req.method == http::Method::GET || req.method == http::Method::HEAD;
         if !is_read {
             return Ok(false);
         }
         let (label, (status, body)) = match req.uri.path() {
-            "/health" => ("health", admin::health(&self.state.load())),
-            "/ready" => ("ready", admin::ready(&self.state.load())),
-            "/v1/models" => ("models", (200, self.model_list())),
+            "/health" => ("health", admin::health(state)),
+            "/ready" => ("ready", admin::ready(state)),
+            "/v1/models" => ("models", (200, model_list(state))),
             _ => return Ok(false),
         };
         ctx.route_label = label;
@@ -61,8 +66,7 @@ impl Gateway {
 
     /// 400 for ambiguous framing, 431 for requests over the configured
     /// header count or size.
-    fn header_limits(&self, session: &Session) -> Option<ApiError> {
-        let state = self.state.load();
+    fn header_limits(state: &GatewayState, session: &Session) -> Option<ApiError> {
         let headers = &session.req_header().headers;
         // RFC 9112 6.1: a request with both is a smuggling attempt or a broken
         // client; answer and close rather than guess which framing is meant.
@@ -92,30 +96,14 @@ impl Gateway {
         })
     }
 
-    /// `GET /v1/models` in OpenAI's list format, from the route table.
-    fn model_list(&self) -> Vec<u8> {
-        let data: Vec<serde_json::Value> = self
-            .state
-            .load()
-            .routes
-            .listed_models()
-            .into_iter()
-            .map(|(id, owner)| {
-                serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
-            })
-            .collect();
-        serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
-    }
-
     /// Picks the route; for routes that choose by model, reads and checks the
     /// body and prepares what goes upstream.
     async fn route_request(
-        &self,
+        state: &GatewayState,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<std::result::Result<(), ApiError>> {
         let path = session.req_header().uri.path().to_string();
-        let state = self.state.load_full();
         let (first, by_model) = match state.routes.match_path(&path) {
             PathMatch::None => {
                 let method = session.req_header().method.as_str();
@@ -126,7 +114,7 @@ impl Gateway {
         };
         // Credentials are checked before a body is read: an anonymous
         // client cannot make the gateway buffer megabytes.
-        let mut identity = match self.authenticate(session, &first.auth, None).await {
+        let mut identity = match authenticate(state, session, &first.auth).await {
             Ok(identity) => identity,
             Err(e) => return Ok(Err(e)),
         };
@@ -147,7 +135,7 @@ impl Gateway {
             return Ok(Err(ApiError::model_not_found(&inspected.model)));
         };
         if route.auth != first.auth {
-            identity = match self.authenticate(session, &route.auth, None).await {
+            identity = match authenticate(state, session, &route.auth).await {
                 Ok(identity) => identity,
                 Err(e) => return Ok(Err(e)),
             };
@@ -187,29 +175,6 @@ impl Gateway {
         Ok(Ok(()))
     }
 
-    /// Checks the request's credentials against `methods`; a failure is
-    /// counted and becomes the client's answer.
-    async fn authenticate(
-        &self,
-        session: &Session,
-        methods: &[AuthMethod],
-        model: Option<&str>,
-    ) -> std::result::Result<Option<Identity>, ApiError> {
-        let headers = &session.req_header().headers;
-        self.state
-            .load()
-            .auth
-            .authenticate(headers, methods)
-            .await
-            .map_err(|failure| {
-                metrics()
-                    .auth_failures
-                    .with_label_values(&[failure.reason()])
-                    .inc();
-                failure.to_api_error(model)
-            })
-    }
-
     /// Records one failed attempt at the current backend.
     fn note_attempt_failure(&self, ctx: &mut RequestCtx, status_label: &str, error: &Error) {
         if let (Some(route), Some(backend)) = (&ctx.route, &ctx.backend) {
@@ -227,6 +192,40 @@ impl Gateway {
         }
         ctx.last_error = Some(error.etype().as_str().to_string());
     }
+}
+
+/// `GET /v1/models` in OpenAI's list format, from the route table.
+fn model_list(state: &GatewayState) -> Vec<u8> {
+    let data: Vec<serde_json::Value> = state
+        .routes
+        .listed_models()
+        .into_iter()
+        .map(|(id, owner)| {
+            serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
+}
+
+/// Checks the request's credentials against `methods`; a failure is counted
+/// and becomes the client's answer.
+async fn authenticate(
+    state: &GatewayState,
+    session: &Session,
+    methods: &[AuthMethod],
+) -> std::result::Result<Option<Identity>, ApiError> {
+    let headers = &session.req_header().headers;
+    state
+        .auth
+        .authenticate(headers, methods)
+        .await
+        .map_err(|failure| {
+            metrics()
+                .auth_failures
+                .with_label_values(&[failure.reason()])
+                .inc();
+            failure.to_api_error(None)
+        })
 }
 
 fn raw_has_content_length(session: &Session) -> bool {
@@ -290,24 +289,26 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.request_id = request_id::for_session(session);
+        // One snapshot of the config for the whole admission: a reload in the
+        // middle cannot pair one config's route with another's limiter.
+        let state = self.state.load_full();
         // A client that stalls while sending its body is cut off, whether the
         // gateway reads the body itself or Pingora streams it upstream.
-        session.set_read_timeout(Some(self.state.load().body_timeout));
-        if let Some(e) = self.header_limits(session) {
+        session.set_read_timeout(Some(state.body_timeout));
+        if let Some(e) = Self::header_limits(&state, session) {
             ctx.status = e.status;
             respond::send_error(session, &e, &ctx.request_id).await?;
             return Ok(true);
         }
-        if self.answer_locally(session, ctx).await? {
+        if Self::answer_locally(&state, session, ctx).await? {
             return Ok(true);
         }
-        let routed = match self.route_request(session, ctx).await? {
+        let routed = match Self::route_request(&state, session, ctx).await? {
             Ok(()) => {
                 if let Some(route) = &ctx.route {
                     ctx.route_label = route.label;
                 }
-                let limiter = self.state.load().limiter.clone();
-                limiting::admit(&limiter, session, ctx).await
+                limiting::admit(&state.limiter, session, ctx).await
             }
             Err(e) => Err(e),
         };
