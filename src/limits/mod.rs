@@ -188,12 +188,9 @@ impl Limiter {
     }
 
     fn now_ms(&self) -> u64 {
-        match &self.store {
-            Some(store) => store.now_ms(),
-            None => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        }
+        self.store
+            .as_ref()
+            .map_or_else(store::epoch_ms, |store| store.now_ms())
     }
 
     /// Charges every rule; all or nothing.

@@ -39,6 +39,13 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return used
 "#;
 
+/// This machine's clock, in milliseconds since the epoch.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub struct RedisStore {
     client: redis::Client,
     conn: Mutex<Option<ConnectionManager>>,
@@ -70,15 +77,9 @@ impl RedisStore {
         })
     }
 
-    fn local_ms() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
     /// Now on the cluster's clock (local time corrected by Redis `TIME`).
     pub fn now_ms(&self) -> u64 {
-        (Self::local_ms() as i64 + self.clock_offset_ms.load(Ordering::Relaxed)).max(0) as u64
+        (epoch_ms() as i64 + self.clock_offset_ms.load(Ordering::Relaxed)).max(0) as u64
     }
 
     /// Seconds since the last successful Redis call (for the sync-age gauge).
@@ -87,7 +88,7 @@ impl RedisStore {
         if last == 0 {
             return f64::INFINITY;
         }
-        Self::local_ms().saturating_sub(last) as f64 / 1000.0
+        epoch_ms().saturating_sub(last) as f64 / 1000.0
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
@@ -120,7 +121,7 @@ impl RedisStore {
             .map_err(|_| StoreError("timed out".into()))?
             .map_err(|e| StoreError(e.to_string()));
         if result.is_ok() {
-            self.last_ok_ms.store(Self::local_ms(), Ordering::Relaxed);
+            self.last_ok_ms.store(epoch_ms(), Ordering::Relaxed);
         }
         result
     }
@@ -177,13 +178,13 @@ impl RedisStore {
     /// Re-reads Redis `TIME` to keep window boundaries shared.
     pub async fn sync_clock(&self) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
-        let before = Self::local_ms();
+        let before = epoch_ms();
         let (secs, micros): (u64, u64) =
             tokio::time::timeout(self.timeout, redis::cmd("TIME").query_async(&mut conn))
                 .await
                 .map_err(|_| StoreError("timed out".into()))?
                 .map_err(|e| StoreError(e.to_string()))?;
-        let after = Self::local_ms();
+        let after = epoch_ms();
         let redis_ms = secs * 1000 + micros / 1000;
         let local_mid = (before + after) / 2;
         self.clock_offset_ms

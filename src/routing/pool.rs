@@ -50,10 +50,14 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Healthy by the active checks and resolved: could take a request.
+    pub fn is_routable(&self) -> bool {
+        self.is_healthy() && !self.addrs.load().is_empty()
+    }
+
+    /// Routable and not passively ejected.
     pub fn is_available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms()
-            && !self.addrs.load().is_empty()
+        self.is_routable() && !self.is_ejected()
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -245,19 +249,14 @@ impl Pool {
 
     /// Whether a request could be sent now (see [`Pool::select`]).
     pub fn has_available_backend(&self) -> bool {
-        self.backends
-            .iter()
-            .any(|b| b.is_healthy() && !b.addrs.load().is_empty())
+        self.backends.iter().any(|b| b.is_routable())
     }
 
     /// Whether a backend outside `tried` could take a retry.
     pub fn has_untried(&self, tried: &[usize]) -> bool {
-        self.backends.iter().any(|b| {
-            b.is_healthy()
-                && !b.addrs.load().is_empty()
-                && !b.is_ejected()
-                && !tried.contains(&b.index)
-        })
+        self.backends
+            .iter()
+            .any(|b| b.is_available() && !tried.contains(&b.index))
     }
 
     /// Picks an available backend not in `tried`, or `None` when there is none.
@@ -268,11 +267,11 @@ impl Pool {
         let all_ejected = self
             .backends
             .iter()
-            .filter(|b| b.is_healthy() && !b.addrs.load().is_empty())
+            .filter(|b| b.is_routable())
             .all(|b| b.is_ejected());
         let usable = |b: &Backend| {
             let ok = if all_ejected {
-                b.is_healthy() && !b.addrs.load().is_empty()
+                b.is_routable()
             } else {
                 b.is_available()
             };
