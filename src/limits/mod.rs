@@ -162,14 +162,6 @@ impl Limiter {
         })
     }
 
-    pub fn mode(&self) -> LimitMode {
-        self.mode
-    }
-
-    pub fn rule(&self, name: &str) -> Option<Arc<Rule>> {
-        self.rules.get(name).cloned()
-    }
-
     /// The rules a request is charged: global, the route's, the caller's.
     pub fn rules_for<'a>(&self, names: impl Iterator<Item = &'a String>) -> Vec<Arc<Rule>> {
         let mut out = self.global_rules.clone();
@@ -181,10 +173,6 @@ impl Limiter {
             }
         }
         out
-    }
-
-    pub fn has_token_rules(rules: &[Arc<Rule>]) -> bool {
-        rules.iter().any(|r| r.counts.is_tokens())
     }
 
     fn now_ms(&self) -> u64 {
