@@ -63,6 +63,33 @@ fn request_limit_answers_429_with_openai_headers() {
 }
 
 #[test]
+fn a_huge_max_tokens_cannot_wrap_a_token_limit() {
+    // Found by the limit_arithmetic fuzz target: a max_tokens above i64::MAX
+    // once wrapped negative, was admitted and left the counter in credit.
+    let mock = Mock::start("a");
+    let gw = gateway_with_limits(
+        &mock,
+        "limits:\n  rules:\n    - {name: per-ip, key: [client_ip], counts: total_tokens, limit: 150, window: minute}\n",
+    );
+    let url = gw.url("/v1/chat/completions");
+    for huge in [u64::MAX, 16_789_419_410_837_208_832, 1 << 63] {
+        let resp = post_json(&url, &chat_body(huge), &[]);
+        resp.assert_error(429, "rate_limit_exceeded");
+    }
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| post_json(&url, &chat_body(100), &[]).status)
+        .collect();
+    assert!(
+        statuses.contains(&429),
+        "the limit stopped holding: {statuses:?}"
+    );
+    assert_eq!(
+        mock.api_requests(),
+        statuses.iter().filter(|&&s| s == 200).count()
+    );
+}
+
+#[test]
 fn token_reservations_settle_to_the_real_usage() {
     let mock = Mock::start("a");
     // Each request reserves about 25 prompt tokens + 50 for max_tokens, and

@@ -316,6 +316,11 @@ fn validate_limits(v: &mut Validator, limits: &super::LimitSettings) {
             || format!("{at}.limit"),
             "must be at least 1",
         );
+        v.check(
+            rule.limit <= crate::limits::MAX_CHARGE,
+            || format!("{at}.limit"),
+            "must be at most 2^48 (281474976710656)",
+        );
     }
     let mode = limits.mode;
     if matches!(mode, Some(LimitMode::Hybrid | LimitMode::Redis)) && limits.redis.is_none() {

@@ -3,7 +3,7 @@
 //! made in Redis (redis). Token rules reserve an estimate on admission and
 //! settle the real usage when the response ends.
 
-mod lease;
+pub mod lease;
 mod local;
 mod rules;
 mod store;
@@ -27,6 +27,11 @@ use local::LocalCounters;
 use rules::{reset_in_ms, window_id};
 use store::RedisStore;
 
+/// Most tokens one request can be charged for, per kind and in total. The
+/// numbers come from clients (`max_tokens`) and upstreams (`usage`); capped,
+/// every sum and difference of them fits an `i64` and a Lua number exactly.
+pub const MAX_CHARGE: u64 = 1 << 48;
+
 /// What one request is charged, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Charge {
@@ -35,12 +40,15 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// What the charge costs a rule counting `counts`, at most `MAX_CHARGE`.
     fn amount(&self, counts: LimitCounts) -> u64 {
+        let input = self.input_tokens.min(MAX_CHARGE);
+        let output = self.output_tokens.min(MAX_CHARGE);
         match counts {
             LimitCounts::Requests | LimitCounts::Concurrent => 1,
-            LimitCounts::InputTokens => self.input_tokens,
-            LimitCounts::OutputTokens => self.output_tokens,
-            LimitCounts::TotalTokens => self.input_tokens + self.output_tokens,
+            LimitCounts::InputTokens => input,
+            LimitCounts::OutputTokens => output,
+            LimitCounts::TotalTokens => (input + output).min(MAX_CHARGE),
         }
     }
 }
