@@ -7,6 +7,7 @@ pub mod error;
 pub mod gateway;
 pub mod limits;
 pub mod llm;
+pub mod memory;
 pub mod mock;
 pub mod observability;
 pub mod reload;

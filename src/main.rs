@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -15,6 +17,7 @@ use pingora::services::listening::Service;
 
 use ai_api_gateway::admin::Admin;
 use ai_api_gateway::config;
+use ai_api_gateway::gateway::connection::ConnectionGuard;
 use ai_api_gateway::gateway::Gateway;
 use ai_api_gateway::mock::{self, MockState};
 use ai_api_gateway::reload::Supervisor;
@@ -112,13 +115,14 @@ fn main() -> ExitCode {
         }
     }
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(state.clone()),
-        "proxy",
+    let proxy_app = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let mut proxy = Service::new(
+        "proxy".to_string(),
+        ConnectionGuard::new(proxy_app, state.clone()),
     );
+    let read_buffer = L4BufferSettings::default().read(config.listen.read_buffer_bytes);
     for addr in &config.listen.proxy {
-        proxy.add_tcp(addr);
+        proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(read_buffer));
     }
     let mut admin = Service::new(
         "admin".to_string(),

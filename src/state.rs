@@ -10,6 +10,15 @@ use crate::config::{AccessLogSettings, Config};
 use crate::limits::Limiter;
 use crate::routing::{Pool, RouteEntry, RouteTable};
 
+/// Client connection deadlines (see `gateway::connection`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// From a request's first byte to the end of its headers.
+    pub header: std::time::Duration,
+    /// Between keep-alive requests.
+    pub idle: std::time::Duration,
+}
+
 pub struct GatewayState {
     pub routes: RouteTable,
     pub auth: Authenticator,
@@ -19,6 +28,8 @@ pub struct GatewayState {
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub body_timeout: std::time::Duration,
+    pub client_timeouts: ClientTimeouts,
+    pub max_connections: usize,
     pub access_log: AccessLogSettings,
     pub started: Instant,
 }
@@ -53,6 +64,11 @@ impl GatewayState {
             max_headers: config.request.max_headers,
             max_header_bytes: config.request.max_header_bytes,
             body_timeout: config.request.body_timeout,
+            client_timeouts: ClientTimeouts {
+                header: config.request.header_timeout,
+                idle: config.request.idle_timeout,
+            },
+            max_connections: config.listen.max_connections,
             access_log: config.access_log.clone(),
             started: Instant::now(),
         })

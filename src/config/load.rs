@@ -149,11 +149,17 @@ fn validate(config: &Config, v: &mut Validator) {
         || "request.max_body_bytes".into(),
         "must be at least 1",
     );
-    v.check(
-        !config.request.body_timeout.is_zero(),
-        || "request.body_timeout".into(),
-        "must be above zero",
-    );
+    for (field, timeout) in [
+        ("body_timeout", config.request.body_timeout),
+        ("header_timeout", config.request.header_timeout),
+        ("idle_timeout", config.request.idle_timeout),
+    ] {
+        v.check(
+            !timeout.is_zero(),
+            || format!("request.{field}"),
+            "must be above zero",
+        );
+    }
     v.check(
         config.request.max_headers >= 8,
         || "request.max_headers".into(),

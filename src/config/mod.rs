@@ -84,6 +84,13 @@ pub struct ListenSettings {
     pub proxy: Vec<String>,
     /// Address of the admin service (/health, /ready, /metrics).
     pub admin: String,
+    /// Most client connections open at once on the proxy port; connections
+    /// over it are closed at accept. 0: no cap but the process's fd limit.
+    pub max_connections: usize,
+    /// Read buffer of each client connection. Pingora's default is 64 KiB,
+    /// allocated at accept and held while the connection lives, so idle
+    /// keep-alive connections cost that much each; 0 reads unbuffered.
+    pub read_buffer_bytes: usize,
 }
 
 impl Default for ListenSettings {
@@ -91,6 +98,8 @@ impl Default for ListenSettings {
         Self {
             proxy: vec!["0.0.0.0:8080".into()],
             admin: "0.0.0.0:9090".into(),
+            max_connections: 0,
+            read_buffer_bytes: 16 * 1024,
         }
     }
 }
@@ -108,6 +117,14 @@ pub struct RequestSettings {
     /// Longest silence while a request body is read (408 or a closed connection after).
     #[serde(with = "duration::serde_str")]
     pub body_timeout: Duration,
+    /// Longest a client may take to send a request's headers, from their
+    /// first byte to their end (a slowloris defence: Pingora's own timeout
+    /// is per read, so a byte a minute would keep a connection forever).
+    #[serde(with = "duration::serde_str")]
+    pub header_timeout: Duration,
+    /// Longest a keep-alive connection may sit idle between requests.
+    #[serde(with = "duration::serde_str")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for RequestSettings {
@@ -117,6 +134,8 @@ impl Default for RequestSettings {
             max_headers: 100,
             max_header_bytes: 32 * 1024,
             body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! delegating to the module that owns the work.
 
 mod body;
+pub mod connection;
 mod context;
 mod limiting;
 mod request_id;
@@ -287,6 +288,16 @@ impl ProxyHttp for Gateway {
         RequestCtx::new()
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // The headers are in: the connection's header deadline is met.
+        connection::request_started(session);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.request_id = request_id::for_session(session);
         // One snapshot of the config for the whole admission: a reload in the
@@ -295,6 +306,9 @@ impl ProxyHttp for Gateway {
         // A client that stalls while sending its body is cut off, whether the
         // gateway reads the body itself or Pingora streams it upstream.
         session.set_read_timeout(Some(state.body_timeout));
+        // Pingora's own keep-alive timeout (whole seconds, per read) stays a
+        // backstop just above the connection's idle deadline.
+        session.set_keepalive(Some(state.client_timeouts.idle.as_secs() + 1));
         if let Some(e) = Self::header_limits(&state, session) {
             ctx.status = e.status;
             respond::send_error(session, &e, &ctx.request_id).await?;
@@ -581,6 +595,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        connection::request_finished(session);
         let status = session
             .response_written()
             .map_or(ctx.status, |r| r.status.as_u16());

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -21,6 +21,9 @@ pub struct Metrics {
     pub llm_tokens: IntCounterVec,
     pub llm_ttft: HistogramVec,
     pub config_reloads: IntCounterVec,
+    pub client_connections: IntGauge,
+    pub client_connections_refused: IntCounter,
+    pub client_timeouts: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -115,6 +118,27 @@ impl Metrics {
             config_reloads.with_label_values(&[result]);
         }
         registry.register(Box::new(config_reloads.clone()))?;
+        let client_connections = IntGauge::new(
+            "client_connections",
+            "Client connections open on the proxy port.",
+        )?;
+        let client_connections_refused = IntCounter::new(
+            "client_connections_refused_total",
+            "Client connections closed at accept because `listen.max_connections` were open.",
+        )?;
+        let client_timeouts = IntCounterVec::new(
+            Opts::new(
+                "client_timeouts_total",
+                "Client connections closed for a timeout, by phase (idle, header).",
+            ),
+            &["phase"],
+        )?;
+        for phase in ["idle", "header"] {
+            client_timeouts.with_label_values(&[phase]);
+        }
+        registry.register(Box::new(client_connections.clone()))?;
+        registry.register(Box::new(client_connections_refused.clone()))?;
+        registry.register(Box::new(client_timeouts.clone()))?;
         // Every failure reason starts at zero, so rate() and alerts work from
         // the first scrape.
         for reason in AUTH_FAILURE_REASONS {
@@ -137,6 +161,9 @@ impl Metrics {
             llm_tokens,
             llm_ttft,
             config_reloads,
+            client_connections,
+            client_connections_refused,
+            client_timeouts,
         })
     }
 

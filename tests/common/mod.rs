@@ -121,13 +121,23 @@ impl Gateway {
     }
 
     pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch(body, env, "")
+    }
+
+    /// With `listen_extra` (YAML lines indented two spaces) added to the
+    /// `listen` section the harness writes.
+    pub fn start_with_listen(listen_extra: &str, body: &str) -> Self {
+        Self::launch(body, &[], listen_extra)
+    }
+
+    fn launch(body: &str, env: &[(&str, &str)], listen_extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let proxy_port = free_port();
         let admin_port = free_port();
         let head = format!(
             "server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 2\n  \
              upgrade_sock: {dir}/upgrade.sock\n  pid_file: {dir}/gateway.pid\n\
-             listen:\n  proxy: [\"127.0.0.1:{proxy_port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n",
+             listen:\n  proxy: [\"127.0.0.1:{proxy_port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n{listen_extra}",
             dir = dir.path().display()
         );
         let config = format!("{head}{body}");
@@ -326,6 +336,58 @@ pub fn raw_exchange(port: u16, bytes: &[u8], wait: Duration) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads one HTTP/1.1 response framed by Content-Length; `None` when the
+/// connection ended first.
+pub fn read_response(stream: &mut TcpStream) -> Option<(u16, String)> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let header_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..header_end]).to_string();
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < header_end + length {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some((
+        status,
+        String::from_utf8_lossy(&data[header_end..header_end + length]).into_owned(),
+    ))
+}
+
+/// True once the peer closed the connection (EOF or reset), reading and
+/// dropping whatever comes first; false if it stays open for `limit`.
+pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Polls `check` until it holds, for at most `limit`; for state that changes

@@ -1,0 +1,352 @@
+//! Client connections. The proxy service's app is wrapped so every client
+//! stream enforces what Pingora leaves open: a total deadline for a request's
+//! headers (Pingora's read timeout is per read, so a client sending a byte a
+//! minute holds a connection forever), an idle timeout between keep-alive
+//! requests that the config sets, and a cap on open connections.
+//!
+//! The stream cannot tell where headers end, so the proxy tells it: the first
+//! hook of a request marks the stream as serving, `logging` marks it idle.
+//! While serving, reads pass straight through (bodies have their own timeout).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::Stream;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora::proxy::Session;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::memory;
+use crate::observability::metrics::metrics;
+use crate::reload::SharedState;
+use crate::state::ClientTimeouts;
+
+/// Wraps the proxy's app: counts, caps and guards every client connection.
+pub struct ConnectionGuard<A> {
+    app: Arc<A>,
+    state: SharedState,
+    open: Arc<AtomicUsize>,
+}
+
+impl<A> ConnectionGuard<A> {
+    pub fn new(app: A, state: SharedState) -> Self {
+        Self {
+            app: Arc::new(app),
+            state,
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let (timeouts, max_connections) = {
+            let state = self.state.load();
+            (state.client_timeouts, state.max_connections)
+        };
+        let open = OpenConnection::new(self.open.clone());
+        if max_connections > 0 && open.count > max_connections {
+            metrics().client_connections_refused.inc();
+            return None; // dropping the stream closes it
+        }
+        // HTTP/2 multiplexes requests on one stream: per-request marks do not
+        // apply. (The gateway offers only HTTP/1 today.)
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            let _open = open;
+            return self.app.process_new(stream, shutdown).await;
+        }
+        let guarded = GuardedStream::new(stream, timeouts, open);
+        self.app.process_new(Box::new(guarded), shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await
+    }
+}
+
+/// One open client connection, counted until dropped.
+#[derive(Debug)]
+struct OpenConnection {
+    open: Arc<AtomicUsize>,
+    /// Connections open, this one included, when it was accepted.
+    count: usize,
+}
+
+impl OpenConnection {
+    fn new(open: Arc<AtomicUsize>) -> Self {
+        let count = open.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics().client_connections.inc();
+        memory::connection_opened();
+        Self { open, count }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        metrics().client_connections.dec();
+        memory::connection_closed();
+    }
+}
+
+/// Marks the request's connection as serving: its headers are in.
+pub fn request_started(session: &Session) {
+    if let Some(stream) = guarded(session) {
+        stream.mark.store(SERVING, Ordering::Release);
+    }
+}
+
+/// Marks the request's connection as idle: the response is done.
+pub fn request_finished(session: &Session) {
+    if let Some(stream) = guarded(session) {
+        stream.mark.store(FINISHED, Ordering::Release);
+    }
+}
+
+fn guarded(session: &Session) -> Option<&GuardedStream> {
+    let stream: &Stream = session.as_downstream().stream()?;
+    (**stream).as_any().downcast_ref::<GuardedStream>()
+}
+
+/// What a connection that is not serving a request is waiting for.
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    /// The first byte of the next request, since the instant given.
+    Request(Instant),
+    /// The rest of a request's headers, whose first byte came at the instant.
+    Headers(Instant),
+    /// Timed out: every further read ends the stream.
+    Expired,
+}
+
+/// Marks the proxy leaves on a stream. The stream may see no read at all
+/// between the start and the end of a request (a GET answered at once), so
+/// the end is a mark of its own rather than the start taken back.
+const WAITING: u8 = 0;
+const SERVING: u8 = 1;
+const FINISHED: u8 = 2;
+
+/// A client stream with header and idle deadlines.
+#[derive(Debug)]
+pub struct GuardedStream {
+    inner: Stream,
+    timeouts: ClientTimeouts,
+    mark: AtomicU8,
+    waiting: Waiting,
+    /// Armed only when a read would wait: most requests arrive whole in one read.
+    timer: Option<(Pin<Box<Sleep>>, Instant)>,
+    _open: OpenConnection,
+}
+
+impl GuardedStream {
+    fn new(inner: Stream, timeouts: ClientTimeouts, open: OpenConnection) -> Self {
+        Self {
+            inner,
+            timeouts,
+            mark: AtomicU8::new(WAITING),
+            waiting: Waiting::Request(Instant::now()),
+            timer: None,
+            _open: open,
+        }
+    }
+
+    /// Polls the deadline for `waiting`; `Ready` when it passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = match self.waiting {
+            Waiting::Request(since) => since + self.timeouts.idle,
+            Waiting::Headers(since) => since + self.timeouts.header,
+            Waiting::Expired => return Poll::Ready(()),
+        };
+        let timer = match &mut self.timer {
+            Some((timer, armed_for)) => {
+                if *armed_for != deadline {
+                    timer.as_mut().reset(deadline);
+                    *armed_for = deadline;
+                }
+                timer
+            }
+            None => {
+                let timer = Box::pin(tokio::time::sleep_until(deadline));
+                &mut self.timer.insert((timer, deadline)).0
+            }
+        };
+        timer.as_mut().poll(cx)
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.mark.load(Ordering::Acquire) {
+            SERVING => return Pin::new(&mut this.inner).poll_read(cx, buf),
+            FINISHED => {
+                // The connection is idle from here until the next request.
+                this.mark.store(WAITING, Ordering::Release);
+                this.waiting = Waiting::Request(Instant::now());
+            }
+            _ => {}
+        }
+        if let Waiting::Expired = this.waiting {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    if let Waiting::Request(_) = this.waiting {
+                        this.waiting = Waiting::Headers(Instant::now());
+                    }
+                }
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+        if this.poll_deadline(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let waiting = std::mem::replace(&mut this.waiting, Waiting::Expired);
+        match waiting {
+            // An idle connection ends as if the client closed it.
+            Waiting::Request(_) => {
+                metrics().client_timeouts.with_label_values(&["idle"]).inc();
+                Poll::Ready(Ok(()))
+            }
+            Waiting::Headers(_) => {
+                metrics()
+                    .client_timeouts
+                    .with_label_values(&["header"])
+                    .inc();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "request headers not complete within {:?}",
+                        this.timeouts.header
+                    ),
+                )))
+            }
+            Waiting::Expired => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+// The rest of Pingora's stream traits: all the inner stream's.
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> std::time::Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> std::time::Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}

@@ -1,0 +1,46 @@
+//! Giving memory back after a surge of connections. mimalloc keeps the pages
+//! a thread freed for that thread's next allocations and returns them to the
+//! OS only as the thread keeps allocating, so after a flood of connections a
+//! quiet worker would hold its peak footprint for good. Each worker counts
+//! its own connections and, after a surge, collects its heap each time the
+//! count halves: a dozen collections for thousands of connections, cheap next
+//! to the surge itself, and none at all in steady traffic.
+
+use std::cell::Cell;
+
+/// Below this many connections on one worker, a drop is no surge.
+const SURGE: usize = 256;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    /// Most connections open since the last collection.
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+    /// A surge is draining: collect at every halving down to zero, so the
+    /// last connections' pages go back too.
+    static DRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A connection opened on this worker thread.
+pub fn connection_opened() {
+    let live = LIVE.get() + 1;
+    LIVE.set(live);
+    PEAK.set(PEAK.get().max(live));
+}
+
+/// A connection closed on this worker thread (the thread that opened it:
+/// Pingora's runtimes do not move tasks between threads).
+pub fn connection_closed() {
+    let live = LIVE.get().saturating_sub(1);
+    LIVE.set(live);
+    let peak = PEAK.get();
+    if peak >= SURGE {
+        DRAINING.set(true);
+    }
+    if DRAINING.get() && live <= peak / 2 {
+        PEAK.set(live);
+        DRAINING.set(live > 0);
+        // SAFETY: mi_collect takes no pointers; it frees and purges this
+        // thread's empty pages and may be called at any time.
+        unsafe { libmimalloc_sys::mi_collect(true) };
+    }
+}

@@ -1,0 +1,133 @@
+//! Connection floods: thousands of concurrent client connections are served
+//! (or, over `listen.max_connections`, closed at accept), and the gateway's
+//! memory comes back down once they are gone. The RSS before, during and
+//! after is printed: `cargo test --test connection_floods -- --nocapture`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+const CHAT: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"model\":\"mock-gpt\"}";
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn open_connections(gw: &Gateway) -> f64 {
+    metric_value(&gw.metrics(), "client_connections").unwrap_or(-1.0)
+}
+
+/// Opens `n` connections at once, sends a chat request on each and reads
+/// every answer; returns the open connections and the statuses (0: closed).
+fn flood(gw: &Gateway, n: usize) -> (Vec<TcpStream>, BTreeMap<u16, usize>) {
+    let mut clients: Vec<TcpStream> = (0..n)
+        .map(|_| TcpStream::connect(("127.0.0.1", gw.proxy_port)).expect("connect"))
+        .collect();
+    for client in &mut clients {
+        client.write_all(CHAT).expect("send");
+    }
+    let mut statuses = BTreeMap::new();
+    for client in &mut clients {
+        client
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let status = read_response(client).map_or(0, |(status, _)| status);
+        *statuses.entry(status).or_insert(0usize) += 1;
+    }
+    (clients, statuses)
+}
+
+#[test]
+fn three_thousand_connections_are_served_and_memory_returns() {
+    const CONNECTIONS: usize = 3000;
+    let mock = Mock::start("a");
+    let gw = chat_gateway(&[&mock], "", "mock-gpt", "");
+    // Warm up with a smaller flood: the upstream keep-alive pool fills to its
+    // cap and stays full, so it belongs in the baseline.
+    let (warm, statuses) = flood(&gw, 400);
+    assert_eq!(statuses.get(&200), Some(&400), "{statuses:?}");
+    drop(warm);
+    assert!(eventually(Duration::from_secs(30), || open_connections(
+        &gw
+    ) == 0.0));
+    let before = rss_kib(gw.pid());
+
+    let (clients, statuses) = flood(&gw, CONNECTIONS);
+    assert_eq!(
+        statuses.get(&200),
+        Some(&CONNECTIONS),
+        "statuses (0: closed): {statuses:?}"
+    );
+    assert_eq!(open_connections(&gw), CONNECTIONS as f64);
+    let during = rss_kib(gw.pid());
+
+    drop(clients);
+    assert!(
+        eventually(Duration::from_secs(30), || open_connections(&gw) == 0.0),
+        "connections still counted open: {}",
+        open_connections(&gw)
+    );
+    // Freed pages go back to the OS as the workers collect their heaps and
+    // go on allocating: a little traffic, then a look.
+    let mut after = rss_kib(gw.pid());
+    eventually(Duration::from_secs(10), || {
+        chat(&gw, "mock-gpt");
+        after = rss_kib(gw.pid());
+        after <= before + (during - before) / 4
+    });
+    println!(
+        "gateway RSS with {CONNECTIONS} connections: before {before} KiB, during {during} KiB, after {after} KiB"
+    );
+    assert!(
+        after <= before + (during - before) / 4,
+        "memory did not come back: before {before} KiB, during {during} KiB, after {after} KiB"
+    );
+    // And the gateway still serves.
+    assert_eq!(chat(&gw, "mock-gpt").status, 200);
+}
+
+#[test]
+fn connections_over_max_connections_are_closed_at_accept() {
+    let mock = Mock::start("a");
+    let gw = Gateway::start_with_listen(
+        "  max_connections: 50\n",
+        &format!(
+            "upstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
+            pool_yaml("main", &[mock.url()], "")
+        ),
+    );
+    // Fifty connections that hold their slot, one request each.
+    let mut held: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(("127.0.0.1", gw.proxy_port)).expect("connect"))
+        .collect();
+    for stream in &mut held {
+        stream.write_all(CHAT).unwrap();
+        assert_eq!(read_response(stream).map(|r| r.0), Some(200));
+    }
+    // Twenty more are closed without an answer.
+    for _ in 0..20 {
+        let mut extra = TcpStream::connect(("127.0.0.1", gw.proxy_port)).expect("connect");
+        let _ = extra.write_all(CHAT);
+        assert_eq!(read_response(&mut extra), None);
+    }
+    let refused = metric_value(&gw.metrics(), "client_connections_refused_total");
+    assert_eq!(refused, Some(20.0));
+    assert_eq!(mock.api_requests(), 50);
+    // Freed slots are taken again.
+    drop(held);
+    assert!(eventually(Duration::from_secs(30), || open_connections(
+        &gw
+    ) == 0.0));
+    assert_eq!(chat(&gw, "mock-gpt").status, 200);
+}
