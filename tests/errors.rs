@@ -46,6 +46,16 @@ fn missing_or_non_string_model_is_400() {
 }
 
 #[test]
+fn a_one_mib_model_name_is_400() {
+    let mock = Mock::start("a");
+    // The default body limit (4 MiB) lets the body in; the model check refuses it.
+    let gw = chat_gateway(&[&mock], "", "mock-gpt", "");
+    let huge_model = format!(r#"{{"model":"{}"}}"#, "m".repeat(1024 * 1024));
+    post_raw(&gw, huge_model.as_bytes()).assert_error(400, "invalid_model");
+    assert_eq!(mock.api_requests(), 0);
+}
+
+#[test]
 fn unknown_model_is_404() {
     let (mock, gw) = start();
     let resp = post_raw(&gw, br#"{"model":"gpt-5"}"#);

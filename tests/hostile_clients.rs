@@ -45,6 +45,7 @@ fn smuggling_and_framing_tricks_are_refused() {
         ("TE chunked, identity", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n{n:x}\r\n{BODY}\r\n0\r\n\r\n")),
         ("TE on HTTP/1.0", format!("POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{n:x}\r\n{BODY}\r\n0\r\n\r\n")),
         ("bad chunk size", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{BODY}\r\n0\r\n\r\n")),
+        ("oversized chunk extension", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{n:x};ext={}\r\n{BODY}\r\n0\r\n\r\n", "e".repeat(16 * 1024))),
         ("obs-fold header", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\nContent-Length: {n}\r\n\r\n{BODY}")),
     ];
     let mut failures = Vec::new();
@@ -78,6 +79,10 @@ fn header_floods_are_431() {
     let big = "v".repeat(20_000);
     let out = send_raw(&gw, &format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len()));
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    let token = "t".repeat(20_000);
+    let out = send_raw(&gw, &format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len()));
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    assert!(!out.contains(&token[..64]), "the token was echoed");
     assert_eq!(mock.api_requests(), 0);
 }
 
