@@ -48,9 +48,24 @@ fn flood(gw: &Gateway, n: usize) -> (Vec<TcpStream>, BTreeMap<u16, usize>) {
     (clients, statuses)
 }
 
+/// The soft limit on open files of this process (the gateway inherits it).
+fn open_file_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("proc limits");
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("Max open files")
+}
+
 #[test]
 fn three_thousand_connections_are_served_and_memory_returns() {
     const CONNECTIONS: usize = 3000;
+    assert!(
+        open_file_limit() > CONNECTIONS + 500,
+        "this test needs more than {} open files: raise `ulimit -n`",
+        CONNECTIONS + 500
+    );
     let mock = Mock::start("a");
     let gw = chat_gateway(&[&mock], "", "mock-gpt", "");
     // Warm up with a smaller flood: the upstream keep-alive pool fills to its
