@@ -1,5 +1,6 @@
-//! Upstreams that misbehave below HTTP: garbage, a huge error body, a reset
-//! in the middle of an answer, a slow drip. Each gives the client a clear
+//! Upstreams that misbehave below HTTP: refused connections, garbage, a huge
+//! error body, a reset in the middle of an answer, a slow drip, a hang before
+//! the headers and in the middle of a stream. Each gives the client a clear
 //! outcome, never a hang past the configured timeouts, and is counted.
 
 mod common;
@@ -16,6 +17,8 @@ enum Misbehaviour {
     HugeError,
     ResetMidBody,
     SlowDrip,
+    HangBeforeHeaders,
+    HangMidStream,
 }
 
 /// A raw TCP upstream that answers every connection the same bad way.
@@ -44,6 +47,15 @@ fn bad_upstream(how: Misbehaviour) -> SocketAddr {
                             }
                             std::thread::sleep(Duration::from_millis(200));
                         }
+                        Ok(())
+                    }
+                    Misbehaviour::HangBeforeHeaders => {
+                        std::thread::sleep(Duration::from_secs(60));
+                        Ok(())
+                    }
+                    Misbehaviour::HangMidStream => {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: x\n\n\r\n");
+                        std::thread::sleep(Duration::from_secs(60));
                         Ok(())
                     }
                 };
@@ -143,5 +155,69 @@ fn a_slow_drip_is_cut_at_the_total_timeout() {
     assert!(
         !out.ends_with("0\r\n\r\n"),
         "a cut stream must not look complete"
+    );
+}
+
+fn upstream_count(gw: &Gateway, status: &str) -> f64 {
+    let metrics = gw.metrics();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("upstream_requests_total{"))
+        .filter(|l| l.contains("upstream=\"bad\"") && l.contains(&format!("status=\"{status}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_refused_connection_is_502_and_counted() {
+    // Bind and drop: nothing listens on the port any more.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = gateway_for(addr, "");
+    chat(&gw, "mock-gpt").assert_error(502, "upstream_error");
+    assert_eq!(
+        upstream_count(&gw, "connect_error"),
+        1.0,
+        "{}",
+        gw.metrics()
+    );
+}
+
+#[test]
+fn a_hang_before_the_headers_is_504_at_the_read_timeout() {
+    let gw = gateway_for(
+        bad_upstream(Misbehaviour::HangBeforeHeaders),
+        "    timeouts: {read: 1s}\n",
+    );
+    chat(&gw, "mock-gpt").assert_error(504, "upstream_timeout");
+    assert_eq!(upstream_count(&gw, "timeout"), 1.0, "{}", gw.metrics());
+}
+
+#[test]
+fn a_hang_mid_stream_ends_the_client_stream_at_the_read_timeout() {
+    let gw = gateway_for(
+        bad_upstream(Misbehaviour::HangMidStream),
+        "    timeouts: {read: 1s}\n",
+    );
+    let body = r#"{"model":"mock-gpt","stream":true}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // The upstream holds the stream open for a minute; the gateway ends the
+    // client's stream after `read` (20 s is the test's own safety net).
+    let out = raw_exchange(gw.proxy_port, request.as_bytes(), Duration::from_secs(20));
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("data: x"), "{out}");
+    assert!(
+        !out.ends_with("0\r\n\r\n"),
+        "a cut stream must not look complete: {out}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || upstream_count(&gw, "200") == 1.0),
+        "{}",
+        gw.metrics()
     );
 }
