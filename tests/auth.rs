@@ -1,6 +1,7 @@
 //! Authentication over real sockets: API keys in all three headers, JWTs with
-//! configured keys of every family, an OIDC issuer with rotation and outage,
-//! and the attack set, each answered 401 with its reason counted.
+//! configured keys of every family, an OIDC issuer with key rotation, and the
+//! attack set, each answered 401 with its reason counted. An issuer that is
+//! down or slow is in `failing_dependencies.rs`.
 
 mod common;
 
@@ -439,35 +440,6 @@ fn a_rotated_key_is_accepted_after_one_shared_refetch() {
 }
 
 #[test]
-fn cached_keys_keep_working_while_the_issuer_is_down() {
-    let s = setup();
-    let token = sign(
-        Algorithm::RS256,
-        "rsa1",
-        &pem_key(Algorithm::RS256, "rsa1.key"),
-        &claims(),
-    );
-    assert!(eventually(Duration::from_secs(10), || {
-        call(&s.gw, &[("authorization", &bearer(&token))], "mock-gpt").status == 200
-    }));
-    s.issuer.set_up(false);
-    std::thread::sleep(Duration::from_millis(400));
-    // An unknown kid makes the gateway try the dead issuer; the cache survives.
-    let unknown = sign(
-        Algorithm::RS256,
-        "rsa2",
-        &pem_key(Algorithm::RS256, "rsa2.key"),
-        &claims(),
-    );
-    call(&s.gw, &[("authorization", &bearer(&unknown))], "mock-gpt")
-        .assert_error(401, "invalid_credentials");
-    assert_eq!(
-        call(&s.gw, &[("authorization", &bearer(&token))], "mock-gpt").status,
-        200
-    );
-}
-
-#[test]
 fn hash_key_prints_the_sha256() {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ai-api-gateway"))
@@ -487,44 +459,5 @@ fn hash_key_prints_the_sha256() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         ai_api_gateway::auth::hash_key(ALICE_KEY)
-    );
-}
-
-#[test]
-fn a_slow_issuer_delays_only_unknown_keys_and_only_up_to_the_fetch_timeout() {
-    let s = setup();
-    let token = sign(
-        Algorithm::RS256,
-        "rsa1",
-        &pem_key(Algorithm::RS256, "rsa1.key"),
-        &claims(),
-    );
-    assert!(eventually(Duration::from_secs(10), || {
-        call(&s.gw, &[("authorization", &bearer(&token))], "mock-gpt").status == 200
-    }));
-    // The issuer now takes 30 s to answer; the gateway's fetch timeout is 5 s.
-    s.issuer
-        .delay_ms
-        .store(30_000, std::sync::atomic::Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(400)); // past the refetch cooldown
-    let unknown = sign(
-        Algorithm::RS256,
-        "rsa2",
-        &pem_key(Algorithm::RS256, "rsa2.key"),
-        &claims(),
-    );
-    let started = std::time::Instant::now();
-    call(&s.gw, &[("authorization", &bearer(&unknown))], "mock-gpt")
-        .assert_error(401, "invalid_credentials");
-    // Bounded by the fetch timeout (5 s), far below the issuer's 30 s.
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "waited on the slow issuer: {:?}",
-        started.elapsed()
-    );
-    // Cached keys never wait on the issuer.
-    assert_eq!(
-        call(&s.gw, &[("authorization", &bearer(&token))], "mock-gpt").status,
-        200
     );
 }
