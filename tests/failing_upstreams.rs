@@ -134,6 +134,11 @@ fn a_reset_mid_body_ends_the_client_connection() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default();
     assert!(body.len() < 1000, "{out}");
+    assert!(
+        eventually(Duration::from_secs(5), || upstream_count(&gw, "200") == 1.0),
+        "{}",
+        gw.metrics()
+    );
 }
 
 #[test]
@@ -155,6 +160,11 @@ fn a_slow_drip_is_cut_at_the_total_timeout() {
     assert!(
         !out.ends_with("0\r\n\r\n"),
         "a cut stream must not look complete"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || upstream_count(&gw, "200") == 1.0),
+        "{}",
+        gw.metrics()
     );
 }
 
