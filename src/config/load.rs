@@ -160,6 +160,21 @@ fn validate(config: &Config, v: &mut Validator) {
             "must be above zero",
         );
     }
+    for (field, timeout) in [
+        ("header_timeout", config.request.header_timeout),
+        ("idle_timeout", config.request.idle_timeout),
+    ] {
+        v.check(
+            timeout <= std::time::Duration::from_secs(24 * 3600),
+            || format!("request.{field}"),
+            "must be at most 24h",
+        );
+    }
+    v.check(
+        config.listen.read_buffer_bytes <= 1024 * 1024,
+        || "listen.read_buffer_bytes".into(),
+        "must be at most 1048576 (it is allocated for every connection)",
+    );
     v.check(
         config.request.max_headers >= 8,
         || "request.max_headers".into(),
@@ -727,6 +742,19 @@ routes:
         );
         let err = load(&text).unwrap_err();
         assert_eq!(err.field, "routes[0].model_aliases.claude");
+    }
+
+    #[test]
+    fn client_connection_settings_are_bounded() {
+        let too_long = format!("request:\n  idle_timeout: 100y\n{MINIMAL}");
+        let e = load(&too_long).unwrap_err();
+        assert_eq!(e.field, "request.idle_timeout", "{e}");
+        let zero = format!("request:\n  header_timeout: 0s\n{MINIMAL}");
+        let e = load(&zero).unwrap_err();
+        assert_eq!(e.field, "request.header_timeout", "{e}");
+        let huge = format!("listen:\n  read_buffer_bytes: 1073741824\n{MINIMAL}");
+        let e = load(&huge).unwrap_err();
+        assert_eq!(e.field, "listen.read_buffer_bytes", "{e}");
     }
 
     #[test]
