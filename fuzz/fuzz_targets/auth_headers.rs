@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 
 use ai_api_gateway::auth::Authenticator;
 use ai_api_gateway::config::{load_str, AuthMethod};
-use arbitrary::Arbitrary;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -15,52 +14,33 @@ use libfuzzer_sys::fuzz_target;
 
 const API_KEY: &str = "sk-fuzz-known-key";
 
-#[derive(Arbitrary, Debug)]
-struct Input {
-    headers: Vec<(Name, Value)>,
-}
-
-#[derive(Arbitrary, Debug)]
-enum Name {
-    Authorization,
-    XApiKey,
-    ApiKey,
-}
-
-#[derive(Arbitrary, Debug)]
-enum Value {
-    Raw(Vec<u8>),
-    /// A bearer token built from parts, so the fuzzer reaches past the base64.
-    Jwt {
-        scheme: String,
-        header: String,
-        claims: String,
-        signature: Vec<u8>,
-    },
-    KnownKey {
-        scheme: String,
-    },
-}
-
-impl Value {
-    fn bytes(&self) -> Vec<u8> {
-        match self {
-            Value::Raw(bytes) => bytes.clone(),
-            Value::Jwt {
-                scheme,
-                header,
-                claims,
-                signature,
-            } => format!(
-                "{scheme} {}.{}.{}",
-                URL_SAFE_NO_PAD.encode(header),
-                URL_SAFE_NO_PAD.encode(claims),
-                URL_SAFE_NO_PAD.encode(signature)
-            )
-            .into_bytes(),
-            Value::KnownKey { scheme } => format!("{scheme} {API_KEY}").into_bytes(),
+/// The input: a selector byte, then the header value. Selectors 0-2 put the
+/// raw value in `authorization`, `x-api-key` or `api-key`; selector 3 splits
+/// it at 0xff bytes into scheme, JWT header JSON, claims JSON and signature,
+/// and sends `<scheme> <b64(header)>.<b64(claims)>.<b64(signature)>` as
+/// `authorization`, so the fuzzer reaches past the base64 into the JWT checks.
+fn headers_of(data: &[u8]) -> Option<HeaderMap> {
+    let (&selector, value) = data.split_first()?;
+    let (name, value) = match selector % 4 {
+        0 => ("authorization", value.to_vec()),
+        1 => ("x-api-key", value.to_vec()),
+        2 => ("api-key", value.to_vec()),
+        _ => {
+            let mut parts = value.split(|&b| b == 0xff);
+            let scheme = parts.next().unwrap_or_default();
+            let encoded: Vec<String> = parts.take(3).map(|p| URL_SAFE_NO_PAD.encode(p)).collect();
+            let mut token = scheme.to_vec();
+            token.push(b' ');
+            token.extend_from_slice(encoded.join(".").as_bytes());
+            ("authorization", token)
         }
-    }
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        HeaderName::from_static(name),
+        HeaderValue::from_bytes(&value).ok()?,
+    );
+    Some(headers)
 }
 
 struct Fixture {
@@ -89,19 +69,11 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(|data: &[u8]| {
+    let Some(headers) = headers_of(data) else {
+        return;
+    };
     let fixture = fixture();
-    let mut headers = HeaderMap::new();
-    for (name, value) in input.headers.iter().take(8) {
-        let name = match name {
-            Name::Authorization => HeaderName::from_static("authorization"),
-            Name::XApiKey => HeaderName::from_static("x-api-key"),
-            Name::ApiKey => HeaderName::from_static("api-key"),
-        };
-        if let Ok(value) = HeaderValue::from_bytes(&value.bytes()) {
-            headers.append(name, value);
-        }
-    }
     let methods = [AuthMethod::ApiKey, AuthMethod::Jwt];
     let outcome = fixture
         .runtime

@@ -1,24 +1,16 @@
 //! The usage scanner: the usage read from a response, and the bytes passed on
 //! when the usage-only chunk is cut out, do not depend on how the response was
-//! cut into chunks.
+//! cut into chunks. Input: a flags byte (bit 0: an event stream, bit 1: cut
+//! the usage chunk), four chunk sizes (a byte each, plus one), the body.
 #![no_main]
 
 use ai_api_gateway::llm::{Usage, UsageScanner};
-use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
-#[derive(Arbitrary, Debug)]
-struct Input {
-    sse: bool,
-    strip: bool,
-    cuts: Vec<u16>,
-    body: Vec<u8>,
-}
-
-fn scan(input: &Input, chunk_sizes: &[usize]) -> (Option<Usage>, Vec<u8>) {
-    let mut scanner = UsageScanner::new(input.sse, input.strip);
+fn scan(sse: bool, strip: bool, body: &[u8], chunk_sizes: &[usize]) -> (Option<Usage>, Vec<u8>) {
+    let mut scanner = UsageScanner::new(sse, strip);
     let mut out = Vec::new();
-    let mut rest = input.body.as_slice();
+    let mut rest = body;
     let mut sizes = chunk_sizes.iter().cycle();
     while !rest.is_empty() {
         let n = sizes
@@ -40,13 +32,18 @@ fn scan(input: &Input, chunk_sizes: &[usize]) -> (Option<Usage>, Vec<u8>) {
     (usage, out)
 }
 
-fuzz_target!(|input: Input| {
-    let whole = scan(&input, &[input.body.len().max(1)]);
-    let sizes: Vec<usize> = input.cuts.iter().map(|&c| usize::from(c) + 1).collect();
-    let pieces = scan(&input, if sizes.is_empty() { &[1] } else { &sizes });
+fuzz_target!(|data: &[u8]| {
+    let Some((header, body)) = data.split_first_chunk::<5>() else {
+        return;
+    };
+    let sse = header[0] & 1 == 1;
+    let strip = header[0] & 2 == 2;
+    let sizes: Vec<usize> = header[1..].iter().map(|&b| usize::from(b) + 1).collect();
+    let whole = scan(sse, strip, body, &[body.len().max(1)]);
+    let pieces = scan(sse, strip, body, &sizes);
     assert_eq!(whole.0, pieces.0, "usage depends on chunking");
     assert_eq!(whole.1, pieces.1, "passed-on bytes depend on chunking");
-    if !input.strip || !input.sse {
-        assert_eq!(whole.1, input.body, "a scan-only pass changed the body");
+    if !strip || !sse {
+        assert_eq!(whole.1, body, "a scan-only pass changed the body");
     }
 });
