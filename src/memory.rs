@@ -39,8 +39,26 @@ pub fn connection_closed() {
     if DRAINING.get() && live <= peak / 2 {
         PEAK.set(live);
         DRAINING.set(live > 0);
-        // SAFETY: mi_collect takes no pointers; it frees and purges this
-        // thread's empty pages and may be called at any time.
-        unsafe { libmimalloc_sys::mi_collect(true) };
+        collect();
+        if live == 0 {
+            // Other workers may still free blocks of this thread's pages
+            // (a connection accepted here and served there); collect once
+            // more when they have.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async {
+                    tokio::time::sleep(LATE_FREES).await;
+                    collect();
+                });
+            }
+        }
     }
+}
+
+/// How long after a surge drained other threads' frees are waited for.
+const LATE_FREES: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn collect() {
+    // SAFETY: mi_collect takes no pointers; it frees and purges the calling
+    // thread's empty pages and may be called at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
