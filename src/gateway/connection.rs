@@ -7,6 +7,10 @@
 //! The stream cannot tell where headers end, so the proxy tells it: the first
 //! hook of a request marks the stream as serving, `logging` marks it idle.
 //! While serving, reads pass straight through (bodies have their own timeout).
+//! Local answers close a connection whose body was not read (`respond.rs`),
+//! so no body bytes follow the idle mark there; were Pingora to drain a body
+//! after a proxied answer, those bytes would start the next header deadline,
+//! which at worst closes that keep-alive connection early.
 
 use std::future::Future;
 use std::io;
