@@ -501,7 +501,12 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() > d) {
+        if end_of_stream {
+            // The backend's part is over before the client can see the last
+            // byte: a client's next request must not find it still counted
+            // busy (least_requests).
+            ctx.inflight = None;
+        } else if ctx.deadline.is_some_and(|d| Instant::now() > d) {
             return Error::e_explain(ErrorType::ReadTimedout, "total upstream timeout reached");
         }
         Ok(None)
