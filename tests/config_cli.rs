@@ -88,20 +88,20 @@ fn bad_files_fail_with_file_field_and_fault() {
             "auth.jwt.oidc.issuer_url: `http://login.example.com` must use https",
         ),
         (
-            "auth:\n  api_keys:\n    - {id: a, sha256: nothex}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
-            "auth.api_keys[0].sha256: must be 64 hex digits",
+            "request:\n  idle_timeout: 100y\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "request.idle_timeout: must be at most 24h",
         ),
         (
-            "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a, auth: [jwt]}\n",
-            "routes[0].auth: `jwt` needs an `auth.jwt` section",
+            "request:\n  header_timeout: 0s\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "request.header_timeout: must be above zero",
         ),
         (
-            "auth:\n  jwt:\n    keys:\n      - {algorithms: [RS256, ES256], public_key_file: /etc/hostname}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
-            "auth.jwt.keys[0].algorithms: one key's algorithms must be of one family",
+            "listen:\n  read_buffer_bytes: 1073741824\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "listen.read_buffer_bytes: must be at most 1048576",
         ),
         (
-            "auth:\n  jwt:\n    oidc: {issuer_url: http://login.example.com}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
-            "auth.jwt.oidc.issuer_url: `http://login.example.com` must use https",
+            "limits:\n  rules:\n    - {name: big, key: [global], counts: total_tokens, limit: 281474976710657}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.rules[0].limit: must be at most 2^48",
         ),
         ("{{{", "line 1 column 2"),
     ];
