@@ -6,11 +6,16 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use http::Response;
-use pingora::apps::http_app::ServeHttp;
+use pingora::apps::http_app::{HttpServer, ServeHttp};
 use pingora::protocols::http::ServerSession;
+use pingora::server::{ListenFds, ShutdownWatch};
+use pingora::services::listening::Service as ListeningService;
+use pingora::services::Service;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::error::ApiError;
+use crate::lifecycle::drain;
 use crate::observability::metrics::metrics;
 use crate::reload::SharedState;
 use crate::state::GatewayState;
@@ -43,9 +48,13 @@ struct Readiness {
 }
 
 /// `GET /ready`: 200 when config is loaded and every route has a healthy
-/// backend, else 503 with the reasons.
+/// backend, else 503 with the reasons. From SIGTERM on it is 503, so the
+/// load balancer stops sending while the process drains.
 pub fn ready(state: &GatewayState) -> (u16, Vec<u8>) {
-    let reasons = state.unready_reasons();
+    let mut reasons = state.unready_reasons();
+    if drain().is_terminating() {
+        reasons.insert(0, "draining: the process is shutting down".to_string());
+    }
     let (status, word) = if reasons.is_empty() {
         (200, "ready")
     } else {
@@ -101,5 +110,62 @@ impl ServeHttp for Admin {
                 respond(e.status, JSON, e.body())
             }
         }
+    }
+}
+
+/// The admin service keeps its port open while the process drains after
+/// SIGTERM: probes must keep seeing `/health` 200 and `/ready` 503 until
+/// the process ends. After SIGQUIT it stops with the proxy at the end of
+/// the hand-over, leaving the shared socket to the new process.
+pub struct AdminService {
+    inner: ListeningService<HttpServer<Admin>>,
+}
+
+impl AdminService {
+    pub fn new(state: SharedState, address: &str) -> Self {
+        let mut inner =
+            ListeningService::new("admin".to_string(), HttpServer::new_app(Admin::new(state)));
+        inner.add_tcp(address);
+        inner.threads = Some(1);
+        Self { inner }
+    }
+}
+
+#[async_trait]
+impl Service for AdminService {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        mut shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            while shutdown.changed().await.is_ok() {
+                if *shutdown.borrow() && !drain().is_terminating() {
+                    let _ = stop.send(true);
+                    break;
+                }
+            }
+            // Dropping the sender would read as a shutdown: keep it until the
+            // process ends.
+            std::future::pending::<()>().await;
+            drop(stop);
+        });
+        self.inner
+            .start_service(fds, stopped, listeners_per_fd)
+            .await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
     }
 }

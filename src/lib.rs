@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod lifecycle;
 pub mod limits;
 pub mod llm;
 pub mod memory;

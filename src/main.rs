@@ -5,20 +5,21 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use pingora::apps::http_app::HttpServer;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::Opt;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use ai_api_gateway::admin::Admin;
-use ai_api_gateway::config;
+use ai_api_gateway::admin::AdminService;
+use ai_api_gateway::config::{self, Config};
 use ai_api_gateway::gateway::connection::ConnectionGuard;
 use ai_api_gateway::gateway::Gateway;
+use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
 use ai_api_gateway::reload::Supervisor;
 use ai_api_gateway::state::GatewayState;
@@ -97,9 +98,19 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid", path.display());
         return ExitCode::SUCCESS;
     }
+    if !opt.upgrade {
+        if let Err(e) = check_ports_free(&config) {
+            eprintln!("cannot start: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
 
     let mut server = Server::new_with_opt_and_conf(Some(opt), config.server.to_pingora());
+    // With -u this waits for the running process to hand its sockets over.
     server.bootstrap();
+    if !config.server.daemon {
+        lifecycle::write_pid_file(&config.server.pid_file);
+    }
 
     if let Some(mock_settings) = &config.mock_upstream {
         match mock::bind_and_spawn_thread(&mock_settings.listen, MockState::new("demo", false)) {
@@ -124,15 +135,8 @@ fn main() -> ExitCode {
     for addr in &config.listen.proxy {
         proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(read_buffer));
     }
-    let mut admin = Service::new(
-        "admin".to_string(),
-        HttpServer::new_app(Admin::new(state.clone())),
-    );
-    admin.add_tcp(&config.listen.admin);
-    admin.threads = Some(1);
-
     server.add_service(proxy);
-    server.add_service(admin);
+    server.add_service(AdminService::new(state.clone(), &config.listen.admin));
     // Health checks, DNS refresh, JWKS refresh and limit sync follow the
     // state through reloads.
     server.add_service(background_service(
@@ -145,5 +149,52 @@ fn main() -> ExitCode {
         config.listen.proxy,
         config.listen.admin
     );
-    server.run_forever()
+    // The gateway ends the process itself once drained (lifecycle.rs); `run`
+    // returns only after a fast shutdown (SIGINT).
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainSignals),
+    });
+    lifecycle::exit(0)
+}
+
+/// How long a start without `-u` waits for its ports: a process that just
+/// exited may still hold them for a moment.
+const PORT_WAIT: Duration = Duration::from_secs(5);
+
+/// Checks that every address can be bound before Pingora tries: Pingora
+/// retries a taken port and then panics inside a task while the process
+/// lives on, so a second instance started without `-u` would hang, silent.
+fn check_ports_free(config: &Config) -> Result<(), String> {
+    let addresses = config
+        .listen
+        .proxy
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| (format!("listen.proxy[{i}]"), addr))
+        .chain(std::iter::once((
+            "listen.admin".to_string(),
+            &config.listen.admin,
+        )));
+    let deadline = Instant::now() + PORT_WAIT;
+    for (field, addr) in addresses {
+        loop {
+            match std::net::TcpListener::bind(addr.as_str()) {
+                Ok(_) => break,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(format!(
+                        "{field}: {addr} is still in use after {PORT_WAIT:?}. Another process \
+                         (another gateway?) listens there; to take its sockets over in a graceful \
+                         upgrade, start with -u and send the running one SIGQUIT"
+                    ));
+                }
+                Err(e) => return Err(format!("{field}: cannot listen on {addr}: {e}")),
+            }
+        }
+    }
+    Ok(())
 }

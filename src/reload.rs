@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config};
+use crate::lifecycle::{self, drain};
 use crate::observability::metrics::metrics;
 use crate::routing::health::{DnsRefresher, HealthChecker};
 use crate::state::GatewayState;
@@ -110,8 +111,7 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     let (a, b) = (&old.server, &new.server);
     if a.threads != b.threads
-        || a.grace_period_seconds != b.grace_period_seconds
-        || a.graceful_shutdown_timeout_seconds != b.graceful_shutdown_timeout_seconds
+        || a.drain_timeout != b.drain_timeout
         || a.upgrade_sock != b.upgrade_sock
         || a.pid_file != b.pid_file
         || a.upstream_keepalive_pool_size != b.upstream_keepalive_pool_size
@@ -172,7 +172,12 @@ impl BackgroundService for Supervisor {
                     stamp = now;
                     "file change"
                 }
-                _ = shutdown.changed() => break,
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
             };
             match self.reload() {
                 Ok(state) => {
@@ -187,6 +192,46 @@ impl BackgroundService for Supervisor {
                 }
             }
         }
+        self.finish_drain(generation).await
+    }
+}
+
+impl Supervisor {
+    /// The listeners have stopped: serve what is in flight until it ends or
+    /// the drain timeout passes, then end the process (see `lifecycle.rs`).
+    async fn finish_drain(&self, generation: Generation) -> ! {
+        let drain = drain();
+        let deadline = drain.started() + self.started_with.server.drain_timeout;
+        // Idle keep-alive connections are closed only after the settle delay.
+        drain.settle().await;
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        let interrupted = async {
+            match interrupt.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let quiet = tokio::select! {
+            quiet = drain.quiet_by(deadline) => quiet,
+            _ = interrupted => {
+                log::warn!("SIGINT while draining: exiting now");
+                false
+            }
+        };
+        let waited = drain.started().elapsed();
+        if quiet {
+            log::warn!("drained in {waited:.1?}: no request in flight; exiting");
+        } else {
+            log::warn!(
+                "drain ended after {waited:.1?} with {} requests in flight on {} connections; they are cut",
+                drain.requests(),
+                drain.connections()
+            );
+        }
+        let state = self.state.load_full();
         generation.stop().await;
+        state.limiter.return_leases().await;
+        lifecycle::exit(0)
     }
 }

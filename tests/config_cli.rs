@@ -103,6 +103,18 @@ fn bad_files_fail_with_file_field_and_fault() {
             "limits:\n  rules:\n    - {name: big, key: [global], counts: total_tokens, limit: 281474976710657}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "limits.rules[0].limit: must be at most 2^48",
         ),
+        (
+            "server:\n  grace_period_seconds: 5\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "server.grace_period_seconds: was replaced by `server.drain_timeout`",
+        ),
+        (
+            "server:\n  drain_timeout: 0s\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "server.drain_timeout: must be above zero and at most 24h",
+        ),
+        (
+            "server:\n  drain_timeout: 2d\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "server.drain_timeout: must be above zero and at most 24h",
+        ),
         ("{{{", "line 1 column 2"),
     ];
     for (text, expected) in cases {

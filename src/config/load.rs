@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use http::Uri;
@@ -145,13 +146,35 @@ fn validate(config: &Config, v: &mut Validator) {
         "must be at least 1",
     );
     v.check(
+        !server.drain_timeout.is_zero() && server.drain_timeout <= Duration::from_secs(24 * 3600),
+        || "server.drain_timeout".into(),
+        "must be above zero and at most 24h",
+    );
+    for (field, set) in [
+        (
+            "grace_period_seconds",
+            server.grace_period_seconds.is_some(),
+        ),
+        (
+            "graceful_shutdown_timeout_seconds",
+            server.graceful_shutdown_timeout_seconds.is_some(),
+        ),
+    ] {
+        v.check(
+            !set,
+            || format!("server.{field}"),
+            "was replaced by `server.drain_timeout` (e.g. 300s): the gateway now serves \
+             requests in flight until the last one ends or the drain timeout passes",
+        );
+    }
+    v.check(
         config.request.max_body_bytes >= 1,
         || "request.max_body_bytes".into(),
         "must be at least 1",
     );
     // The client deadlines are added to instants (gateway/connection.rs), so
     // they are bounded; the body timeout goes to Pingora, which copes.
-    let day = std::time::Duration::from_secs(24 * 3600);
+    let day = Duration::from_secs(24 * 3600);
     for (field, timeout, bounded) in [
         ("body_timeout", config.request.body_timeout, false),
         ("header_timeout", config.request.header_timeout, true),

@@ -48,11 +48,16 @@ pub struct Config {
 pub struct ServerSettings {
     /// Worker threads of the proxy service.
     pub threads: usize,
-    /// How long SIGTERM waits before shutting services down. Keep it below
-    /// Kubernetes' `terminationGracePeriodSeconds`.
-    pub grace_period_seconds: u64,
-    /// How long in-flight requests may take to finish after the grace period.
-    pub graceful_shutdown_timeout_seconds: u64,
+    /// After SIGTERM or SIGQUIT, the longest the process keeps serving the
+    /// requests and streams in flight; it exits as soon as the last one ends.
+    /// Keep Kubernetes' `terminationGracePeriodSeconds` at least the preStop
+    /// sleep + this + 5 s.
+    #[serde(with = "duration::serde_str")]
+    pub drain_timeout: Duration,
+    /// Pingora's timers, replaced by `drain_timeout`: accepted only to fail
+    /// with a message that says so.
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
     /// The socket a new process takes the listeners over from (graceful upgrade, `-u`).
     pub upgrade_sock: String,
     pub pid_file: String,
@@ -66,8 +71,9 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             threads: 2,
-            grace_period_seconds: 5,
-            graceful_shutdown_timeout_seconds: 20,
+            drain_timeout: Duration::from_secs(300),
+            grace_period_seconds: None,
+            graceful_shutdown_timeout_seconds: None,
             upgrade_sock: "/tmp/ai-api-gateway_upgrade.sock".into(),
             pid_file: "/tmp/ai-api-gateway.pid".into(),
             error_log: None,
@@ -401,11 +407,17 @@ pub struct Route {
 impl ServerSettings {
     /// The one place our settings become Pingora's `ServerConf`; Pingora copies
     /// it at `Server` construction, so it must be complete before then.
+    ///
+    /// The gateway ends the process itself once drained (`lifecycle.rs`).
+    /// Pingora's grace period is only a backstop: at its end Pingora shuts its
+    /// runtimes down and drops every task, so it must outlast the drain,
+    /// which may start after Pingora's fixed 5 s upgrade hand-over.
     pub fn to_pingora(&self) -> pingora::server::configuration::ServerConf {
+        let drain_secs = self.drain_timeout.as_secs_f64().ceil() as u64;
         pingora::server::configuration::ServerConf {
             threads: self.threads,
-            grace_period_seconds: Some(self.grace_period_seconds),
-            graceful_shutdown_timeout_seconds: Some(self.graceful_shutdown_timeout_seconds),
+            grace_period_seconds: Some(drain_secs + 10),
+            graceful_shutdown_timeout_seconds: Some(1),
             upgrade_sock: self.upgrade_sock.clone(),
             pid_file: self.pid_file.clone(),
             error_log: self.error_log.clone(),

@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -32,6 +32,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::lifecycle::drain;
 use crate::memory;
 use crate::observability::metrics::metrics;
 use crate::reload::SharedState;
@@ -41,7 +42,6 @@ use crate::state::ClientTimeouts;
 pub struct ConnectionGuard<A> {
     app: Arc<A>,
     state: SharedState,
-    open: Arc<AtomicUsize>,
 }
 
 impl<A> ConnectionGuard<A> {
@@ -49,7 +49,6 @@ impl<A> ConnectionGuard<A> {
         Self {
             app: Arc::new(app),
             state,
-            open: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -65,7 +64,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
             let state = self.state.load();
             (state.client_timeouts, state.max_connections)
         };
-        let open = OpenConnection::new(self.open.clone());
+        let open = OpenConnection::new();
         if max_connections > 0 && open.count > max_connections {
             metrics().client_connections_refused.inc();
             return None; // dropping the stream closes it
@@ -80,7 +79,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
         self.app.process_new(Box::new(guarded), shutdown).await
     }
 
+    /// Called when the listeners have stopped (the process drains). The
+    /// proxy's own cleanup closes every keep-alive connection waiting for its
+    /// next request; it waits for the settle delay, so a request already on
+    /// its way to an idle connection is still answered.
     async fn cleanup(&self) {
+        drain().settle().await;
         self.app.cleanup().await
     }
 }
@@ -88,24 +92,21 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
 /// One open client connection, counted until dropped.
 #[derive(Debug)]
 struct OpenConnection {
-    open: Arc<AtomicUsize>,
     /// Connections open, this one included, when it was accepted.
     count: usize,
 }
 
 impl OpenConnection {
-    fn new(open: Arc<AtomicUsize>) -> Self {
-        let count = open.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics().client_connections.inc();
+    fn new() -> Self {
+        let count = drain().connection_opened();
         memory::connection_opened();
-        Self { open, count }
+        Self { count }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-        metrics().client_connections.dec();
+        drain().connection_closed();
         memory::connection_closed();
     }
 }

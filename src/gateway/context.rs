@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::auth::Identity;
 use crate::error::ApiError;
+use crate::lifecycle::{drain, RequestInFlight};
 use crate::limits::{Admission, Limiter};
 use crate::llm::{Usage, UsageScanner};
 use crate::routing::{Backend, InflightGuard, RouteEntry};
@@ -45,6 +46,8 @@ pub struct RequestCtx {
     pub usage_scanner: Option<UsageScanner>,
     pub usage: Option<Usage>,
     pub body_started: bool,
+    /// Counts the request in flight (drain waits for it) until the context drops.
+    _in_flight: RequestInFlight,
 }
 
 impl RequestCtx {
@@ -73,6 +76,7 @@ impl RequestCtx {
             usage_scanner: None,
             usage: None,
             body_started: false,
+            _in_flight: drain().request_started(),
         }
     }
 

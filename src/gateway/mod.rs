@@ -25,6 +25,7 @@ use crate::auth::{Failure, Identity};
 use crate::config::AuthMethod;
 use crate::config::RetryOn;
 use crate::error::ApiError;
+use crate::lifecycle::drain;
 use crate::llm::{self, UsageScanner};
 use crate::observability::access_log::AccessRecord;
 use crate::observability::metrics::{method_label, metrics};
@@ -460,10 +461,15 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if drain().is_draining() {
+            // `Connection: close`: the client opens its next connection to
+            // a process that is not going away.
+            session.set_keepalive(None);
+        }
         upstream_response.insert_header("x-request-id", &ctx.request_id)?;
         limiting::add_standing_headers(upstream_response, ctx)?;
         Ok(())

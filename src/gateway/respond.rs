@@ -6,6 +6,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use crate::error::ApiError;
+use crate::lifecycle::drain;
 
 /// Writes a complete JSON response carrying the request id.
 pub async fn send_json(
@@ -24,7 +25,8 @@ pub async fn send_json(
     resp.insert_header("x-request-id", request_id)?;
     // A client whose body was not read, or was told its framing is wrong,
     // cannot safely send another request on this connection.
-    if !session.is_body_done() || status == 400 {
+    // A draining process closes every connection after its answer.
+    if !session.is_body_done() || status == 400 || drain().is_draining() {
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;

@@ -471,6 +471,49 @@ impl Limiter {
         })
     }
 
+    /// Hands every unspent lease back to Redis (hybrid mode), so a process
+    /// that exits does not take a slice of every limit with it.
+    pub async fn return_leases(&self) {
+        if let Some(store) = &self.store {
+            let returned = self.hand_back_leases(store, u64::MAX).await;
+            if returned > 0 {
+                log::info!("handed {returned} unspent units of limit leases back to Redis");
+            }
+        }
+    }
+
+    /// Hands back the budget of leases idle since `idle_before_ms` (hybrid
+    /// mode); leases of ended windows are dropped. Returns what Redis took.
+    async fn hand_back_leases(&self, store: &RedisStore, idle_before_ms: u64) -> i64 {
+        if self.mode != LimitMode::Hybrid {
+            return 0;
+        }
+        let now = store.now_ms();
+        let rules = &self.rules;
+        let back = self.leases.collect_idle(idle_before_ms, |counter, wid| {
+            let name = counter.split('|').next().unwrap_or_default();
+            rules
+                .get(name)
+                .is_some_and(|r| window_id(now, r.window) == wid)
+        });
+        let mut returned = 0;
+        for (counter, wid, amount) in back {
+            let name = counter.split('|').next().unwrap_or_default();
+            let Some(rule) = self.rules.get(name) else {
+                continue;
+            };
+            let ttl = rule.window.seconds() * 2 + 1;
+            match store.adjust(&counter, wid, -amount, ttl).await {
+                Ok(_) => returned += amount,
+                Err(e) => {
+                    metrics().rate_limit_redis_errors.inc();
+                    log::debug!("cannot hand lease budget back to Redis: {}", e.0);
+                }
+            }
+        }
+        returned
+    }
+
     async fn sync_once(&self) {
         let Some(store) = &self.store else {
             return;
@@ -485,28 +528,10 @@ impl Limiter {
         metrics()
             .rate_limit_sync_age
             .set(store.last_ok_age_secs().min(1e9));
-        if self.mode != LimitMode::Hybrid {
-            return;
-        }
-        let now = store.now_ms();
-        let idle_before = now.saturating_sub(self.sync_interval.as_millis() as u64);
-        let rules = &self.rules;
-        let back = self.leases.collect_idle(idle_before, |counter, wid| {
-            let name = counter.split('|').next().unwrap_or_default();
-            rules
-                .get(name)
-                .is_some_and(|r| window_id(now, r.window) == wid)
-        });
-        for (counter, wid, amount) in back {
-            let name = counter.split('|').next().unwrap_or_default();
-            let Some(rule) = self.rules.get(name) else {
-                continue;
-            };
-            let ttl = rule.window.seconds() * 2 + 1;
-            if store.adjust(&counter, wid, -amount, ttl).await.is_err() {
-                metrics().rate_limit_redis_errors.inc();
-            }
-        }
+        let idle_before = store
+            .now_ms()
+            .saturating_sub(self.sync_interval.as_millis() as u64);
+        self.hand_back_leases(store, idle_before).await;
     }
 }
 

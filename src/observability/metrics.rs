@@ -24,6 +24,8 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     pub client_connections_refused: IntCounter,
     pub client_timeouts: IntCounterVec,
+    pub inflight_requests: IntGauge,
+    pub draining: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -139,6 +141,16 @@ impl Metrics {
         registry.register(Box::new(client_connections.clone()))?;
         registry.register(Box::new(client_connections_refused.clone()))?;
         registry.register(Box::new(client_timeouts.clone()))?;
+        let inflight_requests = IntGauge::new(
+            "inflight_requests",
+            "Requests on the proxy port whose answer has not ended yet.",
+        )?;
+        let draining = IntGauge::new(
+            "draining",
+            "1 from SIGTERM or SIGQUIT until the process exits, else 0.",
+        )?;
+        registry.register(Box::new(inflight_requests.clone()))?;
+        registry.register(Box::new(draining.clone()))?;
         // Every failure reason starts at zero, so rate() and alerts work from
         // the first scrape.
         for reason in AUTH_FAILURE_REASONS {
@@ -164,6 +176,8 @@ impl Metrics {
             client_connections,
             client_connections_refused,
             client_timeouts,
+            inflight_requests,
+            draining,
         })
     }
 
