@@ -102,6 +102,9 @@ impl Drop for Mock {
     }
 }
 
+/// The `server` lines the harness writes unless a test gives its own.
+pub const DEFAULT_SERVER: &str = "  drain_timeout: 30s\n";
+
 /// A gateway process started from a config body (upstreams and routes); the
 /// harness adds the listeners and server paths.
 pub struct Gateway {
@@ -121,21 +124,27 @@ impl Gateway {
     }
 
     pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Self {
-        Self::launch(body, env, "")
+        Self::launch(body, env, "", DEFAULT_SERVER)
     }
 
     /// With `listen_extra` (YAML lines indented two spaces) added to the
     /// `listen` section the harness writes.
     pub fn start_with_listen(listen_extra: &str, body: &str) -> Self {
-        Self::launch(body, &[], listen_extra)
+        Self::launch(body, &[], listen_extra, DEFAULT_SERVER)
     }
 
-    fn launch(body: &str, env: &[(&str, &str)], listen_extra: &str) -> Self {
+    /// With `server` (YAML lines indented two spaces) in the `server`
+    /// section, in place of the harness' `drain_timeout`.
+    pub fn start_with_server(server: &str, body: &str) -> Self {
+        Self::launch(body, &[], "", server)
+    }
+
+    fn launch(body: &str, env: &[(&str, &str)], listen_extra: &str, server: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let proxy_port = free_port();
         let admin_port = free_port();
         let head = format!(
-            "server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 2\n  \
+            "server:\n  threads: 2\n{server}  \
              upgrade_sock: {dir}/upgrade.sock\n  pid_file: {dir}/gateway.pid\n\
              listen:\n  proxy: [\"127.0.0.1:{proxy_port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n{listen_extra}",
             dir = dir.path().display()
@@ -636,6 +645,14 @@ impl Redis {
         secs * 1000 + micros / 1000
     }
 
+    /// The string value of `key` (empty when it does not exist).
+    pub fn get(&self, key: &str) -> String {
+        let client = redis::Client::open(self.url()).expect("client");
+        let mut conn = client.get_connection().expect("connection");
+        let value: Option<String> = redis::cmd("GET").arg(key).query(&mut conn).expect("GET");
+        value.unwrap_or_default()
+    }
+
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let client = redis::Client::open(self.url()).expect("client");
         let mut conn = client.get_connection().expect("connection");
@@ -687,9 +704,15 @@ impl Gateway {
         }
     }
 
-    /// Where the process started by [`Gateway::spawn_upgrade`] logs.
-    pub fn upgrade_log_path(&self) -> PathBuf {
-        self.log_path.with_file_name("upgrade.log")
+    /// A log file next to the gateway's, for a process a test starts.
+    pub fn log_path_for(&self, name: &str) -> PathBuf {
+        self.log_path.with_file_name(name)
+    }
+
+    /// Takes the process over (the drain tests signal and wait on it
+    /// themselves); the harness no longer kills it on drop.
+    pub fn take_child(&mut self) -> Child {
+        self.child.take().expect("running")
     }
 
     /// Replaces the config file (for reloads), keeping the harness' server
@@ -700,8 +723,8 @@ impl Gateway {
 
     /// Starts a second process on the same config with `-u`: it takes the
     /// listening sockets over once the running one gets SIGQUIT.
-    pub fn spawn_upgrade(&self) -> Child {
-        let log = std::fs::File::create(self.upgrade_log_path()).expect("log file");
+    pub fn spawn_upgrade(&self, log: &Path) -> Child {
+        let log = std::fs::File::create(log).expect("log file");
         Command::new(env!("CARGO_BIN_EXE_ai-api-gateway"))
             .arg("-u")
             .arg("-c")
@@ -723,17 +746,18 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
-/// Opens a streaming chat request held by the mock (`x-mock-hold: key`) and
-/// returns the reader after the first event arrived.
-pub fn open_held_stream(port: u16, key: &str) -> BufReader<TcpStream> {
+/// Opens a streaming chat request held by the mock (`x-mock-hold: key`), with
+/// more request header lines (`name: value\r\n`), and returns the reader
+/// after the first event arrived.
+pub fn open_held_stream(port: u16, key: &str, headers: &str) -> BufReader<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let body = r#"{"model":"mock-gpt","stream":true,"messages":[]}"#;
     write!(
         stream,
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-mock-hold: {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-mock-hold: {key}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .expect("write");
