@@ -19,7 +19,8 @@ COPY --from=build /src/target/release/mock-upstream /usr/local/bin/mock-upstream
 COPY conf/gateway.yaml /etc/ai-api-gateway/gateway.yaml
 USER 10001
 EXPOSE 8080 9090
-# Pingora drains on SIGTERM for server.grace_period_seconds, then exits.
+# SIGTERM drains: requests and streams in flight are served until they end
+# (at most server.drain_timeout), then the process exits.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/ai-api-gateway"]
 CMD ["-c", "/etc/ai-api-gateway/gateway.yaml"]
