@@ -27,7 +27,7 @@ BIN=target/release
 MOCK=127.0.0.1:18000; NGINX=127.0.0.1:18001; PASS=127.0.0.1:18002; GW=127.0.0.1:18003; ADMIN=127.0.0.1:18004
 GWL=127.0.0.1:18005; ADMINL=127.0.0.1:18006; REDIS_PORT=18007
 
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; cat "$WORK"/*.log 2>/dev/null; cat "$WORK/gateway-limits.yaml" 2>/dev/null; exit 1; }
+source benches/common.sh
 
 CORES=$(nproc)
 LOAD_CPU=0; PROXY_CPU=$(( CORES > 1 ? 1 : 0 ))
@@ -35,26 +35,7 @@ LOAD_CPU=0; PROXY_CPU=$(( CORES > 1 ? 1 : 0 ))
 taskset -pc "$LOAD_CPU" "$!" >/dev/null
 wait_port "$MOCK"
 
-cat > "$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream mock { server $MOCK; keepalive 64; }
-  server {
-    listen $NGINX;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-NGINX
+write_nginx_conf "$NGINX" "$MOCK" off
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
 wait_port "$NGINX"; NGINX_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)  # the worker
 
@@ -64,8 +45,7 @@ PASS_PID=$!; wait_port "$PASS"
 cat > "$WORK/gateway.yaml" <<YAML
 server:
   threads: 1
-  grace_period_seconds: 0
-  graceful_shutdown_timeout_seconds: 1
+  drain_timeout: 1s
   upgrade_sock: $WORK/upgrade.sock
   pid_file: $WORK/gateway.pid
 listen:

@@ -1,0 +1,39 @@
+# Shared by the benchmark scripts: source it after setting WORK.
+
+# Waits until host:port accepts a connection (10 s at most).
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "port $1 never opened"
+  cat "$WORK"/*.log 2>/dev/null
+  exit 1
+}
+
+# Writes $WORK/nginx.conf: one worker proxying LISTEN to UPSTREAM with
+# keep-alive upstream connections and no buffering (streams pass as they
+# come), the way the gateway proxies. DAEMON is on or off.
+write_nginx_conf() {
+  local listen=$1 upstream=$2 daemon=$3
+  cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon $daemon;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream mock { server $upstream; keepalive 64; }
+  server {
+    listen $listen;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+}
