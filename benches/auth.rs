@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use ai_api_gateway::auth::{hash_key, ApiKeyStore, JwtVerifier};
-use ai_api_gateway::config::{ApiKeySettings, ClaimNames, JwtKeySettings, JwtSettings};
+use ai_api_gateway::config::{load_str, Config};
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 
@@ -13,48 +13,39 @@ fn key_file(name: &str) -> String {
     format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A config with `auth` (YAML lines) and one route.
+fn config(auth: &str) -> Config {
+    let text = format!(
+        "auth:\n{auth}upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
+         routes:\n  - {{name: r, paths: [/v1], upstream: u}}\n"
+    );
+    load_str(&text, "bench.yaml", |_| None).expect("the bench config loads")
+}
+
 fn api_keys(c: &mut Criterion) {
-    let keys: Vec<ApiKeySettings> = (0..1000)
-        .map(|i| ApiKeySettings {
-            id: format!("key-{i}"),
-            sha256: Some(hash_key(&format!("sk-bench-{i}"))),
-            key: None,
-            owner: None,
-            team: None,
-            models: vec![],
-            limits: vec![],
-            enabled: true,
+    let keys: String = (0..1000)
+        .map(|i| {
+            format!(
+                "    - {{id: key-{i}, sha256: \"{}\"}}\n",
+                hash_key(&format!("sk-bench-{i}"))
+            )
         })
         .collect();
-    let store = ApiKeyStore::from_config(&keys).expect("keys");
+    let store = ApiKeyStore::new(&config(&format!("  api_keys:\n{keys}")).auth.api_keys);
     c.bench_function("api_key_check (1000 keys)", |b| {
         b.iter(|| store.lookup(black_box("sk-bench-517")))
     });
 }
 
 fn jwt(c: &mut Criterion) {
-    let settings = JwtSettings {
-        issuer: Some("bench".into()),
-        audience: vec!["gateway".into()],
-        leeway: std::time::Duration::from_secs(30),
-        keys: vec![
-            JwtKeySettings {
-                kid: Some("rs".into()),
-                algorithms: vec!["RS256".into()],
-                secret: None,
-                public_key_file: Some(key_file("rsa1.pub")),
-            },
-            JwtKeySettings {
-                kid: Some("es".into()),
-                algorithms: vec!["ES256".into()],
-                secret: None,
-                public_key_file: Some(key_file("ec1.pub")),
-            },
-        ],
-        oidc: None,
-        claims: ClaimNames::default(),
-    };
-    let verifier = JwtVerifier::from_config(&settings).expect("verifier");
+    let config = config(&format!(
+        "  jwt:\n    issuer: bench\n    audience: [gateway]\n    keys:\n\
+         \x20     - {{kid: rs, algorithms: [RS256], public_key_file: {}}}\n\
+         \x20     - {{kid: es, algorithms: [ES256], public_key_file: {}}}\n",
+        key_file("rsa1.pub"),
+        key_file("ec1.pub")
+    ));
+    let verifier = JwtVerifier::new(config.auth.jwt.as_ref().expect("jwt"));
     let claims = serde_json::json!({"sub": "u", "iss": "bench", "aud": "gateway",
         "exp": jsonwebtoken::get_current_timestamp() + 3600});
     let token = |alg: Algorithm, kid: &str, key: &str| {

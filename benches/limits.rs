@@ -4,12 +4,8 @@
 //!   cargo bench --bench limits
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use ai_api_gateway::config::{
-    LimitCounts, LimitKeyPart, LimitMode, LimitRule, LimitSettings, LimitWindow, RedisFailure,
-    RedisSettings, Secret,
-};
+use ai_api_gateway::config::{load_str, LimitMode};
 use ai_api_gateway::limits::{Charge, Limiter, RequestFacts};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -19,27 +15,19 @@ use criterion::{criterion_group, criterion_main, Criterion};
 mod common;
 
 fn limiter(mode: LimitMode, port: u16) -> Arc<Limiter> {
-    let settings = LimitSettings {
-        mode: Some(mode),
-        redis: (mode != LimitMode::Local).then(|| RedisSettings {
-            url: Secret::new(format!("redis://127.0.0.1:{port}")),
-            timeout: Duration::from_millis(200),
-            sync_interval: Duration::from_millis(500),
-            lease_fraction: 0.02,
-            expected_replicas: 2,
-            on_error: RedisFailure::Open,
-        }),
-        rules: vec![LimitRule {
-            name: "per-key".into(),
-            key: vec![LimitKeyPart::ApiKey],
-            counts: LimitCounts::Requests,
-            limit: u64::MAX / 4,
-            window: LimitWindow::Hour,
-        }],
-        global_rules: vec!["per-key".into()],
-        default_max_tokens: 256,
+    let redis = match mode {
+        LimitMode::Local => String::new(),
+        _ => format!("  redis: {{url: \"redis://127.0.0.1:{port}\", timeout: 200ms}}\n"),
     };
-    Arc::new(Limiter::from_config(Some(&settings)).expect("limiter"))
+    let text = format!(
+        "limits:\n  mode: {}\n{redis}  global_rules: [per-key]\n  rules:\n\
+         \x20   - {{name: per-key, key: [api_key], counts: requests, limit: 281474976710656, window: hour}}\n\
+         upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
+         routes:\n  - {{name: r, paths: [/v1], upstream: u}}\n",
+        mode.as_str()
+    );
+    let config = load_str(&text, "bench.yaml", |_| None).expect("the bench config loads");
+    Arc::new(Limiter::new(&config.limits))
 }
 
 fn decisions(c: &mut Criterion) {

@@ -16,7 +16,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use ai_api_gateway::admin::AdminService;
-use ai_api_gateway::config::{self, Config};
+use ai_api_gateway::config::{self, Listen};
 use ai_api_gateway::gateway::connection::ConnectionGuard;
 use ai_api_gateway::gateway::Gateway;
 use ai_api_gateway::lifecycle::{self, DrainSignals};
@@ -87,39 +87,33 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let state = match GatewayState::from_config(&config) {
-        Ok(state) => Arc::new(ArcSwap::from_pointee(state)),
-        Err(e) => {
-            eprintln!("configuration error: {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    };
+    let state = Arc::new(ArcSwap::from_pointee(GatewayState::new(&config)));
     if opt.test {
         println!("{}: configuration is valid", path.display());
         return ExitCode::SUCCESS;
     }
     if !opt.upgrade {
-        if let Err(e) = check_ports_free(&config) {
+        if let Err(e) = check_ports_free(&config.process.listen) {
             eprintln!("cannot start: {}: {e}", path.display());
             return ExitCode::from(2);
         }
     }
 
-    let mut server = Server::new_with_opt_and_conf(Some(opt), config.server.to_pingora());
+    let process = config.process.clone();
+    let mut server = Server::new_with_opt_and_conf(Some(opt), process.server.to_pingora());
     // With -u this waits for the running process to hand its sockets over.
     server.bootstrap();
-    if !config.server.daemon {
-        lifecycle::write_pid_file(&config.server.pid_file);
+    if !process.server.daemon {
+        lifecycle::write_pid_file(&process.server.pid_file);
     }
 
-    if let Some(mock_settings) = &config.mock_upstream {
-        match mock::bind_and_spawn_thread(&mock_settings.listen, MockState::new("demo", false)) {
+    if let Some(mock_listen) = process.mock_upstream {
+        match mock::bind_and_spawn_thread(mock_listen, MockState::new("demo", false)) {
             Ok(addr) => log::info!("mock upstream listening on {addr}"),
             Err(e) => {
                 eprintln!(
-                    "configuration error: {}: mock_upstream.listen: cannot listen on {}: {e}",
+                    "configuration error: {}: mock_upstream.listen: cannot listen on {mock_listen}: {e}",
                     path.display(),
-                    mock_settings.listen
                 );
                 return ExitCode::from(2);
             }
@@ -131,23 +125,24 @@ fn main() -> ExitCode {
         "proxy".to_string(),
         ConnectionGuard::new(proxy_app, state.clone()),
     );
-    let read_buffer = L4BufferSettings::default().read(config.listen.read_buffer_bytes);
-    for addr in &config.listen.proxy {
-        proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(read_buffer));
+    let listen = &process.listen;
+    let read_buffer = L4BufferSettings::default().read(listen.read_buffer_bytes);
+    for addr in &listen.proxy {
+        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(read_buffer));
     }
     server.add_service(proxy);
-    server.add_service(AdminService::new(state.clone(), &config.listen.admin));
+    server.add_service(AdminService::new(state.clone(), &listen.admin.to_string()));
     // Health checks, DNS refresh, JWKS refresh and limit sync follow the
     // state through reloads.
     server.add_service(background_service(
         "supervisor",
-        Supervisor::new(state.clone(), path.clone(), config.clone()),
+        Supervisor::new(state.clone(), path.clone(), process.clone()),
     ));
     log::info!(
         "ai-api-gateway {} proxy on {:?}, admin on {}",
         env!("CARGO_PKG_VERSION"),
-        config.listen.proxy,
-        config.listen.admin
+        listen.proxy,
+        listen.admin
     );
     // The gateway ends the process itself once drained (lifecycle.rs); `run`
     // returns only after a fast shutdown (SIGINT).
@@ -164,21 +159,17 @@ const PORT_WAIT: Duration = Duration::from_secs(5);
 /// Checks that every address can be bound before Pingora tries: Pingora
 /// retries a taken port and then panics inside a task while the process
 /// lives on, so a second instance started without `-u` would hang, silent.
-fn check_ports_free(config: &Config) -> Result<(), String> {
-    let addresses = config
-        .listen
+fn check_ports_free(listen: &Listen) -> Result<(), String> {
+    let addresses = listen
         .proxy
         .iter()
         .enumerate()
         .map(|(i, addr)| (format!("listen.proxy[{i}]"), addr))
-        .chain(std::iter::once((
-            "listen.admin".to_string(),
-            &config.listen.admin,
-        )));
+        .chain(std::iter::once(("listen.admin".to_string(), &listen.admin)));
     let deadline = Instant::now() + PORT_WAIT;
     for (field, addr) in addresses {
         loop {
-            match std::net::TcpListener::bind(addr.as_str()) {
+            match std::net::TcpListener::bind(addr) {
                 Ok(_) => break,
                 Err(e)
                     if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>

@@ -17,7 +17,7 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Config};
+use crate::config::{self, Process};
 use crate::lifecycle::{self, drain};
 use crate::observability::metrics::metrics;
 use crate::routing::health::{DnsRefresher, HealthChecker};
@@ -70,12 +70,12 @@ impl Generation {
 pub struct Supervisor {
     state: SharedState,
     path: PathBuf,
-    /// What was loaded at start, to tell which changes need an upgrade.
-    started_with: Config,
+    /// What the process was started with, to tell which changes need an upgrade.
+    started_with: Process,
 }
 
 impl Supervisor {
-    pub fn new(state: SharedState, path: PathBuf, started_with: Config) -> Self {
+    pub fn new(state: SharedState, path: PathBuf, started_with: Process) -> Self {
         Self {
             state,
             path,
@@ -86,9 +86,8 @@ impl Supervisor {
     /// Loads, validates and swaps; the old state stays on any fault.
     fn reload(&self) -> Result<Arc<GatewayState>, String> {
         let config = config::load_file(&self.path).map_err(|e| e.to_string())?;
-        let state = GatewayState::from_config(&config)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        for warning in needs_upgrade(&self.started_with, &config) {
+        let state = GatewayState::new(&config);
+        for warning in needs_upgrade(&self.started_with, &config.process) {
             log::warn!("config reload: {warning} changed; it takes a graceful upgrade (start a new process with -u) to apply");
         }
         let state = Arc::new(state);
@@ -103,27 +102,21 @@ impl Supervisor {
     }
 }
 
-/// Settings a running process cannot change: they are bound at start.
-fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
+/// The sections whose settings a running process cannot change: they are
+/// bound at start. Each section of the model's `Process` is compared whole,
+/// so a setting added to one is covered without a list to keep.
+fn needs_upgrade(old: &Process, new: &Process) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if old.listen.proxy != new.listen.proxy || old.listen.admin != new.listen.admin {
-        out.push("`listen`");
-    }
-    let (a, b) = (&old.server, &new.server);
-    if a.threads != b.threads
-        || a.drain_timeout != b.drain_timeout
-        || a.upgrade_sock != b.upgrade_sock
-        || a.pid_file != b.pid_file
-        || a.upstream_keepalive_pool_size != b.upstream_keepalive_pool_size
-    {
+    if old.server != new.server {
         out.push("`server`");
     }
-    if old.mock_upstream.as_ref().map(|m| &m.listen)
-        != new.mock_upstream.as_ref().map(|m| &m.listen)
-    {
+    if old.listen != new.listen {
+        out.push("`listen`");
+    }
+    if old.mock_upstream != new.mock_upstream {
         out.push("`mock_upstream`");
     }
-    if old.reload.watch != new.reload.watch || old.reload.interval != new.reload.interval {
+    if old.reload != new.reload {
         out.push("`reload`");
     }
     out
@@ -141,11 +134,8 @@ impl BackgroundService for Supervisor {
                 None
             }
         };
-        let watch_every = self
-            .started_with
-            .reload
-            .watch
-            .then_some(self.started_with.reload.interval);
+        let reload = &self.started_with.reload;
+        let watch_every = reload.watch.then_some(reload.interval);
         let mut stamp = self.file_stamp();
         loop {
             let poll = async {
@@ -233,5 +223,44 @@ impl Supervisor {
         generation.stop().await;
         state.limiter.return_leases().await;
         lifecycle::exit(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(top: &str) -> Process {
+        let text = format!(
+            "{top}upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
+             routes:\n  - {{name: r, paths: [/v1], upstream: u}}\n"
+        );
+        config::load_str(&text, "test.yaml", |_| None)
+            .expect("loads")
+            .process
+    }
+
+    #[test]
+    fn bound_settings_need_an_upgrade_and_reloadable_ones_do_not() {
+        let base = process("");
+        for (change, section) in [
+            ("listen:\n  read_buffer_bytes: 4096\n", Some("`listen`")),
+            ("listen:\n  proxy: [\"127.0.0.1:1\"]\n", Some("`listen`")),
+            ("server:\n  drain_timeout: 10s\n", Some("`server`")),
+            (
+                "server:\n  upstream_keepalive_pool_size: 1\n",
+                Some("`server`"),
+            ),
+            (
+                "mock_upstream:\n  listen: 127.0.0.1:1\n",
+                Some("`mock_upstream`"),
+            ),
+            ("reload:\n  watch: true\n", Some("`reload`")),
+            ("listen:\n  max_connections: 10\n", None),
+            ("request:\n  idle_timeout: 5s\n", None),
+        ] {
+            let changed = needs_upgrade(&base, &process(change));
+            assert_eq!(changed, section.into_iter().collect::<Vec<_>>(), "{change}");
+        }
     }
 }

@@ -64,7 +64,7 @@ fn fixture() -> &'static Fixture {
                 .enable_all()
                 .build()
                 .expect("a runtime"),
-            auth: Authenticator::from_config(config.auth.as_ref()).expect("auth builds"),
+            auth: Authenticator::new(&config.auth),
         }
     })
 }

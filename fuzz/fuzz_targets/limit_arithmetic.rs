@@ -5,12 +5,11 @@
 //! does not hold.
 #![no_main]
 
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 use ai_api_gateway::config::{load_str, LimitCounts};
 use ai_api_gateway::limits::lease::LeaseTable;
-use ai_api_gateway::limits::{Admission, Charge, Limiter, RequestFacts, MAX_CHARGE};
+use ai_api_gateway::limits::{Admission, Charge, Counter, Limiter, RequestFacts, MAX_CHARGE};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
@@ -75,7 +74,7 @@ fn limiter(limits: [u64; 3]) -> Limiter {
         limits[0], limits[1], limits[2]
     );
     let config = load_str(&text, "fuzz.yaml", |_| None).expect("the fuzz config loads");
-    Limiter::from_config(config.limits.as_ref()).expect("the limiter builds")
+    Limiter::new(&config.limits)
 }
 
 fn check_limiter(input: &Input) {
@@ -135,12 +134,12 @@ fn check_limiter(input: &Input) {
 fn check_lease(input: &Input) {
     let table = LeaseTable::default();
     let mut window = 0u64;
-    let lease = table.get("fuzz", window);
+    let lease = table.get(&Counter::new(0, "fuzz"), window);
     let mut held: i64 = 0;
     for op in input.lease_ops.iter().take(64) {
         match *op {
             LeaseOp::Grant(n) => {
-                lease.remaining.fetch_add(i64::from(n), Ordering::AcqRel);
+                lease.grant(u64::from(n), 0, false);
                 held += i64::from(n);
             }
             LeaseOp::Spend(n) => {
@@ -168,7 +167,7 @@ fn check_lease(input: &Input) {
                 held = held.min(0);
             }
         }
-        assert_eq!(lease.remaining.load(Ordering::Acquire), held);
+        assert_eq!(lease.remaining(), held);
     }
 }
 

@@ -2,7 +2,6 @@
 //! TLS and timeouts behave like upstream traffic). Off the request path except
 //! for the one refetch an unknown `kid` may cause.
 
-use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -13,31 +12,6 @@ use pingora::utils::tls::WrappedX509;
 
 /// Bodies larger than this are not a JWKS.
 const MAX_BODY: usize = 1024 * 1024;
-
-/// Checks a discovery or JWKS address: https, or http on loopback when allowed.
-pub fn check_fetch_url(url: &str, allow_http_loopback: bool) -> Result<(), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let host = uri.host().ok_or_else(|| format!("`{url}` has no host"))?;
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if allow_http_loopback && is_loopback(host) => Ok(()),
-        Some("http") => Err(format!(
-            "`{url}` must use https (plain http only on loopback with `allow_http_loopback`)"
-        )),
-        _ => Err(format!("`{url}` must be an https URL")),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
 
 fn connector() -> &'static Connector {
     static CONNECTOR: OnceLock<Connector> = OnceLock::new();
@@ -121,19 +95,4 @@ async fn get_inner(
         return Err(format!("GET {url}: status {status}"));
     }
     Ok(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_fetch_url;
-
-    #[test]
-    fn only_https_or_allowed_loopback() {
-        assert!(check_fetch_url("https://issuer.example", false).is_ok());
-        assert!(check_fetch_url("http://issuer.example", true).is_err());
-        assert!(check_fetch_url("http://127.0.0.1:9000/jwks", false).is_err());
-        assert!(check_fetch_url("http://127.0.0.1:9000/jwks", true).is_ok());
-        assert!(check_fetch_url("http://localhost:9000", true).is_ok());
-        assert!(check_fetch_url("ftp://x", true).is_err());
-    }
 }

@@ -16,12 +16,11 @@ use pingora::services::background::BackgroundService;
 use pingora::utils::tls::WrappedX509;
 
 use super::fetch;
-use super::jwt::{parse_algorithms, ValidationTemplate, VerifyingKey};
-use crate::config::OidcSettings;
+use super::keys::{ValidationTemplate, VerifyingKey};
+use crate::config::{self, check_fetch_url, OidcSource};
 
 pub struct JwksCache {
-    issuer_url: Option<String>,
-    jwks_uri: Option<String>,
+    source: OidcSource,
     fallback_algorithms: Vec<Algorithm>,
     template: ValidationTemplate,
     refresh_interval: Duration,
@@ -34,24 +33,18 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
-    pub fn new(settings: &OidcSettings, template: ValidationTemplate) -> Result<Self, String> {
-        let ca = match &settings.ca_file {
-            Some(path) => Some(crate::routing::load_ca_file(path).map(Arc::from)?),
-            None => None,
-        };
-        Ok(Self {
-            issuer_url: settings.issuer_url.clone(),
-            jwks_uri: settings.jwks_uri.clone(),
-            fallback_algorithms: parse_algorithms(&settings.algorithms, true)
-                .map_err(|e| format!("auth.jwt.oidc.algorithms: {e}"))?,
+    pub fn new(settings: &config::Oidc, template: ValidationTemplate) -> Self {
+        Self {
+            source: settings.source.clone(),
+            fallback_algorithms: settings.algorithms.clone(),
             template,
             refresh_interval: settings.refresh_interval,
             cooldown: settings.refetch_cooldown,
             fetch_timeout: settings.fetch_timeout,
-            ca,
+            ca: settings.ca.as_ref().map(|ca| ca.certificates.clone()),
             keys: ArcSwap::from_pointee(Vec::new()),
             last_fetch: tokio::sync::Mutex::new(None),
-        })
+        }
     }
 
     pub fn keys(&self) -> Arc<Vec<Arc<VerifyingKey>>> {
@@ -60,10 +53,12 @@ impl JwksCache {
 
     /// Fetches the key set now; on failure the cached keys stay.
     async fn refresh(&self) -> Result<usize, String> {
-        let jwks_uri = match (&self.jwks_uri, &self.issuer_url) {
-            (Some(uri), _) => uri.clone(),
-            (None, Some(issuer)) => self.discover(issuer).await?,
-            (None, None) => return Err("no issuer_url or jwks_uri".into()),
+        let jwks_uri = match &self.source {
+            OidcSource::Jwks(uri) => uri.clone(),
+            OidcSource::Discovery {
+                issuer_url,
+                allow_http_loopback,
+            } => self.discover(issuer_url, *allow_http_loopback).await?,
         };
         let body = fetch::get(&jwks_uri, self.fetch_timeout, self.ca.clone()).await?;
         let set: JwkSet =
@@ -82,7 +77,7 @@ impl JwksCache {
         Ok(count)
     }
 
-    async fn discover(&self, issuer: &str) -> Result<String, String> {
+    async fn discover(&self, issuer: &str, allow_http_loopback: bool) -> Result<String, String> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -94,8 +89,7 @@ impl JwksCache {
             .as_str()
             .ok_or_else(|| format!("{url}: no jwks_uri"))?;
         // The discovered address must meet the same rule as a configured one.
-        let loopback_ok = issuer.starts_with("http://");
-        fetch::check_fetch_url(uri, loopback_ok)?;
+        check_fetch_url(uri, allow_http_loopback)?;
         Ok(uri.to_string())
     }
 

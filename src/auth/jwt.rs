@@ -2,83 +2,16 @@
 //! JWK), never taken from the token's header; `exp` is required, `nbf`
 //! checked, `iss`/`aud` required and checked when configured.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use super::credentials::MAX_CREDENTIAL_LEN;
 use super::jwks::{JwksCache, JwksRefresher};
+use super::keys::{ValidationTemplate, VerifyingKey};
 use super::{Failure, Identity};
-use crate::config::{AuthMethod, ClaimNames, JwtSettings};
-
-/// Parses algorithm names, refusing mixed key families (one key verifies
-/// one family) and, for JWKS fallbacks, HMAC.
-pub fn parse_algorithms(names: &[String], no_hmac: bool) -> Result<Vec<Algorithm>, String> {
-    if names.is_empty() {
-        return Err("needs at least one algorithm".into());
-    }
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let alg = Algorithm::from_str(name).map_err(|_| {
-            format!("unknown algorithm `{name}` (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)")
-        })?;
-        if no_hmac && alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
-            return Err(format!("`{name}`: HMAC keys are never taken from a JWKS"));
-        }
-        out.push(alg);
-    }
-    if !no_hmac && out.iter().any(|a| a.family() != out[0].family()) {
-        return Err("one key's algorithms must be of one family (e.g. RS256 and PS256, not RS256 and ES256)".into());
-    }
-    Ok(out)
-}
-
-/// A key with the validation that applies to it (its own algorithms).
-pub struct VerifyingKey {
-    pub kid: Option<String>,
-    pub key: DecodingKey,
-    pub validation: Validation,
-}
-
-impl VerifyingKey {
-    pub fn accepts(&self, alg: Algorithm) -> bool {
-        self.validation.algorithms.contains(&alg)
-    }
-}
-
-/// The checks shared by every key, specialised per key by [`with_algorithms`].
-#[derive(Clone)]
-pub struct ValidationTemplate {
-    issuer: Option<String>,
-    audience: Vec<String>,
-    leeway: u64,
-}
-
-impl ValidationTemplate {
-    pub fn with_algorithms(&self, algorithms: Vec<Algorithm>) -> Validation {
-        let mut v = Validation::new(algorithms[0]);
-        v.algorithms = algorithms;
-        v.leeway = self.leeway;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        let mut required = vec!["exp"];
-        if let Some(issuer) = &self.issuer {
-            v.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        if self.audience.is_empty() {
-            v.validate_aud = false;
-        } else {
-            v.set_audience(&self.audience);
-            required.push("aud");
-        }
-        v.set_required_spec_claims(&required);
-        v
-    }
-}
+use crate::config::{self, AuthMethod, ClaimNames, Glob};
 
 pub struct JwtVerifier {
     static_keys: Vec<VerifyingKey>,
@@ -87,49 +20,30 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn from_config(settings: &JwtSettings) -> Result<Self, String> {
+    pub fn new(settings: &config::Jwt) -> Self {
         let template = ValidationTemplate {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             leeway: settings.leeway.as_secs(),
         };
-        let mut static_keys = Vec::with_capacity(settings.keys.len());
-        for (i, key) in settings.keys.iter().enumerate() {
-            let at = format!("auth.jwt.keys[{i}]");
-            let algorithms = parse_algorithms(&key.algorithms, false)
-                .map_err(|e| format!("{at}.algorithms: {e}"))?;
-            let decoding = match (&key.secret, &key.public_key_file) {
-                (Some(secret), _) => DecodingKey::from_secret(secret.expose().as_bytes()),
-                (None, Some(file)) => {
-                    let pem = std::fs::read(file)
-                        .map_err(|e| format!("{at}.public_key_file: {file}: {e}"))?;
-                    let parsed = match algorithms[0].family() {
-                        jsonwebtoken::AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(&pem),
-                        jsonwebtoken::AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
-                        jsonwebtoken::AlgorithmFamily::Ed => DecodingKey::from_ed_pem(&pem),
-                        _ => return Err(format!("{at}: HMAC keys take `secret`")),
-                    };
-                    parsed.map_err(|e| {
-                        format!("{at}.public_key_file: {file} is not a usable public key: {e}")
-                    })?
-                }
-                (None, None) => return Err(format!("{at}: needs `secret` or `public_key_file`")),
-            };
-            static_keys.push(VerifyingKey {
+        let static_keys = settings
+            .keys
+            .iter()
+            .map(|key| VerifyingKey {
                 kid: key.kid.clone(),
-                key: decoding,
-                validation: template.with_algorithms(algorithms),
-            });
-        }
-        let jwks = match &settings.oidc {
-            Some(oidc) => Some(Arc::new(JwksCache::new(oidc, template)?)),
-            None => None,
-        };
-        Ok(Self {
+                key: key.key.clone(),
+                validation: template.with_algorithms(key.algorithms.clone()),
+            })
+            .collect();
+        let jwks = settings
+            .oidc
+            .as_ref()
+            .map(|oidc| Arc::new(JwksCache::new(oidc, template)));
+        Self {
             static_keys,
             jwks,
             claims: settings.claims.clone(),
-        })
+        }
     }
 
     pub fn jwks_refresher(&self) -> Option<JwksRefresher> {
@@ -205,11 +119,15 @@ impl JwtVerifier {
         Ok(Identity {
             method: AuthMethod::Jwt,
             id: id.to_string(),
+            owner: None,
             team: claims
                 .get(&names.team)
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            models: string_list(claims.get(&names.models)),
+            models: string_list(claims.get(&names.models))
+                .iter()
+                .filter_map(|m| Glob::new(m))
+                .collect(),
             scopes: string_list(claims.get(&names.scopes)),
             limits: string_list(claims.get(&names.limits)),
         })
@@ -243,8 +161,7 @@ fn failure_of(kind: &ErrorKind) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{JwtKeySettings, Secret};
-    use jsonwebtoken::{encode, EncodingKey, Header};
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     use serde_json::json;
 
     fn now() -> i64 {
@@ -252,20 +169,14 @@ mod tests {
     }
 
     fn verifier(issuer: Option<&str>, audience: &[&str]) -> JwtVerifier {
-        JwtVerifier::from_config(&JwtSettings {
-            issuer: issuer.map(str::to_string),
-            audience: audience.iter().map(|s| s.to_string()).collect(),
-            leeway: std::time::Duration::from_secs(30),
-            keys: vec![JwtKeySettings {
-                kid: None,
-                algorithms: vec!["HS256".into()],
-                secret: Some(Secret::new("top-secret")),
-                public_key_file: None,
-            }],
-            oidc: None,
-            claims: ClaimNames::default(),
-        })
-        .unwrap()
+        let issuer = issuer.map_or(String::new(), |i| format!("    issuer: {i}\n"));
+        let yaml = format!(
+            "auth:\n  jwt:\n{issuer}    audience: {audience:?}\n    keys:\n      - {{algorithms: [HS256], secret: top-secret}}\n\
+             upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
+             routes:\n  - {{name: r, paths: [/v1], upstream: u}}\n"
+        );
+        let config = config::load_str(&yaml, "test.yaml", |_| None).unwrap();
+        JwtVerifier::new(config.auth.jwt.as_ref().unwrap())
     }
 
     fn token(claims: Value) -> String {
@@ -294,7 +205,7 @@ mod tests {
         let id = verify(&v, &t).unwrap();
         assert_eq!(id.id, "u1");
         assert_eq!(id.team.as_deref(), Some("red"));
-        assert_eq!(id.models, vec!["gpt-*"]);
+        assert_eq!(id.models, vec![Glob::new("gpt-*").unwrap()]);
         assert_eq!(id.scopes, vec!["read", "write"]);
     }
 
@@ -339,13 +250,5 @@ mod tests {
         assert_eq!(verify(&v, &other_key), Err(Failure::BadSignature));
         assert_eq!(verify(&v, "garbage"), Err(Failure::Malformed));
         assert_eq!(verify(&v, &"a".repeat(9000)), Err(Failure::TooLarge));
-    }
-
-    #[test]
-    fn algorithm_lists_are_checked() {
-        assert!(parse_algorithms(&["RS256".into(), "PS256".into()], false).is_ok());
-        assert!(parse_algorithms(&["RS256".into(), "ES256".into()], false).is_err());
-        assert!(parse_algorithms(&["none".into()], false).is_err());
-        assert!(parse_algorithms(&["HS256".into()], true).is_err());
     }
 }

@@ -6,18 +6,19 @@ mod credentials;
 mod fetch;
 mod jwks;
 mod jwt;
+mod keys;
 
 use std::sync::Arc;
 
 use http::HeaderMap;
 
 pub use api_key::{hash_key, ApiKeyStore};
-pub use fetch::check_fetch_url;
 pub use jwks::JwksRefresher;
-pub use jwt::{parse_algorithms, JwtVerifier};
+pub use jwt::JwtVerifier;
 
-use crate::config::{AuthMethod, AuthSettings};
+use crate::config::{self, AuthMethod, Glob};
 use crate::error::ApiError;
+use crate::observability::metrics::metrics;
 use credentials::Credential;
 
 /// Who is calling, as the rest of the gateway sees it. Never holds a secret.
@@ -26,9 +27,12 @@ pub struct Identity {
     pub method: AuthMethod,
     /// The API key's id or the token's subject.
     pub id: String,
+    /// Who the key belongs to (API keys' `owner`), for the access log.
+    pub owner: Option<String>,
     pub team: Option<String>,
-    /// Model globs the caller may use; empty: every model.
-    pub models: Vec<String>,
+    /// Models the caller may use; empty: every model.
+    pub models: Vec<Glob>,
+    /// What the caller is granted; routes may require scopes.
     pub scopes: Vec<String>,
     /// Names of limit rules that apply to the caller.
     pub limits: Vec<String>,
@@ -36,11 +40,12 @@ pub struct Identity {
 
 impl Identity {
     pub fn may_use(&self, model: &str) -> bool {
-        self.models.is_empty()
-            || self
-                .models
-                .iter()
-                .any(|glob| crate::routing::glob_matches(glob, model))
+        self.models.is_empty() || self.models.iter().any(|glob| glob.matches(model))
+    }
+
+    /// Whether the caller holds every scope in `required`.
+    pub fn has_scopes(&self, required: &[String]) -> bool {
+        required.iter().all(|scope| self.scopes.contains(scope))
     }
 }
 
@@ -57,9 +62,25 @@ pub enum Failure {
     UnknownKey,
     TooLarge,
     ForbiddenModel,
+    InsufficientScope,
 }
 
 impl Failure {
+    /// Every failure, for metrics that start each reason at zero.
+    pub const ALL: [Failure; 11] = [
+        Failure::Missing,
+        Failure::Malformed,
+        Failure::Expired,
+        Failure::NotYetValid,
+        Failure::BadSignature,
+        Failure::BadIssuer,
+        Failure::BadAudience,
+        Failure::UnknownKey,
+        Failure::TooLarge,
+        Failure::ForbiddenModel,
+        Failure::InsufficientScope,
+    ];
+
     pub fn reason(self) -> &'static str {
         match self {
             Failure::Missing => "missing",
@@ -72,6 +93,7 @@ impl Failure {
             Failure::UnknownKey => "unknown_key",
             Failure::TooLarge => "too_large",
             Failure::ForbiddenModel => "forbidden_model",
+            Failure::InsufficientScope => "insufficient_scope",
         }
     }
 
@@ -79,6 +101,9 @@ impl Failure {
     pub fn challenge(self) -> Option<&'static str> {
         match self {
             Failure::ForbiddenModel => None,
+            Failure::InsufficientScope => {
+                Some("Bearer realm=\"ai-api-gateway\", error=\"insufficient_scope\"")
+            }
             Failure::Missing => Some("Bearer realm=\"ai-api-gateway\""),
             _ => Some("Bearer realm=\"ai-api-gateway\", error=\"invalid_token\""),
         }
@@ -102,6 +127,12 @@ impl Failure {
                     "You are not allowed to use the model `{}`.",
                     model.unwrap_or_default()
                 ),
+            ),
+            Failure::InsufficientScope => ApiError::new(
+                403,
+                "permission_error",
+                "insufficient_scope",
+                "Your credentials do not grant the scopes this endpoint requires.",
             ),
             Failure::Missing => ApiError::new(
                 401,
@@ -138,34 +169,21 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn from_config(settings: Option<&AuthSettings>) -> Result<Self, String> {
-        let Some(settings) = settings else {
-            return Ok(Self {
-                api_keys: ApiKeyStore::default(),
-                jwt: None,
-            });
-        };
-        let api_keys = ApiKeyStore::from_config(&settings.api_keys)?;
-        let jwt = match &settings.jwt {
-            Some(jwt) => Some(Arc::new(JwtVerifier::from_config(jwt)?)),
-            None => None,
-        };
-        Ok(Self { api_keys, jwt })
-    }
-
-    /// The methods a route accepts when its config names none.
-    pub fn default_methods(&self) -> Vec<AuthMethod> {
-        let mut methods = Vec::new();
-        if !self.api_keys.is_empty() {
-            methods.push(AuthMethod::ApiKey);
+    pub fn new(settings: &config::Auth) -> Self {
+        // Every failure reason starts at zero, so rate() and alerts work from
+        // the first scrape.
+        for failure in Failure::ALL {
+            metrics()
+                .auth_failures
+                .with_label_values(&[failure.reason()]);
         }
-        if self.jwt.is_some() {
-            methods.push(AuthMethod::Jwt);
+        Self {
+            api_keys: ApiKeyStore::new(&settings.api_keys),
+            jwt: settings
+                .jwt
+                .as_ref()
+                .map(|jwt| Arc::new(JwtVerifier::new(jwt))),
         }
-        if methods.is_empty() {
-            methods.push(AuthMethod::None);
-        }
-        methods
     }
 
     /// The background JWKS refresh, when an OIDC issuer is configured.

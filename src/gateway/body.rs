@@ -10,23 +10,17 @@
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
+use super::context::Refusal;
 use crate::error::ApiError;
 
 /// Pingora's retry buffer size (`BODY_BUF_LIMIT` in pingora-core).
 const RETRY_BUFFER: usize = 64 * 1024;
 
-/// Reads the whole body, at most `limit` bytes. `Ok(Err(..))` is an answer
-/// for the client; `Err` is a failure of the connection itself.
-pub async fn read_body(
-    session: &mut Session,
-    limit: usize,
-) -> pingora::Result<Result<Bytes, ApiError>> {
-    let declared = match declared_length(session) {
-        Ok(len) => len,
-        Err(e) => return Ok(Err(e)),
-    };
+/// Reads the whole body, at most `limit` bytes.
+pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Refusal> {
+    let declared = declared_length(session)?;
     if declared.is_some_and(|len| len > limit) {
-        return Ok(Err(ApiError::body_too_large(limit)));
+        return Err(ApiError::body_too_large(limit).into());
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limit));
     let mut buffering = false;
@@ -45,29 +39,31 @@ pub async fn read_body(
                     pingora::ErrorType::ReadError | pingora::ErrorType::ConnectionClosed
                 ) =>
             {
-                return Err(e);
+                return Err(Refusal::ClientGone(e));
             }
             Err(e) if matches!(e.etype(), pingora::ErrorType::ReadTimedout) => {
                 session.set_keepalive(None);
-                return Ok(Err(ApiError::invalid_request(
+                return Err(ApiError::invalid_request(
                     408,
                     "request_timeout",
                     "The request body stopped arriving.",
-                )));
+                )
+                .into());
             }
             Err(_) => {
                 session.set_keepalive(None);
-                return Ok(Err(ApiError::invalid_request(
+                return Err(ApiError::invalid_request(
                     400,
                     "malformed_body",
                     "The request body is not framed correctly.",
-                )));
+                )
+                .into());
             }
         };
         match read {
             Some(chunk) => {
                 if body.len() + chunk.len() > limit {
-                    return Ok(Err(ApiError::body_too_large(limit)));
+                    return Err(ApiError::body_too_large(limit).into());
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -75,13 +71,14 @@ pub async fn read_body(
         }
     }
     if !body.is_empty() && session.get_retry_buffer().is_none() {
-        return Ok(Err(ApiError::invalid_request(
+        return Err(ApiError::invalid_request(
             411,
             "length_required",
             "Request bodies over 64 KiB must be sent with a Content-Length header.",
-        )));
+        )
+        .into());
     }
-    Ok(Ok(body.freeze()))
+    Ok(body.freeze())
 }
 
 fn declared_length(session: &Session) -> Result<Option<usize>, ApiError> {

@@ -36,7 +36,6 @@ use crate::lifecycle::drain;
 use crate::memory;
 use crate::observability::metrics::metrics;
 use crate::reload::SharedState;
-use crate::state::ClientTimeouts;
 
 /// Wraps the proxy's app: counts, caps and guards every client connection.
 pub struct ConnectionGuard<A> {
@@ -62,7 +61,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
     ) -> Option<Stream> {
         let (timeouts, max_connections) = {
             let state = self.state.load();
-            (state.client_timeouts, state.max_connections)
+            let timeouts = ClientTimeouts {
+                header: state.request.header_timeout,
+                idle: state.request.idle_timeout,
+            };
+            (timeouts, state.max_connections)
         };
         let open = OpenConnection::new();
         if max_connections > 0 && open.count > max_connections {
@@ -87,6 +90,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
         drain().settle().await;
         self.app.cleanup().await
     }
+}
+
+/// Client connection deadlines, from `request.header_timeout` and
+/// `request.idle_timeout`.
+#[derive(Debug, Clone, Copy)]
+struct ClientTimeouts {
+    /// From a request's first byte to the end of its headers.
+    header: std::time::Duration,
+    /// Between keep-alive requests.
+    idle: std::time::Duration,
 }
 
 /// One open client connection, counted until dropped.

@@ -1,4 +1,6 @@
-//! What one request carries through Pingora's phases.
+//! What one request carries through Pingora's phases, grouped by who writes
+//! it and when: the admission (once, in `request_filter`), the upstream
+//! attempts (per try), and the answer's accounting (as it streams back).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,37 +19,81 @@ pub struct RequestCtx {
     pub request_id: String,
     /// Route label for metrics: the route's name, or what answered locally.
     pub route_label: &'static str,
-    pub route: Option<Arc<RouteEntry>>,
-    pub model: Option<String>,
+    /// Set once admission has accepted the request.
+    pub admitted: Option<Admitted>,
+    pub upstream: Attempts,
+    pub response: ResponseAccounting,
+    /// Counts the request in flight (drain waits for it) until the context drops.
+    _in_flight: RequestInFlight,
+}
+
+/// A request the gateway accepted: its route, its caller, what goes upstream
+/// and what it was charged.
+pub struct Admitted {
+    pub route: Arc<RouteEntry>,
     /// The authenticated caller; `None` on routes that need no credentials.
     pub identity: Option<Identity>,
+    /// On routes that choose by model: the request as read from its body.
+    pub model_request: Option<ModelRequest>,
+    /// Limits charged, settled by the limiter that charged them (even
+    /// across a reload).
+    pub limits: Option<(Arc<Limiter>, Admission)>,
+}
+
+/// Why a request goes no further.
+pub enum Refusal {
+    /// An answer for the client; `route` labels its metrics when a limit of
+    /// the route refused it (other refusals count as `unmatched`).
+    Answer {
+        error: ApiError,
+        route: Option<&'static str>,
+    },
+    /// The client's connection failed while its body was read.
+    ClientGone(Box<pingora::Error>),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal::Answer { error, route: None }
+    }
+}
+
+/// A body the gateway read, checked and prepared for upstream.
+pub struct ModelRequest {
+    pub model: String,
     pub stream: bool,
-    /// The body sent upstream in place of the client's (read, checked and
-    /// maybe rewritten in `request_filter`); replayed on every attempt.
-    pub upstream_body: Option<Bytes>,
+    pub max_tokens: Option<u64>,
+    /// What is sent upstream in place of the client's body (maybe
+    /// rewritten); replayed on every attempt.
+    pub upstream_body: Bytes,
+    /// The gateway added `stream_options.include_usage`: cut that chunk out.
+    pub strip_usage_event: bool,
+}
+
+/// The tries at backends.
+#[derive(Default)]
+pub struct Attempts {
     /// Indexes of the backends tried so far, in order.
     pub tried: Vec<usize>,
     pub backend: Option<Arc<Backend>>,
+    /// Counts the request at its backend (least_requests) until the body ends.
     pub inflight: Option<InflightGuard>,
     /// Set once, at the first attempt: when the whole exchange must end.
     pub deadline: Option<Instant>,
-    pub first_byte_at: Option<Instant>,
-    /// An answer the gateway decided on, used by `fail_to_proxy`.
-    pub failure: Option<ApiError>,
     /// Why the last attempt failed, for the final error message.
     pub last_error: Option<String>,
-    pub status: u16,
-    /// Size of the body sent upstream (prompt size for token estimates).
-    pub prompt_bytes: usize,
-    pub max_tokens: Option<u64>,
-    /// The gateway added `stream_options.include_usage`; cut that chunk out.
-    pub strip_usage_event: bool,
-    pub admission: Option<(Arc<Limiter>, Admission)>,
+    /// An answer the gateway decided on, used by `fail_to_proxy`.
+    pub failure: Option<ApiError>,
+}
+
+/// The upstream's answer as it passes.
+#[derive(Default)]
+pub struct ResponseAccounting {
+    /// When the upstream's response headers arrived.
+    pub first_byte_at: Option<Instant>,
+    pub body_started: bool,
     pub usage_scanner: Option<UsageScanner>,
     pub usage: Option<Usage>,
-    pub body_started: bool,
-    /// Counts the request in flight (drain waits for it) until the context drops.
-    _in_flight: RequestInFlight,
 }
 
 impl RequestCtx {
@@ -56,39 +102,38 @@ impl RequestCtx {
             started: Instant::now(),
             request_id: String::new(),
             route_label: "unmatched",
-            route: None,
-            model: None,
-            identity: None,
-            stream: false,
-            upstream_body: None,
-            tried: Vec::new(),
-            backend: None,
-            inflight: None,
-            deadline: None,
-            first_byte_at: None,
-            failure: None,
-            last_error: None,
-            status: 0,
-            prompt_bytes: 0,
-            max_tokens: None,
-            strip_usage_event: false,
-            admission: None,
-            usage_scanner: None,
-            usage: None,
-            body_started: false,
+            admitted: None,
+            upstream: Attempts::default(),
+            response: ResponseAccounting::default(),
             _in_flight: drain().request_started(),
         }
     }
 
+    pub fn route(&self) -> Option<&Arc<RouteEntry>> {
+        self.admitted.as_ref().map(|a| &a.route)
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.admitted.as_ref().and_then(|a| a.identity.as_ref())
+    }
+
+    pub fn model_request(&self) -> Option<&ModelRequest> {
+        self.admitted
+            .as_ref()
+            .and_then(|a| a.model_request.as_ref())
+    }
+
     pub fn attempts(&self) -> u32 {
-        self.tried.len() as u32
+        self.upstream.tried.len() as u32
     }
 
     /// Whether another attempt is allowed and possible: attempts left on the
     /// route and an untried backend available.
     pub fn can_try_again(&self) -> bool {
-        match &self.route {
-            Some(route) => self.attempts() < route.attempts && route.pool.has_untried(&self.tried),
+        match self.route() {
+            Some(route) => {
+                self.attempts() < route.attempts && route.pool.has_untried(&self.upstream.tried)
+            }
             None => false,
         }
     }

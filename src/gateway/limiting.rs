@@ -1,66 +1,16 @@
-//! Where the gateway meets `limits/`: admission in `request_filter`, the
-//! `x-ratelimit-*` headers, and settlement of real token usage in `logging`.
-
-use std::sync::Arc;
+//! Where the gateway meets `limits/` once a request is admitted (see
+//! `admission.rs`): the answer to a refusal, the `x-ratelimit-*` headers,
+//! and settlement of real token usage in `logging`.
 
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 
 use super::RequestCtx;
-use crate::config::{AuthMethod, LimitCounts};
+use crate::config::LimitCounts;
 use crate::error::ApiError;
-use crate::limits::{Charge, Limiter, Rejection, RequestFacts, Standing};
+use crate::limits::{Charge, Rejection, Standing};
 
-/// Charges the request against its rules; a refusal becomes the answer.
-pub async fn admit(
-    limiter: &Arc<Limiter>,
-    session: &Session,
-    ctx: &mut RequestCtx,
-) -> Result<(), ApiError> {
-    let Some(route) = ctx.route.clone() else {
-        return Ok(());
-    };
-    let caller_limits = ctx.identity.iter().flat_map(|i| i.limits.iter());
-    let rules = limiter.rules_for(route.limits.iter().chain(caller_limits));
-    if rules.is_empty() {
-        return Ok(());
-    }
-    let identity = ctx.identity.as_ref();
-    let facts = RequestFacts {
-        api_key: identity
-            .filter(|i| i.method == AuthMethod::ApiKey)
-            .map(|i| i.id.as_str()),
-        subject: identity
-            .filter(|i| i.method == AuthMethod::Jwt)
-            .map(|i| i.id.as_str()),
-        team: identity.and_then(|i| i.team.as_deref()),
-        model: ctx.model.as_deref(),
-        route: &route.name,
-        client_ip: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string()),
-    };
-    // A reservation: prompt size / 4 plus the most the answer may take.
-    let reserve = if route.needs_model() {
-        Charge {
-            input_tokens: (ctx.prompt_bytes as u64).div_ceil(4),
-            output_tokens: ctx.max_tokens.unwrap_or(limiter.default_max_tokens),
-        }
-    } else {
-        Charge::default()
-    };
-    match limiter.admit(&rules, &facts, reserve).await {
-        Ok(admission) => {
-            // Settled by the limiter that charged it, even across a reload.
-            ctx.admission = Some((limiter.clone(), admission));
-            Ok(())
-        }
-        Err(rejection) => Err(rejection_error(&rejection)),
-    }
-}
-
-fn rejection_error(r: &Rejection) -> ApiError {
+/// The client's answer to a refusal by a limit rule.
+pub fn rejection_error(r: &Rejection) -> ApiError {
     let mut error = if r.status == 503 {
         ApiError::new(
             503,
@@ -156,7 +106,7 @@ pub fn format_reset(ms: u64) -> String {
 
 /// `x-ratelimit-*` on answers to limited routes.
 pub fn add_standing_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
-    let Some((_, admission)) = &ctx.admission else {
+    let Some((_, admission)) = ctx.admitted.as_ref().and_then(|a| a.limits.as_ref()) else {
         return Ok(());
     };
     let mut put = |kind: &str, s: &Standing| -> pingora::Result<()> {
@@ -175,15 +125,28 @@ pub fn add_standing_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> ping
 
 /// Records the real usage: token metrics, and settlement of token rules.
 pub async fn settle(ctx: &mut RequestCtx) {
-    if let (Some(usage), Some(route)) = (ctx.usage, &ctx.route) {
-        let model = ctx.model.as_deref().unwrap_or("-");
-        let provider = ctx.backend.as_ref().map_or("-", |b| b.provider.as_str());
-        route
+    let usage = ctx.response.usage;
+    let reached_upstream = ctx.upstream.backend.is_some();
+    let provider = ctx
+        .upstream
+        .backend
+        .as_ref()
+        .map_or("-", |b| b.provider.as_str());
+    let Some(admitted) = ctx.admitted.as_mut() else {
+        return;
+    };
+    if let Some(usage) = usage {
+        let model = admitted
+            .model_request
+            .as_ref()
+            .map_or("-", |m| m.model.as_str());
+        admitted
+            .route
             .metrics
             .add_tokens(model, provider, usage.input, usage.output);
     }
-    if let Some((limiter, admission)) = ctx.admission.take() {
-        let actual = match (ctx.usage, ctx.backend.is_some()) {
+    if let Some((limiter, admission)) = admitted.limits.take() {
+        let actual = match (usage, reached_upstream) {
             (Some(u), _) => Some(Charge {
                 input_tokens: u.input,
                 output_tokens: u.output,

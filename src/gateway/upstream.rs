@@ -34,7 +34,7 @@ pub fn rewrite_request(
             })?;
         req.set_uri(uri);
     }
-    req.insert_header(http::header::HOST, backend.host_header.clone())?;
+    req.insert_header(http::header::HOST, backend.url.host_header.clone())?;
     // Identity encoding keeps event streams flowing event by event and lets
     // the gateway read usage from responses.
     for name in CLIENT_CREDENTIAL_HEADERS

@@ -6,17 +6,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::rules::Counter;
+
+/// One counter's lease in its current window.
 pub struct Lease {
-    pub window_id: AtomicU64,
+    window_id: AtomicU64,
     /// Budget held here and not spent; negative after usage settled over it.
-    pub remaining: AtomicI64,
+    remaining: AtomicI64,
     /// The window's total use in Redis after our last grant.
-    pub used_global: AtomicU64,
+    used_global: AtomicU64,
     /// Redis had nothing left in this window.
-    pub exhausted: AtomicBool,
-    pub last_spend_ms: AtomicU64,
+    exhausted: AtomicBool,
+    last_spend_ms: AtomicU64,
     /// Single flight for refills.
-    pub refill: tokio::sync::Mutex<()>,
+    refill: tokio::sync::Mutex<()>,
 }
 
 impl Lease {
@@ -29,6 +32,51 @@ impl Lease {
             last_spend_ms: AtomicU64::new(0),
             refill: tokio::sync::Mutex::new(()),
         }
+    }
+
+    pub fn window_id(&self) -> u64 {
+        self.window_id.load(Ordering::Acquire)
+    }
+
+    /// Budget held and not spent (negative after usage settled over it).
+    pub fn remaining(&self) -> i64 {
+        self.remaining.load(Ordering::Acquire)
+    }
+
+    /// Budget held, as a count the client may see.
+    pub fn held(&self) -> u64 {
+        self.remaining().max(0) as u64
+    }
+
+    /// The window's total use in Redis after the last grant.
+    pub fn used_global(&self) -> u64 {
+        self.used_global.load(Ordering::Acquire)
+    }
+
+    /// Redis had nothing more to grant in this window.
+    pub fn is_exhausted(&self) -> bool {
+        self.exhausted.load(Ordering::Acquire)
+    }
+
+    /// Records a grant from Redis: `granted` more budget, the window's use
+    /// after it, and whether that was all Redis had left.
+    pub fn grant(&self, granted: u64, used_global: u64, exhausted: bool) {
+        self.remaining.fetch_add(granted as i64, Ordering::AcqRel);
+        self.used_global.store(used_global, Ordering::Release);
+        if exhausted {
+            self.exhausted.store(true, Ordering::Release);
+        }
+    }
+
+    /// Budget a request gave back (refused elsewhere, or used less than it
+    /// reserved) stays here to be spent or handed back.
+    pub fn give_back(&self, n: u64) {
+        self.remaining.fetch_add(n as i64, Ordering::AcqRel);
+    }
+
+    /// Waits for the right to ask Redis for more: one refill at a time.
+    pub async fn refill_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.refill.lock().await
     }
 
     /// Moves the lease to `window_id` when the window turned over: what
@@ -71,13 +119,17 @@ impl Lease {
     }
 }
 
+/// Unspent budget to hand back: a counter, its window, how much.
+pub type Unspent = (Counter, u64, i64);
+
 #[derive(Default)]
 pub struct LeaseTable {
-    leases: Mutex<HashMap<String, Arc<Lease>>>,
+    leases: Mutex<HashMap<Counter, Arc<Lease>>>,
 }
 
 impl LeaseTable {
-    pub fn get(&self, counter: &str, window_id: u64) -> Arc<Lease> {
+    /// The counter's lease, moved to `window_id` if its window turned over.
+    pub fn get(&self, counter: &Counter, window_id: u64) -> Arc<Lease> {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lease) = leases.get(counter) {
             let lease = lease.clone();
@@ -86,11 +138,11 @@ impl LeaseTable {
             return lease;
         }
         let lease = Arc::new(Lease::new(window_id));
-        leases.insert(counter.to_string(), lease.clone());
+        leases.insert(counter.clone(), lease.clone());
         lease
     }
 
-    pub fn find(&self, counter: &str) -> Option<Arc<Lease>> {
+    pub fn find(&self, counter: &Counter) -> Option<Arc<Lease>> {
         let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         leases.get(counter).cloned()
     }
@@ -100,12 +152,12 @@ impl LeaseTable {
     pub fn collect_idle(
         &self,
         idle_before_ms: u64,
-        is_current: impl Fn(&str, u64) -> bool,
-    ) -> Vec<(String, u64, i64)> {
+        is_current: impl Fn(&Counter, u64) -> bool,
+    ) -> Vec<Unspent> {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         leases.retain(|counter, lease| {
-            let window = lease.window_id.load(Ordering::Acquire);
+            let window = lease.window_id();
             if !is_current(counter, window) {
                 return false;
             }
@@ -127,40 +179,43 @@ impl LeaseTable {
 mod tests {
     use super::*;
 
+    fn counter(name: &str) -> Counter {
+        Counter::new(0, name)
+    }
+
     #[test]
     fn spend_never_goes_below_zero() {
         let table = LeaseTable::default();
-        let lease = table.get("c", 7);
-        lease.remaining.store(3, Ordering::SeqCst);
+        let lease = table.get(&counter("c"), 7);
+        lease.grant(3, 3, false);
         assert!(lease.try_spend(2, 1));
         assert!(!lease.try_spend(2, 1));
         assert!(lease.try_spend(1, 1));
-        assert_eq!(lease.remaining.load(Ordering::SeqCst), 0);
+        assert_eq!(lease.remaining(), 0);
     }
 
     #[test]
     fn a_new_window_starts_empty() {
         let table = LeaseTable::default();
-        let lease = table.get("c", 7);
-        lease.remaining.store(5, Ordering::SeqCst);
-        lease.exhausted.store(true, Ordering::SeqCst);
-        let lease = table.get("c", 8);
-        assert_eq!(lease.remaining.load(Ordering::SeqCst), 0);
-        assert!(!lease.exhausted.load(Ordering::SeqCst));
+        let lease = table.get(&counter("c"), 7);
+        lease.grant(5, 5, true);
+        let lease = table.get(&counter("c"), 8);
+        assert_eq!(lease.remaining(), 0);
+        assert!(!lease.is_exhausted());
     }
 
     #[test]
     fn idle_budget_is_collected_and_old_windows_dropped() {
         let table = LeaseTable::default();
-        table.get("a", 1).remaining.store(4, Ordering::SeqCst);
-        let busy = table.get("b", 1);
-        busy.remaining.store(4, Ordering::SeqCst);
-        busy.last_spend_ms.store(100, Ordering::SeqCst);
-        table.get("old", 0).remaining.store(9, Ordering::SeqCst);
+        table.get(&counter("a"), 1).grant(4, 4, false);
+        let busy = table.get(&counter("b"), 1);
+        busy.grant(5, 5, false);
+        assert!(busy.try_spend(1, 100));
+        table.get(&counter("old"), 0).grant(9, 9, false);
         let back = table.collect_idle(50, |_, w| w == 1);
-        assert_eq!(back, vec![("a".to_string(), 1, 4)]);
-        assert!(table.find("old").is_none());
-        assert_eq!(busy.remaining.load(Ordering::SeqCst), 4);
+        assert_eq!(back, vec![(counter("a"), 1, 4)]);
+        assert!(table.find(&counter("old")).is_none());
+        assert_eq!(busy.remaining(), 4);
     }
 }
 
@@ -172,13 +227,13 @@ mod properties {
     proptest! {
         /// Spends from a lease never take more than it holds.
         #[test]
-        fn spends_stay_within_the_grant(grant in 0i64..1000, spends in proptest::collection::vec(1u64..50, 0..100)) {
+        fn spends_stay_within_the_grant(grant in 0u64..1000, spends in proptest::collection::vec(1u64..50, 0..100)) {
             let table = LeaseTable::default();
-            let lease = table.get("c", 1);
-            lease.remaining.store(grant, Ordering::SeqCst);
+            let lease = table.get(&Counter::new(0, "c"), 1);
+            lease.grant(grant, grant, false);
             let spent: u64 = spends.iter().filter(|&&n| lease.try_spend(n, 1)).sum();
-            prop_assert!(spent as i64 <= grant);
-            prop_assert_eq!(lease.remaining.load(Ordering::SeqCst), grant - spent as i64);
+            prop_assert!(spent <= grant);
+            prop_assert_eq!(lease.remaining(), grant as i64 - spent as i64);
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use pingora_limits::inflight::{Guard, Inflight};
 use pingora_limits::rate::Rate;
 
+use super::rules::Counter;
 use crate::config::LimitWindow;
 
 /// Count-min sketch size: 4 rows of 16 Ki slots keep collisions (which only
@@ -46,27 +47,27 @@ impl Default for LocalCounters {
 impl LocalCounters {
     /// Charges `n` against `limit` in this window; refused charges are undone.
     /// Returns (admitted, used after).
-    pub fn charge(&self, window: LimitWindow, key: &str, limit: u64, n: u64) -> (bool, u64) {
+    pub fn charge(&self, window: LimitWindow, key: &Counter, limit: u64, n: u64) -> (bool, u64) {
         let Some(rate) = self.rates.get(&window) else {
             return (true, 0);
         };
-        let used = rate.observe(&key, n as isize).max(0) as u64;
+        let used = rate.observe(key, n as isize).max(0) as u64;
         if used > limit {
-            rate.observe(&key, -(n as isize));
+            rate.observe(key, -(n as isize));
             return (false, used - n);
         }
         (true, used)
     }
 
     /// Adds `delta` (negative gives back) without a check.
-    pub fn adjust(&self, window: LimitWindow, key: &str, delta: i64) {
+    pub fn adjust(&self, window: LimitWindow, key: &Counter, delta: i64) {
         if let Some(rate) = self.rates.get(&window) {
-            rate.observe(&key, delta as isize);
+            rate.observe(key, delta as isize);
         }
     }
 
     /// Holds one concurrency slot while the guard lives; `None` when full.
-    pub fn enter(&self, key: &str, limit: u64) -> Option<Guard> {
+    pub fn enter(&self, key: &Counter, limit: u64) -> Option<Guard> {
         let (guard, count) = self.inflight.incr(key, 1);
         (count as u64 <= limit).then_some(guard)
     }
@@ -79,23 +80,28 @@ mod tests {
     #[test]
     fn charges_stop_at_the_limit_and_refusals_cost_nothing() {
         let c = LocalCounters::default();
-        assert_eq!(c.charge(LimitWindow::Minute, "k", 3, 2), (true, 2));
-        assert_eq!(c.charge(LimitWindow::Minute, "k", 3, 2), (false, 2));
-        assert_eq!(c.charge(LimitWindow::Minute, "k", 3, 1), (true, 3));
-        c.adjust(LimitWindow::Minute, "k", -2);
-        assert!(c.charge(LimitWindow::Minute, "k", 3, 2).0);
-        assert!(c.charge(LimitWindow::Minute, "other", 3, 3).0);
+        let k = Counter::new(0, "|g=*");
+        assert_eq!(c.charge(LimitWindow::Minute, &k, 3, 2), (true, 2));
+        assert_eq!(c.charge(LimitWindow::Minute, &k, 3, 2), (false, 2));
+        assert_eq!(c.charge(LimitWindow::Minute, &k, 3, 1), (true, 3));
+        c.adjust(LimitWindow::Minute, &k, -2);
+        assert!(c.charge(LimitWindow::Minute, &k, 3, 2).0);
+        assert!(
+            c.charge(LimitWindow::Minute, &Counter::new(1, "|g=*"), 3, 3)
+                .0
+        );
     }
 
     #[test]
     fn concurrency_slots_free_on_drop() {
         let c = LocalCounters::default();
-        let a = c.enter("k", 2);
-        let b = c.enter("k", 2);
+        let k = Counter::new(0, "|g=*");
+        let a = c.enter(&k, 2);
+        let b = c.enter(&k, 2);
         assert!(a.is_some() && b.is_some());
-        assert!(c.enter("k", 2).is_none());
+        assert!(c.enter(&k, 2).is_none());
         drop(a);
-        assert!(c.enter("k", 2).is_some());
+        assert!(c.enter(&k, 2).is_some());
     }
 }
 
@@ -111,7 +117,7 @@ mod properties {
             let counters = LocalCounters::default();
             let admitted: u64 = charges
                 .iter()
-                .filter(|&&n| counters.charge(LimitWindow::Hour, "k", limit, n).0)
+                .filter(|&&n| counters.charge(LimitWindow::Hour, &Counter::new(0, "k"), limit, n).0)
                 .sum();
             prop_assert!(admitted <= limit);
         }

@@ -2,14 +2,20 @@
 //! budget it spends is leased from the cluster (hybrid) or every decision is
 //! made in Redis (redis). Token rules reserve an estimate on admission and
 //! settle the real usage when the response ends.
+//!
+//! The limiter owns the rules, admission (all rules or none) and settlement,
+//! and the policy when Redis fails; where counts are kept is the
+//! [`ledger::Ledger`]'s business. Concurrency rules hold a slot per request
+//! in this replica.
 
 pub mod lease;
+mod ledger;
 mod local;
 mod rules;
 mod store;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,19 +24,15 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora_limits::inflight::Guard;
 
-pub use rules::{RequestFacts, Rule};
+pub use rules::{Counter, RequestFacts, Rule};
 
-use crate::config::{LimitCounts, LimitMode, LimitSettings, RedisFailure};
+pub use crate::config::MAX_LIMIT as MAX_CHARGE;
+use crate::config::{self, LimitCounts, LimitMode, RedisFailure};
 use crate::observability::metrics::metrics;
-use lease::LeaseTable;
+use ledger::{Charge as Outcome, Ledger, Spot};
 use local::LocalCounters;
 use rules::{reset_in_ms, window_id};
-use store::RedisStore;
-
-/// Most tokens one request can be charged for, per kind and in total. The
-/// numbers come from clients (`max_tokens`) and upstreams (`usage`); capped,
-/// every sum and difference of them fits an `i64` and a Lua number exactly.
-pub const MAX_CHARGE: u64 = 1 << 48;
+use store::{epoch_ms, RedisStore};
 
 /// What one request is charged, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,20 +55,15 @@ impl Charge {
     }
 }
 
-/// Where a charge went, so it can be settled or undone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ledger {
-    Local,
-    Lease,
-    Redis,
-}
-
+/// One rule's part of an admission, so it can be settled or undone.
 struct Charged {
     rule: Arc<Rule>,
-    counter: String,
+    counter: Counter,
     window_id: u64,
     amount: u64,
-    ledger: Ledger,
+    /// Counted on this replica's fallback share (Redis was failing), not
+    /// in the limiter's ledger.
+    fallback: bool,
 }
 
 /// The standing of a request-count or token rule, for `x-ratelimit-*` headers.
@@ -84,7 +81,6 @@ pub struct Admission {
     _slots: Vec<Guard>,
     pub requests: Option<Standing>,
     pub tokens: Option<Standing>,
-    pub reserved: Charge,
 }
 
 /// Why a request was refused.
@@ -98,83 +94,76 @@ pub struct Rejection {
 }
 
 pub struct Limiter {
-    mode: LimitMode,
-    rules: HashMap<String, Arc<Rule>>,
+    /// By index: counters name their rule by its place here.
+    rules: Vec<Arc<Rule>>,
+    by_name: HashMap<String, Arc<Rule>>,
     global_rules: Vec<Arc<Rule>>,
     pub default_max_tokens: u64,
-    store: Option<Arc<RedisStore>>,
+    ledger: Ledger,
     on_error: RedisFailure,
     replicas: u64,
-    lease_fraction: f64,
     sync_interval: Duration,
+    /// Local mode's counts, the fallback shares, concurrency slots.
     local: LocalCounters,
-    leases: LeaseTable,
     redis_down: AtomicBool,
-    /// While Redis is failing, requests do not wait on it: they go straight
-    /// to the failure policy until this time (ms); the sync task probes.
-    redis_retry_at_ms: AtomicU64,
 }
 
 /// How long requests skip a failing Redis before trying it again.
 const REDIS_BACKOFF_MS: u64 = 1000;
 
 impl Limiter {
-    pub fn from_config(settings: Option<&LimitSettings>) -> Result<Self, String> {
-        let empty = LimitSettings {
-            mode: Some(LimitMode::Local),
-            redis: None,
-            rules: Vec::new(),
-            global_rules: Vec::new(),
-            default_max_tokens: 512,
-        };
-        let settings = settings.unwrap_or(&empty);
-        let rules: HashMap<String, Arc<Rule>> = settings
+    pub fn new(settings: &config::Limits) -> Self {
+        let rules: Vec<Arc<Rule>> = settings
             .rules
             .iter()
-            .map(|r| (r.name.clone(), Arc::new(Rule::from_config(r))))
+            .enumerate()
+            .map(|(index, rule)| Arc::new(Rule::new(index, rule)))
+            .collect();
+        let by_name: HashMap<String, Arc<Rule>> = rules
+            .iter()
+            .map(|rule| (rule.name.clone(), rule.clone()))
             .collect();
         let global_rules = settings
             .global_rules
             .iter()
-            .filter_map(|name| rules.get(name).cloned())
+            .filter_map(|name| by_name.get(name).cloned())
             .collect();
         let redis = settings.redis.as_ref();
-        let mode = settings.mode.unwrap_or(if redis.is_some() {
-            LimitMode::Hybrid
-        } else {
-            LimitMode::Local
-        });
-        let store = match (mode, redis) {
-            (LimitMode::Local, _) | (_, None) => None,
-            (_, Some(r)) => Some(Arc::new(RedisStore::new(r.url.expose(), r.timeout)?)),
+        let ledger = match (settings.mode, redis) {
+            (LimitMode::Local, _) | (_, None) => Ledger::Local,
+            (LimitMode::Hybrid, Some(r)) => Ledger::Lease {
+                store: Arc::new(RedisStore::new(&r.client, r.timeout)),
+                leases: Default::default(),
+                fraction: r.lease_fraction,
+            },
+            (LimitMode::Redis, Some(r)) => Ledger::Redis {
+                store: Arc::new(RedisStore::new(&r.client, r.timeout)),
+            },
         };
-        for rule in rules.values() {
+        for rule in &rules {
             metrics()
                 .rate_limit_hits
                 .with_label_values(&[&rule.name, rule.counts.as_str()]);
         }
-        Ok(Self {
-            mode,
+        Self {
             rules,
+            by_name,
             global_rules,
             default_max_tokens: settings.default_max_tokens,
-            store,
+            ledger,
             on_error: redis.map_or(RedisFailure::Open, |r| r.on_error),
-            replicas: redis.map_or(1, |r| r.expected_replicas.max(1) as u64),
-            lease_fraction: redis.map_or(0.02, |r| r.lease_fraction),
+            replicas: redis.map_or(1, |r| u64::from(r.expected_replicas.max(1))),
             sync_interval: redis.map_or(Duration::from_secs(1), |r| r.sync_interval),
             local: LocalCounters::default(),
-            leases: LeaseTable::default(),
             redis_down: AtomicBool::new(false),
-            redis_retry_at_ms: AtomicU64::new(0),
-        })
+        }
     }
 
     /// The rules a request is charged: global, the route's, the caller's.
     pub fn rules_for<'a>(&self, names: impl Iterator<Item = &'a String>) -> Vec<Arc<Rule>> {
         let mut out = self.global_rules.clone();
         for name in names {
-            if let Some(rule) = self.rules.get(name) {
+            if let Some(rule) = self.by_name.get(name) {
                 if !out.iter().any(|r| Arc::ptr_eq(r, rule)) {
                     out.push(rule.clone());
                 }
@@ -184,9 +173,9 @@ impl Limiter {
     }
 
     fn now_ms(&self) -> u64 {
-        self.store
-            .as_ref()
-            .map_or_else(store::epoch_ms, |store| store.now_ms())
+        self.ledger
+            .store()
+            .map_or_else(epoch_ms, |store| store.now_ms())
     }
 
     /// Charges every rule; all or nothing.
@@ -196,12 +185,9 @@ impl Limiter {
         facts: &RequestFacts<'_>,
         reserve: Charge,
     ) -> Result<Admission, Rejection> {
-        let mut admission = Admission {
-            reserved: reserve,
-            ..Default::default()
-        };
+        let mut admission = Admission::default();
         for rule in rules {
-            let counter = rule.key_for(facts);
+            let counter = rule.counter_for(facts);
             if rule.counts == LimitCounts::Concurrent {
                 match self.local.enter(&counter, rule.limit) {
                     Some(slot) => admission._slots.push(slot),
@@ -214,10 +200,15 @@ impl Limiter {
             }
             let amount = reserve.amount(rule.counts);
             let now = self.now_ms();
-            let wid = window_id(now, rule.window);
+            let spot = Spot {
+                rule,
+                counter: &counter,
+                window_id: window_id(now, rule.window),
+                now_ms: now,
+            };
             let reset_ms = reset_in_ms(now, rule.window);
-            match self.charge(rule, &counter, wid, amount, now).await {
-                Ok((ledger, remaining)) => {
+            match self.charge(&spot, amount).await {
+                Ok((remaining, fallback)) => {
                     let standing = Standing {
                         limit: rule.limit,
                         remaining,
@@ -234,10 +225,10 @@ impl Limiter {
                     }
                     admission.charged.push(Charged {
                         rule: rule.clone(),
+                        window_id: spot.window_id,
                         counter,
-                        window_id: wid,
                         amount,
-                        ledger,
+                        fallback,
                     });
                 }
                 Err(status) => {
@@ -268,109 +259,45 @@ impl Limiter {
         }
     }
 
-    /// One charge: Ok((ledger, remaining)) or Err(status to refuse with).
-    async fn charge(
-        &self,
-        rule: &Rule,
-        counter: &str,
-        wid: u64,
-        amount: u64,
-        now: u64,
-    ) -> Result<(Ledger, u64), u16> {
-        let ttl = rule.window.seconds() * 2 + 1;
-        if self.store.is_some() && now < self.redis_retry_at_ms.load(Ordering::Relaxed) {
-            return self.redis_policy(rule, counter, amount);
+    /// One charge in the ledger, or on the fallback share while Redis fails.
+    /// Ok((remaining, on the fallback share)) or Err(status to refuse with).
+    async fn charge(&self, at: &Spot<'_>, amount: u64) -> Result<(u64, bool), u16> {
+        if let Some(store) = self.ledger.store() {
+            if store.backing_off(at.now_ms) {
+                return self.fallback(at, amount);
+            }
         }
-        match (self.mode, &self.store) {
-            (LimitMode::Redis, Some(store)) => {
-                match store.charge(counter, wid, rule.limit, amount, ttl).await {
-                    Ok((true, used)) => {
-                        self.redis_ok();
-                        Ok((Ledger::Redis, rule.limit.saturating_sub(used)))
-                    }
-                    Ok((false, _)) => {
-                        self.redis_ok();
-                        Err(429)
-                    }
-                    Err(e) => self.on_redis_error(rule, counter, amount, &e.0),
-                }
+        match self.ledger.charge(&self.local, at, amount).await {
+            Outcome::Admitted { remaining } => {
+                self.redis_ok();
+                Ok((remaining, false))
             }
-            (LimitMode::Hybrid, Some(store)) => {
-                let lease = self.leases.get(counter, wid);
-                loop {
-                    if lease.try_spend(amount, now) {
-                        let held = lease.remaining.load(Ordering::Relaxed).max(0) as u64;
-                        let used = lease.used_global.load(Ordering::Relaxed);
-                        return Ok((Ledger::Lease, rule.limit.saturating_sub(used) + held));
-                    }
-                    if lease.exhausted.load(Ordering::Acquire) {
-                        return Err(429);
-                    }
-                    let _refill = lease.refill.lock().await;
-                    if lease.remaining.load(Ordering::Acquire) >= amount as i64 {
-                        continue; // another request refilled it
-                    }
-                    if self.now_ms() < self.redis_retry_at_ms.load(Ordering::Relaxed) {
-                        // The request before us found Redis failing.
-                        return self.redis_policy(rule, counter, amount);
-                    }
-                    if lease.exhausted.load(Ordering::Acquire) {
-                        return Err(429);
-                    }
-                    let slice = ((rule.limit as f64 * self.lease_fraction).ceil() as u64).max(1);
-                    let short = amount as i64 - lease.remaining.load(Ordering::Acquire);
-                    let want = slice.max(short.max(0) as u64);
-                    match store.lease(counter, wid, rule.limit, want, ttl).await {
-                        Ok((granted, used)) => {
-                            self.redis_ok();
-                            lease.remaining.fetch_add(granted as i64, Ordering::AcqRel);
-                            lease.used_global.store(used, Ordering::Release);
-                            if granted < want {
-                                lease.exhausted.store(true, Ordering::Release);
-                                if lease.try_spend(amount, now) {
-                                    let held =
-                                        lease.remaining.load(Ordering::Relaxed).max(0) as u64;
-                                    return Ok((
-                                        Ledger::Lease,
-                                        rule.limit.saturating_sub(used) + held,
-                                    ));
-                                }
-                                return Err(429);
-                            }
-                        }
-                        Err(e) => return self.on_redis_error(rule, counter, amount, &e.0),
-                    }
-                }
+            Outcome::Refused => {
+                self.redis_ok();
+                Err(429)
             }
-            _ => {
-                let (admitted, used) = self.local.charge(rule.window, counter, rule.limit, amount);
-                if admitted {
-                    Ok((Ledger::Local, rule.limit.saturating_sub(used)))
-                } else {
-                    Err(429)
-                }
+            Outcome::BackingOff => self.fallback(at, amount),
+            Outcome::Unavailable(e) => {
+                self.redis_failed(&e.0);
+                self.fallback(at, amount)
             }
         }
     }
 
     fn redis_ok(&self) {
-        self.redis_retry_at_ms.store(0, Ordering::Relaxed);
+        if let Some(store) = self.ledger.store() {
+            store.clear_backoff();
+        }
         if self.redis_down.swap(false, Ordering::Relaxed) {
             log::warn!("Redis is back: limits are shared across replicas again");
         }
     }
 
-    /// Redis failed: fail open on a per-replica share, or refuse.
-    fn on_redis_error(
-        &self,
-        rule: &Rule,
-        counter: &str,
-        amount: u64,
-        error: &str,
-    ) -> Result<(Ledger, u64), u16> {
+    fn redis_failed(&self, error: &str) {
         metrics().rate_limit_redis_errors.inc();
-        self.redis_retry_at_ms
-            .store(self.now_ms() + REDIS_BACKOFF_MS, Ordering::Relaxed);
+        if let Some(store) = self.ledger.store() {
+            store.back_off(self.now_ms() + REDIS_BACKOFF_MS);
+        }
         if !self.redis_down.swap(true, Ordering::Relaxed) {
             log::error!(
                 "Redis unavailable for limits ({error}); {}",
@@ -381,16 +308,17 @@ impl Limiter {
                 }
             );
         }
-        self.redis_policy(rule, counter, amount)
     }
 
-    fn redis_policy(&self, rule: &Rule, counter: &str, amount: u64) -> Result<(Ledger, u64), u16> {
+    /// While Redis fails: count locally on a per-replica share, or refuse.
+    fn fallback(&self, at: &Spot<'_>, amount: u64) -> Result<(u64, bool), u16> {
         match self.on_error {
             RedisFailure::Open => {
+                let rule = at.rule;
                 let share = (rule.limit / self.replicas).max(1);
-                let (admitted, used) = self.local.charge(rule.window, counter, share, amount);
+                let (admitted, used) = self.local.charge(rule.window, at.counter, share, amount);
                 if admitted {
-                    Ok((Ledger::Local, share.saturating_sub(used)))
+                    Ok((share.saturating_sub(used), true))
                 } else {
                     Err(429)
                 }
@@ -408,44 +336,12 @@ impl Limiter {
     }
 
     async fn adjust(&self, c: &Charged, delta: i64) {
-        if delta == 0 {
-            return;
-        }
-        match c.ledger {
-            Ledger::Local => self.local.adjust(c.rule.window, &c.counter, delta),
-            Ledger::Lease => {
-                let same_window = self
-                    .leases
-                    .find(&c.counter)
-                    .filter(|l| l.window_id.load(Ordering::Acquire) == c.window_id);
-                match (same_window, &self.store) {
-                    // Budget given back stays in this replica's lease.
-                    (Some(lease), _) if delta < 0 => {
-                        lease.remaining.fetch_add(-delta, Ordering::AcqRel);
-                    }
-                    // Usage over the reservation is recorded in Redis at once.
-                    (_, Some(store)) if delta > 0 => {
-                        let ttl = c.rule.window.seconds() * 2 + 1;
-                        if let Err(e) = store.adjust(&c.counter, c.window_id, delta, ttl).await {
-                            metrics().rate_limit_redis_errors.inc();
-                            log::debug!("cannot record usage over the reservation: {}", e.0);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Ledger::Redis => {
-                if let Some(store) = &self.store {
-                    let ttl = c.rule.window.seconds() * 2 + 1;
-                    if store
-                        .adjust(&c.counter, c.window_id, delta, ttl)
-                        .await
-                        .is_err()
-                    {
-                        metrics().rate_limit_redis_errors.inc();
-                    }
-                }
-            }
+        if c.fallback {
+            self.local.adjust(c.rule.window, &c.counter, delta);
+        } else {
+            self.ledger
+                .adjust(&self.local, &c.rule, &c.counter, c.window_id, delta)
+                .await;
         }
     }
 
@@ -464,9 +360,9 @@ impl Limiter {
         }
     }
 
-    /// The background half of hybrid mode; `None` without Redis.
+    /// The background half of shared limits; `None` without Redis.
     pub fn sync_service(self: &Arc<Self>) -> Option<LimitSync> {
-        self.store.as_ref().map(|_| LimitSync {
+        self.ledger.store().map(|_| LimitSync {
             limiter: self.clone(),
         })
     }
@@ -474,48 +370,14 @@ impl Limiter {
     /// Hands every unspent lease back to Redis (hybrid mode), so a process
     /// that exits does not take a slice of every limit with it.
     pub async fn return_leases(&self) {
-        if let Some(store) = &self.store {
-            let returned = self.hand_back_leases(store, u64::MAX).await;
-            if returned > 0 {
-                log::info!("handed {returned} unspent units of limit leases back to Redis");
-            }
+        let returned = self.ledger.hand_back(&self.rules, u64::MAX).await;
+        if returned > 0 {
+            log::info!("handed {returned} unspent units of limit leases back to Redis");
         }
-    }
-
-    /// Hands back the budget of leases idle since `idle_before_ms` (hybrid
-    /// mode); leases of ended windows are dropped. Returns what Redis took.
-    async fn hand_back_leases(&self, store: &RedisStore, idle_before_ms: u64) -> i64 {
-        if self.mode != LimitMode::Hybrid {
-            return 0;
-        }
-        let now = store.now_ms();
-        let rules = &self.rules;
-        let back = self.leases.collect_idle(idle_before_ms, |counter, wid| {
-            let name = counter.split('|').next().unwrap_or_default();
-            rules
-                .get(name)
-                .is_some_and(|r| window_id(now, r.window) == wid)
-        });
-        let mut returned = 0;
-        for (counter, wid, amount) in back {
-            let name = counter.split('|').next().unwrap_or_default();
-            let Some(rule) = self.rules.get(name) else {
-                continue;
-            };
-            let ttl = rule.window.seconds() * 2 + 1;
-            match store.adjust(&counter, wid, -amount, ttl).await {
-                Ok(_) => returned += amount,
-                Err(e) => {
-                    metrics().rate_limit_redis_errors.inc();
-                    log::debug!("cannot hand lease budget back to Redis: {}", e.0);
-                }
-            }
-        }
-        returned
     }
 
     async fn sync_once(&self) {
-        let Some(store) = &self.store else {
+        let Some(store) = self.ledger.store() else {
             return;
         };
         match store.sync_clock().await {
@@ -531,7 +393,7 @@ impl Limiter {
         let idle_before = store
             .now_ms()
             .saturating_sub(self.sync_interval.as_millis() as u64);
-        self.hand_back_leases(store, idle_before).await;
+        self.ledger.hand_back(&self.rules, idle_before).await;
     }
 }
 

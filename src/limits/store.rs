@@ -10,6 +10,8 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::Mutex;
 
+use crate::config::RedisClient;
+
 /// Take up to `want` of what is left of `limit`; returns {granted, used after}.
 const LEASE: &str = r#"
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -57,16 +59,19 @@ pub struct RedisStore {
     clock_offset_ms: AtomicI64,
     /// Local time (ms) of the last successful Redis call.
     last_ok_ms: AtomicU64,
+    /// While Redis is failing, requests do not wait on it: they go straight
+    /// to the failure policy until this time (cluster clock, ms); the sync
+    /// task keeps probing.
+    retry_at_ms: AtomicU64,
 }
 
 #[derive(Debug)]
 pub struct StoreError(pub String);
 
 impl RedisStore {
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("limits.redis.url: {e}"))?;
-        Ok(Self {
-            client,
+    pub fn new(client: &RedisClient, timeout: Duration) -> Self {
+        Self {
+            client: client.0.clone(),
             conn: Mutex::new(None),
             timeout,
             lease: Script::new(LEASE),
@@ -74,7 +79,23 @@ impl RedisStore {
             adjust: Script::new(ADJUST),
             clock_offset_ms: AtomicI64::new(0),
             last_ok_ms: AtomicU64::new(0),
-        })
+            retry_at_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether requests should skip Redis for now (it failed recently).
+    pub fn backing_off(&self, now_ms: u64) -> bool {
+        now_ms < self.retry_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// Redis failed: skip it until `until_ms`.
+    pub fn back_off(&self, until_ms: u64) {
+        self.retry_at_ms.store(until_ms, Ordering::Relaxed);
+    }
+
+    /// Redis answered: ask it again.
+    pub fn clear_backoff(&self) {
+        self.retry_at_ms.store(0, Ordering::Relaxed);
     }
 
     /// Now on the cluster's clock (local time corrected by Redis `TIME`).
@@ -126,20 +147,14 @@ impl RedisStore {
         result
     }
 
-    fn key(counter: &str, window_id: u64) -> String {
-        format!("aigw:rl:{counter}:{window_id}")
-    }
-
     /// Leases up to `want` of the window's budget: (granted, used after).
     pub async fn lease(
         &self,
-        counter: &str,
-        window_id: u64,
+        key: &str,
         limit: u64,
         want: u64,
         ttl_secs: u64,
     ) -> Result<(u64, u64), StoreError> {
-        let key = Self::key(counter, window_id);
         let mut inv = self.lease.prepare_invoke();
         inv.key(key).arg(limit).arg(want).arg(ttl_secs);
         self.run(inv).await
@@ -148,13 +163,11 @@ impl RedisStore {
     /// Charges `n` when it fits: (admitted, used after).
     pub async fn charge(
         &self,
-        counter: &str,
-        window_id: u64,
+        key: &str,
         limit: u64,
         n: u64,
         ttl_secs: u64,
     ) -> Result<(bool, u64), StoreError> {
-        let key = Self::key(counter, window_id);
         let mut inv = self.charge.prepare_invoke();
         inv.key(key).arg(limit).arg(n).arg(ttl_secs);
         let (admitted, used): (u64, u64) = self.run(inv).await?;
@@ -162,14 +175,7 @@ impl RedisStore {
     }
 
     /// Adds `delta` (negative gives budget back).
-    pub async fn adjust(
-        &self,
-        counter: &str,
-        window_id: u64,
-        delta: i64,
-        ttl_secs: u64,
-    ) -> Result<u64, StoreError> {
-        let key = Self::key(counter, window_id);
+    pub async fn adjust(&self, key: &str, delta: i64, ttl_secs: u64) -> Result<u64, StoreError> {
         let mut inv = self.adjust.prepare_invoke();
         inv.key(key).arg(delta).arg(ttl_secs);
         self.run(inv).await

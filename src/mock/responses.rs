@@ -4,12 +4,31 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
-use super::server::{full, Body};
+use bytes::Bytes;
+use http::Response;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Dialect {
     OpenAi,
     Anthropic,
+}
+
+/// A response body of the mock: whole, or an event stream.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A whole response.
+pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
+    }
+    resp
 }
 
 /// Per-request behaviour, from `x-mock-*` headers.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -18,9 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio_rustls::TlsAcceptor;
 
-use super::responses::{self, Dialect, Knobs};
-
-pub type Body = BoxBody<Bytes, std::io::Error>;
+use super::responses::{self, full, Body, Dialect, Knobs};
 
 /// Shared state of one mock server.
 pub struct MockState {
@@ -61,7 +59,10 @@ impl MockState {
 
 /// Binds `addr` now (so a taken port fails the caller at start) and serves it
 /// from a thread of its own. Used by the gateway's demo config.
-pub fn bind_and_spawn_thread(addr: &str, state: Arc<MockState>) -> std::io::Result<SocketAddr> {
+pub fn bind_and_spawn_thread(
+    addr: SocketAddr,
+    state: Arc<MockState>,
+) -> std::io::Result<SocketAddr> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
@@ -128,19 +129,6 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<M
             }
         });
     }
-}
-
-pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(
-        Full::new(body.into())
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *resp.status_mut() = status;
-    if let Ok(value) = content_type.parse() {
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
-    }
-    resp
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {

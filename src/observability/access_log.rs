@@ -17,10 +17,14 @@ pub struct AccessRecord<'a> {
     pub model: Option<&'a str>,
     /// The caller's key id or token subject; never a credential.
     pub caller: Option<&'a str>,
+    /// The API key's `owner`.
+    pub owner: Option<&'a str>,
     pub team: Option<&'a str>,
     pub upstream: Option<&'a str>,
     pub status: u16,
+    #[serde(serialize_with = "millis")]
     pub latency_ms: f64,
+    #[serde(serialize_with = "optional_millis")]
     pub ttfb_ms: Option<f64>,
     pub bytes_in: usize,
     pub bytes_out: usize,
@@ -30,6 +34,18 @@ pub struct AccessRecord<'a> {
     pub stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Milliseconds with three decimals (microseconds), not float noise.
+fn millis<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((ms * 1000.0).round() / 1000.0)
+}
+
+fn optional_millis<S: serde::Serializer>(ms: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => millis(ms, s),
+        None => s.serialize_none(),
+    }
 }
 
 impl AccessRecord<'_> {

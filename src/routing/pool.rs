@@ -12,12 +12,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::utils::tls::{parse_x509, WrappedX509};
 
-use crate::config::load::{parse_base_url, BaseUrl};
 use crate::config::{
-    HealthCheckSettings, PassiveHealthSettings, ProviderKind, Strategy, TimeoutSettings,
-    UpstreamPool,
+    self, BaseUrl, CaBundle, HealthCheck, PassiveHealth, ProviderKind, Strategy, Timeouts,
 };
 use crate::observability::metrics::metrics;
 
@@ -35,8 +32,6 @@ pub struct Backend {
     pub url: BaseUrl,
     pub weight: u32,
     pub provider: ProviderKind,
-    /// The Host header upstream requests carry.
-    pub host_header: HeaderValue,
     /// `upstream_requests_total{status="200"}` for this backend, resolved once.
     pub ok_counter: prometheus::IntCounter,
     /// Headers this backend adds to every request: the provider key and extras.
@@ -93,7 +88,7 @@ impl Backend {
 
     /// A request failed (connect error, timeout, 5xx). Returns true when this
     /// failure ejected the backend.
-    pub fn record_failure(&self, passive: &PassiveHealthSettings) -> bool {
+    pub fn record_failure(&self, passive: &PassiveHealth) -> bool {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= passive.consecutive_failures {
             self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -105,7 +100,7 @@ impl Backend {
     }
 
     /// Feeds one active health-check result; returns the new health when it flipped.
-    pub fn observe_check(&self, ok: bool, settings: &HealthCheckSettings) -> Option<bool> {
+    pub fn observe_check(&self, ok: bool, settings: &HealthCheck) -> Option<bool> {
         let healthy = self.healthy.load(Ordering::Relaxed);
         if ok == healthy {
             self.check_streak.store(0, Ordering::Relaxed);
@@ -146,10 +141,10 @@ pub struct Pool {
     /// Weighted order of backend indexes, interleaved (smooth weighted round robin).
     schedule: Vec<usize>,
     cursor: AtomicUsize,
-    pub passive: PassiveHealthSettings,
-    pub timeouts: TimeoutSettings,
-    pub health_check: Option<HealthCheckSettings>,
-    ca: Option<Arc<[WrappedX509]>>,
+    pub passive: PassiveHealth,
+    pub timeouts: Timeouts,
+    pub health_check: Option<HealthCheck>,
+    ca: Option<CaBundle>,
     sni_override: Option<String>,
 }
 
@@ -160,83 +155,54 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Builds a pool from validated config. Host names are resolved once here
-    /// (at start, never on the request path); a name that does not resolve
+    /// Builds a pool from its config. Host names are resolved once here (at
+    /// start, never on the request path); a name that does not resolve
     /// leaves its backend unavailable until the refresher succeeds.
-    pub fn from_config(name: &str, settings: &UpstreamPool) -> Result<Self, String> {
-        let ca = match &settings.tls.ca_file {
-            Some(path) => Some(Arc::from(load_ca_file(path)?)),
-            None => None,
-        };
-        let mut backends = Vec::with_capacity(settings.backends.len());
-        for (index, b) in settings.backends.iter().enumerate() {
-            let url = parse_base_url(&b.base_url)?;
-            let mut upstream_headers = Vec::new();
-            if let Some(key) = &b.api_key {
-                let (header, value) = match b.provider {
-                    ProviderKind::Openai => ("authorization", format!("Bearer {}", key.expose())),
-                    ProviderKind::Anthropic => ("x-api-key", key.expose().to_string()),
-                };
-                let mut value = HeaderValue::from_str(&value)
-                    .map_err(|_| "api_key is not a valid header value".to_string())?;
-                value.set_sensitive(true);
-                upstream_headers.push((HeaderName::from_static(header), value));
-            }
-            if b.provider == ProviderKind::Anthropic && !b.headers.contains_key("anthropic-version")
-            {
-                upstream_headers.push((
-                    HeaderName::from_static("anthropic-version"),
-                    HeaderValue::from_static("2023-06-01"),
-                ));
-            }
-            for (header, value) in &b.headers {
-                let header = HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| format!("`{header}` is not a valid header name"))?;
-                let mut value = HeaderValue::from_str(value.expose())
-                    .map_err(|_| format!("header `{header}` has an invalid value"))?;
-                value.set_sensitive(true);
-                upstream_headers.push((header, value));
-            }
-            let addrs = resolve(&url.host, url.port).unwrap_or_else(|e| {
-                log::warn!("upstream {name}: cannot resolve {}: {e}", url.host);
-                Vec::new()
-            });
-            let label = format!("{name}/{}", url.authority());
-            let host_header = HeaderValue::from_str(&url.authority())
-                .map_err(|_| format!("`{}` is not a valid Host", url.authority()))?;
-            let ok_counter = metrics()
-                .upstream_requests
-                .with_label_values(&[name, &label, "200"]);
-            backends.push(Arc::new(Backend {
-                index,
-                label,
-                host_header,
-                ok_counter,
-                weight: b.weight,
-                provider: b.provider,
-                upstream_headers,
-                addrs: ArcSwap::from_pointee(addrs),
-                url,
-                healthy: AtomicBool::new(true),
-                check_streak: AtomicU32::new(0),
-                consecutive_failures: AtomicU32::new(0),
-                ejected_until_ms: AtomicU64::new(0),
-                inflight: AtomicUsize::new(0),
-            }));
-        }
+    pub fn new(settings: &config::Pool) -> Self {
+        let name = &settings.name;
+        let backends: Vec<Arc<Backend>> = settings
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(index, b)| {
+                let addrs = resolve(&b.url.host, b.url.port).unwrap_or_else(|e| {
+                    log::warn!("upstream {name}: cannot resolve {}: {e}", b.url.host);
+                    Vec::new()
+                });
+                let label = format!("{name}/{}", b.url.authority());
+                let ok_counter = metrics()
+                    .upstream_requests
+                    .with_label_values(&[name, &label, "200"]);
+                Arc::new(Backend {
+                    index,
+                    label,
+                    ok_counter,
+                    weight: b.weight,
+                    provider: b.provider,
+                    upstream_headers: b.headers.clone(),
+                    addrs: ArcSwap::from_pointee(addrs),
+                    url: b.url.clone(),
+                    healthy: AtomicBool::new(true),
+                    check_streak: AtomicU32::new(0),
+                    consecutive_failures: AtomicU32::new(0),
+                    ejected_until_ms: AtomicU64::new(0),
+                    inflight: AtomicUsize::new(0),
+                })
+            })
+            .collect();
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
-        Ok(Self {
-            name: name.to_string(),
+        Self {
+            name: name.clone(),
             strategy: settings.strategy,
             schedule: smooth_weighted_schedule(&weights),
             backends,
             cursor: AtomicUsize::new(0),
-            passive: settings.passive_health.clone(),
-            timeouts: settings.timeouts.clone(),
+            passive: settings.passive,
+            timeouts: settings.timeouts,
             health_check: settings.health_check.clone(),
-            ca,
-            sni_override: settings.tls.sni.clone(),
-        })
+            ca: settings.ca.clone(),
+            sni_override: settings.sni.clone(),
+        }
     }
 
     /// Whether every backend speaks OpenAI's dialect (then streams can be
@@ -320,15 +286,13 @@ impl Pool {
         peer.options.read_timeout = Some(t.read.min(deadline_left));
         peer.options.write_timeout = Some(t.write);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
-        if let Some(ca) = &self.ca {
-            peer.options.ca = Some(ca.clone());
-        }
+        peer.options.ca = self.tls_ca();
         Some(peer)
     }
 
     /// The same TLS settings for a health-check peer template.
-    pub fn tls_ca(&self) -> Option<Arc<[WrappedX509]>> {
-        self.ca.clone()
+    pub fn tls_ca(&self) -> Option<Arc<[pingora::utils::tls::WrappedX509]>> {
+        self.ca.as_ref().map(|ca| ca.certificates.clone())
     }
 
     pub fn sni_for(&self, backend: &Backend) -> String {
@@ -374,54 +338,39 @@ fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
     schedule
 }
 
-/// Loads a PEM file of CA certificates; each one is checked by rustls before
-/// Pingora parses it, because Pingora's parser panics on bad DER.
-pub fn load_ca_file(path: &str) -> Result<Box<[WrappedX509]>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
-    let mut reader = std::io::BufReader::new(pem.as_slice());
-    let mut out = Vec::new();
-    let mut check = tokio_rustls::rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut reader) {
-        let cert = cert.map_err(|e| format!("`{path}` is not valid PEM: {e}"))?;
-        check
-            .add(cert.clone())
-            .map_err(|e| format!("`{path}` holds an invalid certificate: {e}"))?;
-        out.push(WrappedX509::new(cert.to_vec(), parse_x509));
-    }
-    if out.is_empty() {
-        return Err(format!("`{path}` holds no PEM certificate"));
-    }
-    Ok(out.into_boxed_slice())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackendSettings, UpstreamPool};
 
     fn pool(strategy: Strategy, weights: &[u32]) -> Pool {
-        let settings = UpstreamPool {
+        let settings = config::Pool {
+            name: "p".into(),
             strategy,
             backends: weights
                 .iter()
                 .enumerate()
-                .map(|(i, &weight)| BackendSettings {
-                    base_url: format!("http://127.0.0.1:{}", 9000 + i),
+                .map(|(i, &weight)| config::Backend {
+                    url: BaseUrl::parse(&format!("http://127.0.0.1:{}", 9000 + i)).unwrap(),
                     weight,
                     provider: ProviderKind::Openai,
-                    api_key: None,
-                    headers: Default::default(),
+                    headers: Vec::new(),
                 })
                 .collect(),
             health_check: None,
-            passive_health: PassiveHealthSettings {
+            passive: PassiveHealth {
                 consecutive_failures: 2,
                 cooldown: Duration::from_secs(60),
             },
-            timeouts: Default::default(),
-            tls: Default::default(),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                read: Duration::from_secs(1),
+                write: Duration::from_secs(1),
+                total: Duration::from_secs(1),
+            },
+            ca: None,
+            sni: None,
         };
-        Pool::from_config("p", &settings).unwrap()
+        Pool::new(&settings)
     }
 
     fn picks(pool: &Pool, n: usize) -> Vec<usize> {
@@ -484,10 +433,12 @@ mod tests {
     fn health_flips_only_at_thresholds() {
         let p = pool(Strategy::RoundRobin, &[1]);
         let b = &p.backends[0];
-        let hc = HealthCheckSettings {
+        let hc = HealthCheck {
+            path: "/health".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
             healthy_threshold: 2,
             unhealthy_threshold: 3,
-            ..Default::default()
         };
         assert_eq!(b.observe_check(false, &hc), None);
         assert_eq!(b.observe_check(false, &hc), None);

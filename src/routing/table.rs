@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::config::{AuthMethod, RetryOn, Route};
+use crate::config::{self, AuthMethod, Glob, RetryOn};
 use crate::observability::metrics::RouteMetrics;
-use crate::routing::glob_matches;
 use crate::routing::Pool;
 
 /// One configured route, resolved against its pool.
@@ -14,7 +13,7 @@ pub struct RouteEntry {
     /// The name as a metrics label, interned once at load.
     pub label: &'static str,
     pub paths: Vec<String>,
-    pub models: Vec<String>,
+    pub models: Vec<Glob>,
     pub aliases: Vec<(String, String)>,
     pub pool: Arc<Pool>,
     pub attempts: u32,
@@ -23,26 +22,25 @@ pub struct RouteEntry {
     pub limits: Vec<String>,
     /// Credentials the route accepts (`[None]`: none needed).
     pub auth: Vec<AuthMethod>,
+    /// Scopes a caller must hold, every one of them.
+    pub scopes: Vec<String>,
     pub metrics: RouteMetrics,
 }
 
 impl RouteEntry {
-    pub fn new(route: &Route, pool: Arc<Pool>, default_auth: &[AuthMethod]) -> Self {
+    pub fn new(route: &config::Route, pool: Arc<Pool>) -> Self {
         Self {
             name: route.name.clone(),
             label: intern(&route.name),
             paths: route.paths.clone(),
             models: route.models.clone(),
-            aliases: route
-                .model_aliases
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            aliases: route.aliases.clone(),
             pool,
             attempts: route.retry.attempts,
             retry_on: route.retry.on.clone(),
             limits: route.limits.clone(),
-            auth: route.auth.clone().unwrap_or_else(|| default_auth.to_vec()),
+            auth: route.auth.clone(),
+            scopes: route.scopes.clone(),
             metrics: RouteMetrics::new(&route.name),
         }
     }
@@ -59,7 +57,7 @@ impl RouteEntry {
     }
 
     pub fn serves_model(&self, model: &str) -> bool {
-        self.models.iter().any(|glob| glob_matches(glob, model))
+        self.models.iter().any(|glob| glob.matches(model))
     }
 
     /// The model name the upstream should see, when it differs from the client's.
@@ -148,11 +146,15 @@ impl RouteTable {
     pub fn listed_models(&self) -> Vec<(String, &str)> {
         let mut out: Vec<(String, &str)> = Vec::new();
         for route in &self.routes {
-            let literal = route.models.iter().filter(|m| !m.contains('*'));
-            let aliases = route.aliases.iter().map(|(alias, _)| alias);
+            let literal = route
+                .models
+                .iter()
+                .filter(|m| m.is_literal())
+                .map(Glob::as_str);
+            let aliases = route.aliases.iter().map(|(alias, _)| alias.as_str());
             for model in literal.chain(aliases) {
                 if !out.iter().any(|(m, _)| m == model) {
-                    out.push((model.clone(), route.pool.name.as_str()));
+                    out.push((model.to_string(), route.pool.name.as_str()));
                 }
             }
         }

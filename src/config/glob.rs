@@ -1,8 +1,40 @@
 //! Model-name globs: `*` matches any run of characters, everything else is literal.
 
+use std::fmt;
+
+/// A model-name pattern from config (`gpt-4o*`, `claude-*-sonnet*`, `*`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    /// A non-empty pattern; `None` for an empty one.
+    pub fn new(pattern: &str) -> Option<Self> {
+        (!pattern.is_empty()).then(|| Self(pattern.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the pattern has a wildcard (else it names one model).
+    pub fn is_literal(&self) -> bool {
+        !self.0.contains('*')
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        glob_matches(&self.0, name)
+    }
+}
+
+impl fmt::Debug for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
 /// Whether `name` matches `glob`. Iterative with one backtrack point, so it is
 /// linear-ish and cannot blow up on hostile model names.
-pub fn glob_matches(glob: &str, name: &str) -> bool {
+fn glob_matches(glob: &str, name: &str) -> bool {
     let (g, n) = (glob.as_bytes(), name.as_bytes());
     let (mut gi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -26,7 +58,13 @@ pub fn glob_matches(glob: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_matches;
+    use super::{glob_matches, Glob};
+
+    #[test]
+    fn empty_patterns_are_refused() {
+        assert!(Glob::new("").is_none());
+        assert!(Glob::new("m*").is_some_and(|g| g.matches("m1") && !g.is_literal()));
+    }
 
     #[test]
     fn literal_and_wildcards() {

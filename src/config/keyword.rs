@@ -1,0 +1,190 @@
+//! The config's keywords: every closed set of words a field may take, each
+//! spelled once. The file holds them as text; the translation parses them
+//! and names the field and the choices when a word is not one of them.
+
+/// An enum whose variants are config words: `as_str`, `parse` and `ALL`.
+macro_rules! keywords {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+
+            pub fn parse(word: &str) -> Option<Self> {
+                match word {
+                    $($word => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+keywords! {
+    /// Which wire dialect a backend speaks; decides how the provider key is sent.
+    pub enum ProviderKind {
+        /// OpenAI or any OpenAI-compatible server (vLLM, Ollama, ...): `Authorization: Bearer`.
+        Openai = "openai",
+        /// Anthropic's Messages API: `x-api-key` and `anthropic-version`.
+        Anthropic = "anthropic",
+    }
+}
+
+keywords! {
+    /// How a pool picks a backend.
+    pub enum Strategy {
+        RoundRobin = "round_robin",
+        /// Smooth weighted round robin.
+        Weighted = "weighted",
+        /// Fewest requests in flight.
+        LeastRequests = "least_requests",
+    }
+}
+
+keywords! {
+    /// What makes a failed attempt worth another backend.
+    pub enum RetryOn {
+        /// The backend refused or did not accept the connection.
+        ConnectError = "connect_error",
+        /// Connect or first-byte timeout.
+        Timeout = "timeout",
+        /// The backend answered 500-599.
+        ServerError = "5xx",
+        /// The backend answered 429.
+        RateLimited = "429",
+    }
+}
+
+keywords! {
+    /// A kind of credential a route accepts.
+    pub enum AuthMethod {
+        /// No credentials needed.
+        None = "none",
+        ApiKey = "api_key",
+        Jwt = "jwt",
+    }
+}
+
+keywords! {
+    pub enum AccessLogFormat {
+        Json = "json",
+        Text = "text",
+    }
+}
+
+keywords! {
+    /// Where limit counts are kept.
+    pub enum LimitMode {
+        /// Each replica counts alone (no Redis).
+        Local = "local",
+        /// Each replica decides locally, spending budget leased from Redis.
+        Hybrid = "hybrid",
+        /// Every decision is made in Redis.
+        Redis = "redis",
+    }
+}
+
+keywords! {
+    /// What a replica does with limited requests while Redis is failing.
+    pub enum RedisFailure {
+        /// Keep serving on local counts with a per-replica share of each limit.
+        Open = "open",
+        /// Refuse with 429.
+        Closed429 = "closed429",
+        /// Refuse with 503.
+        Closed503 = "closed503",
+    }
+}
+
+keywords! {
+    /// What a limit rule counts per.
+    pub enum LimitKeyPart {
+        ApiKey = "api_key",
+        Subject = "subject",
+        Team = "team",
+        Model = "model",
+        Route = "route",
+        ClientIp = "client_ip",
+        Global = "global",
+    }
+}
+
+keywords! {
+    /// What a limit rule counts.
+    pub enum LimitCounts {
+        Requests = "requests",
+        InputTokens = "input_tokens",
+        OutputTokens = "output_tokens",
+        TotalTokens = "total_tokens",
+        Concurrent = "concurrent",
+    }
+}
+
+impl LimitCounts {
+    pub fn is_tokens(self) -> bool {
+        matches!(
+            self,
+            LimitCounts::InputTokens | LimitCounts::OutputTokens | LimitCounts::TotalTokens
+        )
+    }
+}
+
+keywords! {
+    /// A limit rule's window, aligned to the clock.
+    pub enum LimitWindow {
+        Second = "second",
+        Minute = "minute",
+        Hour = "hour",
+        Day = "day",
+    }
+}
+
+impl LimitWindow {
+    pub fn seconds(self) -> u64 {
+        match self {
+            LimitWindow::Second => 1,
+            LimitWindow::Minute => 60,
+            LimitWindow::Hour => 3600,
+            LimitWindow::Day => 86_400,
+        }
+    }
+}
+
+/// The words of `K`, for an error message: `a`, `b` or `c`.
+pub fn choices(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => format!("`{one}`"),
+        [rest @ .., last] => {
+            let rest: Vec<String> = rest.iter().map(|w| format!("`{w}`")).collect();
+            format!("{} or `{last}`", rest.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        for kind in RetryOn::ALL {
+            assert_eq!(RetryOn::parse(kind.as_str()), Some(*kind));
+        }
+        assert_eq!(RetryOn::parse("5xx"), Some(RetryOn::ServerError));
+        assert_eq!(RetryOn::parse("6xx"), None);
+        assert_eq!(choices(&["a", "b", "c"]), "`a`, `b` or `c`");
+    }
+}

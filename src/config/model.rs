@@ -1,0 +1,331 @@
+//! The configuration as the gateway runs on it: every value checked, parsed
+//! and resolved once, by the translation from the file (`translate.rs`).
+//! Nothing here is read from YAML directly, and nothing above `config/`
+//! sees the file format.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use super::glob::Glob;
+use super::keyword::{
+    AccessLogFormat, AuthMethod, LimitCounts, LimitKeyPart, LimitMode, LimitWindow, ProviderKind,
+    RedisFailure, RetryOn, Strategy,
+};
+use super::tls::CaBundle;
+use super::url::BaseUrl;
+
+/// The most a limit may be, and the most one request can be charged: every
+/// sum and difference of such numbers fits an `i64` and a Lua number exactly.
+pub const MAX_LIMIT: u64 = 1 << 48;
+
+#[derive(Debug)]
+pub struct Config {
+    /// Bound when the process starts: a change takes a graceful upgrade.
+    pub process: Process,
+    /// Most client connections open at once (0: no cap); follows reloads.
+    pub max_connections: usize,
+    pub request: RequestLimits,
+    pub access_log: AccessLog,
+    pub auth: Auth,
+    pub limits: Limits,
+    pub pools: Vec<Pool>,
+    pub routes: Vec<Route>,
+}
+
+/// What a running process cannot change. A reload compares it whole, so a
+/// field added here is a field a reload reports as needing an upgrade.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Process {
+    pub server: Server,
+    pub listen: Listen,
+    /// Start the repo's mock LLM upstream inside the gateway (demo).
+    pub mock_upstream: Option<SocketAddr>,
+    pub reload: Reload,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub threads: usize,
+    pub drain_timeout: Duration,
+    pub upgrade_sock: String,
+    pub pid_file: String,
+    pub error_log: Option<String>,
+    pub daemon: bool,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Server {
+    /// The one place our settings become Pingora's `ServerConf`; Pingora copies
+    /// it at `Server` construction, so it must be complete before then.
+    ///
+    /// The gateway ends the process itself once drained (`lifecycle.rs`).
+    /// Pingora's grace period is only a backstop: at its end Pingora shuts its
+    /// runtimes down and drops every task, so it must outlast the drain,
+    /// which may start after Pingora's fixed 5 s upgrade hand-over.
+    pub fn to_pingora(&self) -> pingora::server::configuration::ServerConf {
+        let drain_secs = self.drain_timeout.as_secs_f64().ceil() as u64;
+        pingora::server::configuration::ServerConf {
+            threads: self.threads,
+            grace_period_seconds: Some(drain_secs + 10),
+            graceful_shutdown_timeout_seconds: Some(1),
+            upgrade_sock: self.upgrade_sock.clone(),
+            pid_file: self.pid_file.clone(),
+            error_log: self.error_log.clone(),
+            daemon: self.daemon,
+            upstream_keepalive_pool_size: self.upstream_keepalive_pool_size,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listen {
+    pub proxy: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+    /// Read buffer of each client connection (0: unbuffered).
+    pub read_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    /// Also reload when the file's modification time changes.
+    pub watch: bool,
+    pub interval: Duration,
+}
+
+/// What one request may be, and how long its client may take.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub max_body_bytes: usize,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    /// Longest silence while a request body arrives.
+    pub body_timeout: Duration,
+    /// From a request's first byte to the end of its headers.
+    pub header_timeout: Duration,
+    /// Between keep-alive requests.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLog {
+    pub enabled: bool,
+    pub format: AccessLogFormat,
+}
+
+#[derive(Debug, Default)]
+pub struct Auth {
+    pub api_keys: Vec<ApiKey>,
+    pub jwt: Option<Jwt>,
+}
+
+#[derive(Debug)]
+pub struct ApiKey {
+    pub id: String,
+    /// SHA-256 of the key: keys are looked up by hash.
+    pub sha256: [u8; 32],
+    pub owner: Option<String>,
+    pub team: Option<String>,
+    /// Models this key may use; empty: every model.
+    pub models: Vec<Glob>,
+    pub limits: Vec<String>,
+    /// Scopes the key grants (routes may require them).
+    pub scopes: Vec<String>,
+    pub enabled: bool,
+}
+
+#[derive(Debug)]
+pub struct Jwt {
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; one must match when any is set.
+    pub audience: Vec<String>,
+    pub leeway: Duration,
+    pub keys: Vec<JwtKey>,
+    pub oidc: Option<Oidc>,
+    pub claims: ClaimNames,
+}
+
+/// A key configured for JWTs, parsed, with the algorithms pinned to it.
+pub struct JwtKey {
+    pub kid: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key itself may be an HMAC secret.
+        f.debug_struct("JwtKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct Oidc {
+    pub source: OidcSource,
+    /// For JWKS keys that name no `alg` (never HMAC).
+    pub algorithms: Vec<Algorithm>,
+    pub refresh_interval: Duration,
+    pub refetch_cooldown: Duration,
+    pub fetch_timeout: Duration,
+    pub ca: Option<CaBundle>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OidcSource {
+    /// `<issuer>/.well-known/openid-configuration` names the JWKS.
+    Discovery {
+        issuer_url: String,
+        allow_http_loopback: bool,
+    },
+    Jwks(String),
+}
+
+/// Which claims carry the caller's identity.
+#[derive(Debug, Clone)]
+pub struct ClaimNames {
+    pub subject: String,
+    pub team: String,
+    pub models: String,
+    pub scopes: String,
+    pub limits: String,
+}
+
+#[derive(Debug)]
+pub struct Limits {
+    pub mode: LimitMode,
+    pub redis: Option<Redis>,
+    pub rules: Vec<LimitRule>,
+    /// Names of rules charged for every request.
+    pub global_rules: Vec<String>,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub default_max_tokens: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            mode: LimitMode::Local,
+            redis: None,
+            rules: Vec::new(),
+            global_rules: Vec::new(),
+            default_max_tokens: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitRule {
+    pub name: String,
+    pub key: Vec<LimitKeyPart>,
+    pub counts: LimitCounts,
+    pub limit: u64,
+    pub window: LimitWindow,
+}
+
+#[derive(Debug)]
+pub struct Redis {
+    pub client: RedisClient,
+    /// Longest any request waits on Redis.
+    pub timeout: Duration,
+    pub sync_interval: Duration,
+    /// Share of a limit one lease takes (hybrid mode).
+    pub lease_fraction: f64,
+    /// When Redis is down each replica spends limit / this.
+    pub expected_replicas: u32,
+    pub on_error: RedisFailure,
+}
+
+/// A Redis client for the configured URL; its address may hold a password,
+/// so it never prints.
+#[derive(Clone)]
+pub struct RedisClient(pub redis::Client);
+
+impl fmt::Debug for RedisClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisClient(***)")
+    }
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub strategy: Strategy,
+    pub backends: Vec<Backend>,
+    pub health_check: Option<HealthCheck>,
+    pub passive: PassiveHealth,
+    pub timeouts: Timeouts,
+    /// CA trusted for the pool's https backends instead of the system roots.
+    pub ca: Option<CaBundle>,
+    /// Server name sent and verified instead of each backend's host.
+    pub sni: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub url: BaseUrl,
+    pub weight: u32,
+    pub provider: ProviderKind,
+    /// What the gateway adds to every request to this backend: the provider
+    /// key in the provider's header, its default headers, the extras.
+    /// Marked sensitive, so even debug logs mask them.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// A backend failing this many requests in a row is out for `cooldown`.
+#[derive(Debug, Clone, Copy)]
+pub struct PassiveHealth {
+    pub consecutive_failures: u32,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Time to first byte, and silence between two chunks of an answer.
+    pub read: Duration,
+    pub write: Duration,
+    /// The whole exchange, retries and streams included.
+    pub total: Duration,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub paths: Vec<String>,
+    /// Empty: the route takes any body and forwards it as it streams in.
+    pub models: Vec<Glob>,
+    /// The pool's name; the translation made sure it exists.
+    pub pool: String,
+    /// Client model name → upstream model name.
+    pub aliases: Vec<(String, String)>,
+    pub retry: Retry,
+    pub limits: Vec<String>,
+    /// The credentials the route accepts, defaults applied.
+    pub auth: Vec<AuthMethod>,
+    /// Scopes a caller must hold, every one of them.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Tries per request, the first included.
+    pub attempts: u32,
+    pub on: Vec<RetryOn>,
+}

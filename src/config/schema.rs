@@ -1,0 +1,497 @@
+//! The YAML file format: what serde reads, with the defaults of every field.
+//! Unknown fields are errors. Nothing outside `config/` sees these types:
+//! `translate.rs` turns them into the model (`model.rs`), and that
+//! translation is the validation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration::serde_str as duration;
+use super::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub request: Request,
+    #[serde(default)]
+    pub access_log: AccessLog,
+    #[serde(default)]
+    pub reload: Reload,
+    #[serde(default)]
+    pub mock_upstream: Option<MockUpstream>,
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    pub upstreams: BTreeMap<String, Pool>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub threads: usize,
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+    /// Pingora's timers, replaced by `drain_timeout`: read only to fail with
+    /// a message that says so.
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub upgrade_sock: String,
+    pub pid_file: String,
+    pub error_log: Option<String>,
+    pub daemon: bool,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            drain_timeout: Duration::from_secs(300),
+            grace_period_seconds: None,
+            graceful_shutdown_timeout_seconds: None,
+            upgrade_sock: "/tmp/ai-api-gateway_upgrade.sock".into(),
+            pid_file: "/tmp/ai-api-gateway.pid".into(),
+            error_log: None,
+            daemon: false,
+            upstream_keepalive_pool_size: 128,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub proxy: Vec<String>,
+    pub admin: String,
+    pub max_connections: usize,
+    /// Pingora's default is 64 KiB, held by every idle keep-alive connection.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            proxy: vec!["0.0.0.0:8080".into()],
+            admin: "0.0.0.0:9090".into(),
+            max_connections: 0,
+            read_buffer_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Request {
+    pub max_body_bytes: usize,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    #[serde(with = "duration")]
+    pub body_timeout: Duration,
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_headers: 100,
+            max_header_bytes: 32 * 1024,
+            body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLog {
+    pub enabled: bool,
+    pub format: String,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            format: "json".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reload {
+    pub watch: bool,
+    #[serde(with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Self {
+            watch: false,
+            interval: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockUpstream {
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub passive_health: PassiveHealth,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub tls: Tls,
+}
+
+fn default_strategy() -> String {
+    "round_robin".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub base_url: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_provider() -> String {
+    "openai".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    pub path: String,
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveHealth {
+    pub consecutive_failures: u32,
+    #[serde(with = "duration")]
+    pub cooldown: Duration,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    #[serde(with = "duration")]
+    pub connect: Duration,
+    #[serde(with = "duration")]
+    pub read: Duration,
+    #[serde(with = "duration")]
+    pub write: Duration,
+    #[serde(with = "duration")]
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(120),
+            write: Duration::from_secs(30),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub ca_file: Option<String>,
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    pub attempts: u32,
+    pub on: Vec<String>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            on: vec!["connect_error".into(), "timeout".into()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: String,
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub upstream: String,
+    #[serde(default)]
+    pub model_aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub retry: Retry,
+    #[serde(default)]
+    pub limits: Vec<String>,
+    /// Default: every method the `auth` section configures, else `none`.
+    #[serde(default)]
+    pub auth: Option<Vec<String>>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
+    #[serde(default)]
+    pub jwt: Option<Jwt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub id: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub key: Option<Secret>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub limits: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jwt {
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    #[serde(default = "default_leeway", with = "duration")]
+    pub leeway: Duration,
+    #[serde(default)]
+    pub keys: Vec<JwtKey>,
+    #[serde(default)]
+    pub oidc: Option<Oidc>,
+    #[serde(default)]
+    pub claims: ClaimNames,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKey {
+    #[serde(default)]
+    pub kid: Option<String>,
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oidc {
+    #[serde(default)]
+    pub issuer_url: Option<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default = "default_oidc_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_refresh", with = "duration")]
+    pub refresh_interval: Duration,
+    #[serde(default = "default_cooldown", with = "duration")]
+    pub refetch_cooldown: Duration,
+    #[serde(default = "default_fetch_timeout", with = "duration")]
+    pub fetch_timeout: Duration,
+    #[serde(default)]
+    pub allow_http_loopback: bool,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+fn default_oidc_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_fetch_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub subject: String,
+    pub team: String,
+    pub models: String,
+    pub scopes: String,
+    pub limits: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            team: "team".into(),
+            models: "models".into(),
+            scopes: "scope".into(),
+            limits: "limits".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Default: `hybrid` with a `redis` section, else `local`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub redis: Option<Redis>,
+    pub rules: Vec<LimitRule>,
+    #[serde(default)]
+    pub global_rules: Vec<String>,
+    #[serde(default = "default_output_estimate")]
+    pub default_max_tokens: u64,
+}
+
+fn default_output_estimate() -> u64 {
+    512
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    pub url: Secret,
+    #[serde(default = "default_redis_timeout", with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_sync_interval", with = "duration")]
+    pub sync_interval: Duration,
+    #[serde(default = "default_lease_fraction")]
+    pub lease_fraction: f64,
+    #[serde(default = "default_replicas")]
+    pub expected_replicas: u32,
+    #[serde(default = "default_on_error")]
+    pub on_error: String,
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_sync_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_lease_fraction() -> f64 {
+    0.02
+}
+fn default_replicas() -> u32 {
+    2
+}
+fn default_on_error() -> String {
+    "open".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitRule {
+    pub name: String,
+    pub key: Vec<String>,
+    pub counts: String,
+    pub limit: u64,
+    /// Not used by `concurrent` rules.
+    #[serde(default = "default_window")]
+    pub window: String,
+}
+
+fn default_window() -> String {
+    "minute".into()
+}

@@ -1,0 +1,886 @@
+//! The file format translated into the model: every check, parse and
+//! default happens here, once, and every fault names its field. Numbers that
+//! size memory or time have an upper bound as well as a lower one.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use sha2::{Digest, Sha256};
+
+use super::glob::Glob;
+use super::keyword::{
+    choices, AccessLogFormat, AuthMethod, LimitCounts, LimitKeyPart, LimitMode, LimitWindow,
+    ProviderKind, RedisFailure, RetryOn, Strategy,
+};
+use super::model::*;
+use super::schema;
+use super::secret::Secret;
+use super::tls::CaBundle;
+use super::url::{check_fetch_url, BaseUrl};
+
+/// A fault: the dotted path of the field, and what is wrong with it.
+#[derive(Debug)]
+pub struct Fault {
+    pub field: String,
+    pub message: String,
+}
+
+type Result<T> = std::result::Result<T, Fault>;
+
+/// The environment, as `${NAME}` references read it.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn fault<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T> {
+    Err(Fault {
+        field: field.into(),
+        message: message.into(),
+    })
+}
+
+fn ensure(ok: bool, field: impl FnOnce() -> String, message: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        fault(field(), message)
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// `min <= value <= max`, for counts.
+fn count_in<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T> {
+    if value < min || value > max {
+        return fault(field, format!("must be between {min} and {max}"));
+    }
+    Ok(value)
+}
+
+/// A duration above zero and at most `max` (it is added to instants).
+fn positive_up_to(field: &str, value: Duration, max: Duration) -> Result<Duration> {
+    if value.is_zero() {
+        return fault(field, "must be above zero");
+    }
+    up_to(field, value, max)
+}
+
+/// A duration of at most `max`.
+fn up_to(field: &str, value: Duration, max: Duration) -> Result<Duration> {
+    if value > max {
+        return fault(field, format!("must be at most {}", human(max)));
+    }
+    Ok(value)
+}
+
+/// `min <= value <= max`, for durations with a floor above zero.
+fn duration_in(field: &str, value: Duration, min: Duration, max: Duration) -> Result<Duration> {
+    if value < min || value > max {
+        return fault(
+            field,
+            format!("must be between {} and {}", human(min), human(max)),
+        );
+    }
+    Ok(value)
+}
+
+/// `24h`, `1m`, `100ms`: a bound the way config writes durations.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+/// A config word of the kind `parse` reads.
+fn keyword<K: Copy>(
+    field: &str,
+    word: &str,
+    parse: fn(&str) -> Option<K>,
+    all: &[K],
+    as_str: fn(K) -> &'static str,
+) -> Result<K> {
+    parse(word).ok_or_else(|| {
+        let words: Vec<&str> = all.iter().map(|k| as_str(*k)).collect();
+        Fault {
+            field: field.to_string(),
+            message: format!("unknown value `{word}` (expected {})", choices(&words)),
+        }
+    })
+}
+
+macro_rules! word {
+    ($kind:ident, $field:expr, $word:expr) => {
+        keyword($field, $word, $kind::parse, $kind::ALL, $kind::as_str)
+    };
+}
+
+fn expand(field: &str, secret: &Secret, env: Env<'_>) -> Result<Secret> {
+    let mut secret = secret.clone();
+    match secret.expand(env) {
+        Ok(()) => Ok(secret),
+        Err(e) => fault(field, e),
+    }
+}
+
+/// A name that must be given and not used twice among its kind.
+fn unique_name<'a>(
+    seen: &mut HashSet<&'a str>,
+    field: String,
+    name: &'a str,
+    kind: &str,
+) -> Result<()> {
+    if name.is_empty() {
+        return fault(field, "must not be empty");
+    }
+    if !seen.insert(name) {
+        return fault(field, format!("`{name}` is used by another {kind}"));
+    }
+    Ok(())
+}
+
+fn socket_addr(field: &str, text: &str) -> Result<SocketAddr> {
+    text.parse().or_else(|_| {
+        fault(
+            field,
+            format!("`{text}` is not an ip:port address (e.g. 0.0.0.0:8080)"),
+        )
+    })
+}
+
+fn ca_bundle(field: &str, path: &Option<String>) -> Result<Option<CaBundle>> {
+    match path {
+        None => Ok(None),
+        Some(path) => CaBundle::load(path).map(Some).or_else(|e| fault(field, e)),
+    }
+}
+
+pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
+    let process = Process {
+        server: server(&file.server)?,
+        listen: listen(&file.listen)?,
+        mock_upstream: match &file.mock_upstream {
+            Some(mock) => Some(socket_addr("mock_upstream.listen", &mock.listen)?),
+            None => None,
+        },
+        reload: Reload {
+            watch: file.reload.watch,
+            interval: duration_in(
+                "reload.interval",
+                file.reload.interval,
+                Duration::from_millis(100),
+                DAY,
+            )?,
+        },
+    };
+    let request = request(&file.request)?;
+    let access_log = AccessLog {
+        enabled: file.access_log.enabled,
+        format: word!(
+            AccessLogFormat,
+            "access_log.format",
+            &file.access_log.format
+        )?,
+    };
+    ensure(
+        !file.upstreams.is_empty(),
+        || "upstreams".into(),
+        "needs at least one pool",
+    )?;
+    let pools = file
+        .upstreams
+        .iter()
+        .map(|(name, pool)| self::pool(name, pool, env))
+        .collect::<Result<Vec<_>>>()?;
+    let auth = match &file.auth {
+        Some(auth) => self::auth(auth, env)?,
+        None => Auth::default(),
+    };
+    let limits = match &file.limits {
+        Some(limits) => self::limits(limits, env)?,
+        None => Limits::default(),
+    };
+    let rule_names: HashSet<&str> = limits.rules.iter().map(|r| r.name.as_str()).collect();
+    let check_rule_refs = |at: &str, names: &[String]| -> Result<()> {
+        for (i, name) in names.iter().enumerate() {
+            if !rule_names.contains(name.as_str()) {
+                return fault(
+                    format!("{at}[{i}]"),
+                    format!("no limit rule is named `{name}`"),
+                );
+            }
+        }
+        Ok(())
+    };
+    for (i, key) in auth.api_keys.iter().enumerate() {
+        check_rule_refs(&format!("auth.api_keys[{i}].limits"), &key.limits)?;
+    }
+    check_rule_refs("limits.global_rules", &limits.global_rules)?;
+    ensure(
+        !file.routes.is_empty(),
+        || "routes".into(),
+        "needs at least one route",
+    )?;
+    let mut names = HashSet::new();
+    let mut routes = Vec::with_capacity(file.routes.len());
+    for (i, route) in file.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        unique_name(&mut names, format!("{at}.name"), &route.name, "route")?;
+        check_rule_refs(&format!("{at}.limits"), &route.limits)?;
+        routes.push(self::route(&at, route, &file, &auth)?);
+    }
+    Ok(Config {
+        process,
+        max_connections: file.listen.max_connections,
+        request,
+        access_log,
+        auth,
+        limits,
+        pools,
+        routes,
+    })
+}
+
+fn server(s: &schema::Server) -> Result<Server> {
+    for (field, set) in [
+        ("grace_period_seconds", s.grace_period_seconds.is_some()),
+        (
+            "graceful_shutdown_timeout_seconds",
+            s.graceful_shutdown_timeout_seconds.is_some(),
+        ),
+    ] {
+        ensure(
+            !set,
+            || format!("server.{field}"),
+            "was replaced by `server.drain_timeout` (e.g. 300s): the gateway now serves \
+             requests in flight until the last one ends or the drain timeout passes",
+        )?;
+    }
+    Ok(Server {
+        threads: count_in("server.threads", s.threads, 1, 1024)?,
+        drain_timeout: positive_up_to("server.drain_timeout", s.drain_timeout, DAY)?,
+        upgrade_sock: s.upgrade_sock.clone(),
+        pid_file: s.pid_file.clone(),
+        error_log: s.error_log.clone(),
+        daemon: s.daemon,
+        upstream_keepalive_pool_size: count_in(
+            "server.upstream_keepalive_pool_size",
+            s.upstream_keepalive_pool_size,
+            0,
+            1_000_000,
+        )?,
+    })
+}
+
+fn listen(l: &schema::Listen) -> Result<Listen> {
+    ensure(
+        !l.proxy.is_empty(),
+        || "listen.proxy".into(),
+        "needs at least one address",
+    )?;
+    let proxy = l
+        .proxy
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| socket_addr(&format!("listen.proxy[{i}]"), addr))
+        .collect::<Result<Vec<_>>>()?;
+    ensure(
+        l.read_buffer_bytes <= 1024 * 1024,
+        || "listen.read_buffer_bytes".into(),
+        "must be at most 1048576 (it is allocated for every connection)",
+    )?;
+    Ok(Listen {
+        proxy,
+        admin: socket_addr("listen.admin", &l.admin)?,
+        read_buffer_bytes: l.read_buffer_bytes,
+    })
+}
+
+fn request(r: &schema::Request) -> Result<RequestLimits> {
+    // The client deadlines are added to instants on every request.
+    Ok(RequestLimits {
+        max_body_bytes: count_in("request.max_body_bytes", r.max_body_bytes, 1, 1 << 30)?,
+        max_headers: count_in("request.max_headers", r.max_headers, 8, 10_000)?,
+        max_header_bytes: count_in(
+            "request.max_header_bytes",
+            r.max_header_bytes,
+            1024,
+            1024 * 1024,
+        )?,
+        body_timeout: positive_up_to("request.body_timeout", r.body_timeout, DAY)?,
+        header_timeout: positive_up_to("request.header_timeout", r.header_timeout, DAY)?,
+        idle_timeout: positive_up_to("request.idle_timeout", r.idle_timeout, DAY)?,
+    })
+}
+
+fn pool(name: &str, p: &schema::Pool, env: Env<'_>) -> Result<Pool> {
+    let at = format!("upstreams.{name}");
+    ensure(
+        !p.backends.is_empty(),
+        || format!("{at}.backends"),
+        "needs at least one backend",
+    )?;
+    let backends = p
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| backend(&format!("{at}.backends[{i}]"), b, env))
+        .collect::<Result<Vec<_>>>()?;
+    let health_check = match &p.health_check {
+        None => None,
+        Some(hc) => {
+            let at = format!("{at}.health_check");
+            ensure(
+                hc.path.starts_with('/'),
+                || format!("{at}.path"),
+                "must start with `/`",
+            )?;
+            Some(HealthCheck {
+                path: hc.path.clone(),
+                interval: duration_in(
+                    &format!("{at}.interval"),
+                    hc.interval,
+                    Duration::from_millis(100),
+                    DAY,
+                )?,
+                timeout: positive_up_to(&format!("{at}.timeout"), hc.timeout, HOUR)?,
+                healthy_threshold: count_in(
+                    &format!("{at}.healthy_threshold"),
+                    hc.healthy_threshold,
+                    1,
+                    1000,
+                )?,
+                unhealthy_threshold: count_in(
+                    &format!("{at}.unhealthy_threshold"),
+                    hc.unhealthy_threshold,
+                    1,
+                    1000,
+                )?,
+            })
+        }
+    };
+    let t = &p.timeouts;
+    let timeout =
+        |field: &str, value| positive_up_to(&format!("{at}.timeouts.{field}"), value, DAY);
+    Ok(Pool {
+        name: name.to_string(),
+        strategy: word!(Strategy, &format!("{at}.strategy"), &p.strategy)?,
+        backends,
+        health_check,
+        passive: PassiveHealth {
+            consecutive_failures: count_in(
+                &format!("{at}.passive_health.consecutive_failures"),
+                p.passive_health.consecutive_failures,
+                1,
+                10_000,
+            )?,
+            cooldown: up_to(
+                &format!("{at}.passive_health.cooldown"),
+                p.passive_health.cooldown,
+                DAY,
+            )?,
+        },
+        timeouts: Timeouts {
+            connect: timeout("connect", t.connect)?,
+            read: timeout("read", t.read)?,
+            write: timeout("write", t.write)?,
+            total: timeout("total", t.total)?,
+        },
+        ca: ca_bundle(&format!("{at}.tls.ca_file"), &p.tls.ca_file)?,
+        sni: p.tls.sni.clone(),
+    })
+}
+
+/// A header value from config: valid, and masked in every log.
+fn sensitive_value(field: &str, value: &str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(value)
+        .or_else(|_| fault(field, "contains characters not allowed in an HTTP header"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn backend(at: &str, b: &schema::Backend, env: Env<'_>) -> Result<Backend> {
+    let url = BaseUrl::parse(&b.base_url).or_else(|e| fault(format!("{at}.base_url"), e))?;
+    let provider = word!(ProviderKind, &format!("{at}.provider"), &b.provider)?;
+    let mut headers = Vec::new();
+    if let Some(key) = &b.api_key {
+        let field = format!("{at}.api_key");
+        let key = expand(&field, key, env)?;
+        let (name, value) = match provider {
+            ProviderKind::Openai => ("authorization", format!("Bearer {}", key.expose())),
+            ProviderKind::Anthropic => ("x-api-key", key.expose().to_string()),
+        };
+        headers.push((
+            HeaderName::from_static(name),
+            sensitive_value(&field, &value)?,
+        ));
+    }
+    if provider == ProviderKind::Anthropic && !b.headers.contains_key("anthropic-version") {
+        headers.push((
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static("2023-06-01"),
+        ));
+    }
+    for (name, value) in &b.headers {
+        let field = format!("{at}.headers.{name}");
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .or_else(|_| fault(&field, "is not a valid header name"))?;
+        let value = expand(&field, value, env)?;
+        headers.push((header, sensitive_value(&field, value.expose())?));
+    }
+    Ok(Backend {
+        url,
+        weight: count_in(&format!("{at}.weight"), b.weight, 1, 1000)?,
+        provider,
+        headers,
+    })
+}
+
+fn auth(a: &schema::Auth, env: Env<'_>) -> Result<Auth> {
+    let mut ids = HashSet::new();
+    let mut hashes = HashSet::new();
+    let mut api_keys = Vec::with_capacity(a.api_keys.len());
+    for (i, key) in a.api_keys.iter().enumerate() {
+        let at = format!("auth.api_keys[{i}]");
+        unique_name(&mut ids, format!("{at}.id"), &key.id, "key")?;
+        let sha256: [u8; 32] = match (&key.sha256, &key.key) {
+            (Some(hex), None) => decode_hex(hex).ok_or_else(|| Fault {
+                field: format!("{at}.sha256"),
+                message: "must be 64 hex digits (`ai-api-gateway hash-key` prints it)".into(),
+            })?,
+            (None, Some(secret)) => {
+                let secret = expand(&format!("{at}.key"), secret, env)?;
+                ensure(
+                    !secret.expose().is_empty(),
+                    || format!("{at}.key"),
+                    "must not be empty",
+                )?;
+                Sha256::digest(secret.expose().as_bytes()).into()
+            }
+            _ => return fault(at, "needs exactly one of `sha256` and `key`"),
+        };
+        if !hashes.insert(sha256) {
+            return fault(at, "the same key is configured twice");
+        }
+        api_keys.push(ApiKey {
+            id: key.id.clone(),
+            sha256,
+            owner: key.owner.clone(),
+            team: key.team.clone(),
+            models: globs(&format!("{at}.models"), &key.models)?,
+            limits: key.limits.clone(),
+            scopes: key.scopes.clone(),
+            enabled: key.enabled,
+        });
+    }
+    let jwt = match &a.jwt {
+        Some(jwt) => Some(self::jwt(jwt, env)?),
+        None => None,
+    };
+    Ok(Auth { api_keys, jwt })
+}
+
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Algorithm names of one key: one family (one key verifies one family),
+/// and never HMAC for keys that come from a JWKS.
+pub fn parse_algorithms(
+    names: &[String],
+    no_hmac: bool,
+) -> std::result::Result<Vec<Algorithm>, String> {
+    if names.is_empty() {
+        return Err("needs at least one algorithm".into());
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let alg: Algorithm = name.parse().map_err(|_| {
+            format!("unknown algorithm `{name}` (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)")
+        })?;
+        if no_hmac && alg.family() == AlgorithmFamily::Hmac {
+            return Err(format!("`{name}`: HMAC keys are never taken from a JWKS"));
+        }
+        out.push(alg);
+    }
+    if !no_hmac && out.iter().any(|a| a.family() != out[0].family()) {
+        return Err("one key's algorithms must be of one family (e.g. RS256 and PS256, not RS256 and ES256)".into());
+    }
+    Ok(out)
+}
+
+fn jwt(j: &schema::Jwt, env: Env<'_>) -> Result<Jwt> {
+    ensure(
+        !j.keys.is_empty() || j.oidc.is_some(),
+        || "auth.jwt".into(),
+        "needs `keys` or `oidc`",
+    )?;
+    let mut keys = Vec::with_capacity(j.keys.len());
+    for (i, key) in j.keys.iter().enumerate() {
+        let at = format!("auth.jwt.keys[{i}]");
+        let algorithms = parse_algorithms(&key.algorithms, false)
+            .or_else(|e| fault(format!("{at}.algorithms"), e))?;
+        let family = algorithms[0].family();
+        let decoding = match (family, &key.secret, &key.public_key_file) {
+            (AlgorithmFamily::Hmac, Some(secret), None) => {
+                let secret = expand(&format!("{at}.secret"), secret, env)?;
+                DecodingKey::from_secret(secret.expose().as_bytes())
+            }
+            (AlgorithmFamily::Hmac, _, _) => {
+                return fault(
+                    at,
+                    "HS* algorithms need `secret` (and no `public_key_file`)",
+                )
+            }
+            (family, None, Some(file)) => {
+                let field = format!("{at}.public_key_file");
+                let pem = std::fs::read(file)
+                    .or_else(|e| fault(&field, format!("cannot read `{file}`: {e}")))?;
+                let parsed = match family {
+                    AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(&pem),
+                    AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
+                    _ => DecodingKey::from_ed_pem(&pem),
+                };
+                parsed.or_else(|e| {
+                    fault(&field, format!("`{file}` is not a usable public key: {e}"))
+                })?
+            }
+            _ => {
+                return fault(
+                    at,
+                    "this algorithm needs `public_key_file` (and no `secret`)",
+                )
+            }
+        };
+        keys.push(JwtKey {
+            kid: key.kid.clone(),
+            algorithms,
+            key: decoding,
+        });
+    }
+    let oidc = match &j.oidc {
+        Some(oidc) => Some(self::oidc(oidc)?),
+        None => None,
+    };
+    let c = &j.claims;
+    Ok(Jwt {
+        issuer: j.issuer.clone(),
+        audience: j.audience.clone(),
+        leeway: up_to("auth.jwt.leeway", j.leeway, HOUR)?,
+        keys,
+        oidc,
+        claims: ClaimNames {
+            subject: c.subject.clone(),
+            team: c.team.clone(),
+            models: c.models.clone(),
+            scopes: c.scopes.clone(),
+            limits: c.limits.clone(),
+        },
+    })
+}
+
+fn oidc(o: &schema::Oidc) -> Result<Oidc> {
+    let at = "auth.jwt.oidc";
+    let (field, url) = match (&o.issuer_url, &o.jwks_uri) {
+        (Some(url), None) => ("issuer_url", url),
+        (None, Some(url)) => ("jwks_uri", url),
+        _ => return fault(at, "needs exactly one of `issuer_url` and `jwks_uri`"),
+    };
+    check_fetch_url(url, o.allow_http_loopback).or_else(|e| fault(format!("{at}.{field}"), e))?;
+    let source = if field == "issuer_url" {
+        OidcSource::Discovery {
+            issuer_url: url.clone(),
+            allow_http_loopback: o.allow_http_loopback,
+        }
+    } else {
+        OidcSource::Jwks(url.clone())
+    };
+    Ok(Oidc {
+        source,
+        algorithms: parse_algorithms(&o.algorithms, true)
+            .or_else(|e| fault(format!("{at}.algorithms"), e))?,
+        refresh_interval: duration_in(
+            &format!("{at}.refresh_interval"),
+            o.refresh_interval,
+            SECOND,
+            DAY,
+        )?,
+        refetch_cooldown: up_to(&format!("{at}.refetch_cooldown"), o.refetch_cooldown, DAY)?,
+        fetch_timeout: positive_up_to(&format!("{at}.fetch_timeout"), o.fetch_timeout, MINUTE)?,
+        ca: ca_bundle(&format!("{at}.ca_file"), &o.ca_file)?,
+    })
+}
+
+fn limits(l: &schema::Limits, env: Env<'_>) -> Result<Limits> {
+    let mut names = HashSet::new();
+    let mut rules = Vec::with_capacity(l.rules.len());
+    for (i, rule) in l.rules.iter().enumerate() {
+        let at = format!("limits.rules[{i}]");
+        unique_name(&mut names, format!("{at}.name"), &rule.name, "rule")?;
+        ensure(
+            !rule.key.is_empty(),
+            || format!("{at}.key"),
+            "needs at least one part (e.g. [api_key])",
+        )?;
+        let key = rule
+            .key
+            .iter()
+            .enumerate()
+            .map(|(j, part)| word!(LimitKeyPart, &format!("{at}.key[{j}]"), part))
+            .collect::<Result<Vec<_>>>()?;
+        if rule.limit > MAX_LIMIT {
+            return fault(
+                format!("{at}.limit"),
+                format!("must be at most 2^48 ({MAX_LIMIT})"),
+            );
+        }
+        rules.push(LimitRule {
+            name: rule.name.clone(),
+            key,
+            counts: word!(LimitCounts, &format!("{at}.counts"), &rule.counts)?,
+            limit: count_in(&format!("{at}.limit"), rule.limit, 1, MAX_LIMIT)?,
+            window: word!(LimitWindow, &format!("{at}.window"), &rule.window)?,
+        });
+    }
+    let mode = match &l.mode {
+        Some(mode) => word!(LimitMode, "limits.mode", mode)?,
+        None if l.redis.is_some() => LimitMode::Hybrid,
+        None => LimitMode::Local,
+    };
+    if mode != LimitMode::Local && l.redis.is_none() {
+        return fault(
+            "limits.mode",
+            "`hybrid` and `redis` need a `limits.redis` section",
+        );
+    }
+    let redis = match &l.redis {
+        Some(r) => Some(self::redis(r, env)?),
+        None => None,
+    };
+    Ok(Limits {
+        mode,
+        redis,
+        rules,
+        global_rules: l.global_rules.clone(),
+        default_max_tokens: count_in(
+            "limits.default_max_tokens",
+            l.default_max_tokens,
+            1,
+            MAX_LIMIT,
+        )?,
+    })
+}
+
+fn redis(r: &schema::Redis, env: Env<'_>) -> Result<Redis> {
+    let at = "limits.redis";
+    let url = expand(&format!("{at}.url"), &r.url, env)?;
+    ensure(
+        url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"),
+        || format!("{at}.url"),
+        "must be a redis:// or rediss:// URL",
+    )?;
+    // The error names what is wrong without echoing the URL and its password.
+    let client = redis::Client::open(url.expose()).or_else(|e| {
+        fault(
+            format!("{at}.url"),
+            format!("not a usable Redis URL ({:?})", e.kind()),
+        )
+    })?;
+    if !(r.lease_fraction > 0.0 && r.lease_fraction <= 1.0) {
+        return fault(
+            format!("{at}.lease_fraction"),
+            "must be above 0 and at most 1",
+        );
+    }
+    Ok(Redis {
+        client: RedisClient(client),
+        timeout: positive_up_to(&format!("{at}.timeout"), r.timeout, MINUTE)?,
+        sync_interval: duration_in(
+            &format!("{at}.sync_interval"),
+            r.sync_interval,
+            Duration::from_millis(10),
+            HOUR,
+        )?,
+        lease_fraction: r.lease_fraction,
+        expected_replicas: count_in(
+            &format!("{at}.expected_replicas"),
+            r.expected_replicas,
+            1,
+            10_000,
+        )?,
+        on_error: word!(RedisFailure, &format!("{at}.on_error"), &r.on_error)?,
+    })
+}
+
+fn globs(at: &str, patterns: &[String]) -> Result<Vec<Glob>> {
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(j, p)| {
+            Glob::new(p).ok_or_else(|| Fault {
+                field: format!("{at}[{j}]"),
+                message: "must not be empty".into(),
+            })
+        })
+        .collect()
+}
+
+/// The methods a route accepts when its config names none: every method the
+/// `auth` section configures, or none.
+fn default_methods(auth: &Auth) -> Vec<AuthMethod> {
+    let mut methods = Vec::new();
+    if !auth.api_keys.is_empty() {
+        methods.push(AuthMethod::ApiKey);
+    }
+    if auth.jwt.is_some() {
+        methods.push(AuthMethod::Jwt);
+    }
+    if methods.is_empty() {
+        methods.push(AuthMethod::None);
+    }
+    methods
+}
+
+fn route(at: &str, r: &schema::Route, file: &schema::File, auth: &Auth) -> Result<Route> {
+    ensure(
+        !r.name.is_empty(),
+        || format!("{at}.name"),
+        "must not be empty",
+    )?;
+    ensure(
+        !r.paths.is_empty(),
+        || format!("{at}.paths"),
+        "needs at least one path",
+    )?;
+    for (j, path) in r.paths.iter().enumerate() {
+        ensure(
+            path.starts_with('/') && !path.contains(['?', '#', ' ']),
+            || format!("{at}.paths[{j}]"),
+            "must be a path starting with `/` and without query",
+        )?;
+    }
+    if !file.upstreams.contains_key(&r.upstream) {
+        return fault(
+            format!("{at}.upstream"),
+            format!("no upstream pool is named `{}`", r.upstream),
+        );
+    }
+    let models = globs(&format!("{at}.models"), &r.models)?;
+    for (alias, target) in &r.model_aliases {
+        let field = format!("{at}.model_aliases.{alias}");
+        if !models.iter().any(|glob| glob.matches(alias)) {
+            return fault(
+                field,
+                "is not matched by any of the route's `models`, so it could never be used",
+            );
+        }
+        ensure(
+            !target.is_empty(),
+            || field.clone(),
+            "the upstream model name must not be empty",
+        )?;
+    }
+    let retry_on = r
+        .retry
+        .on
+        .iter()
+        .enumerate()
+        .map(|(j, word)| word!(RetryOn, &format!("{at}.retry.on[{j}]"), word))
+        .collect::<Result<Vec<_>>>()?;
+    let methods = match &r.auth {
+        None => default_methods(auth),
+        Some(words) => {
+            let field = format!("{at}.auth");
+            let methods = words
+                .iter()
+                .enumerate()
+                .map(|(j, word)| word!(AuthMethod, &format!("{field}[{j}]"), word))
+                .collect::<Result<Vec<_>>>()?;
+            route_methods(&field, methods, auth)?
+        }
+    };
+    if !r.scopes.is_empty() && methods == [AuthMethod::None] {
+        return fault(
+            format!("{at}.scopes"),
+            "a route that needs no credentials cannot require scopes",
+        );
+    }
+    Ok(Route {
+        name: r.name.clone(),
+        paths: r.paths.clone(),
+        models,
+        pool: r.upstream.clone(),
+        aliases: r
+            .model_aliases
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        retry: Retry {
+            attempts: count_in(&format!("{at}.retry.attempts"), r.retry.attempts, 1, 10)?,
+            on: retry_on,
+        },
+        limits: r.limits.clone(),
+        auth: methods,
+        scopes: r.scopes.clone(),
+    })
+}
+
+fn route_methods(at: &str, methods: Vec<AuthMethod>, auth: &Auth) -> Result<Vec<AuthMethod>> {
+    ensure(
+        !methods.is_empty(),
+        || at.to_string(),
+        "needs at least one method (or `none`)",
+    )?;
+    if methods.contains(&AuthMethod::None) && methods.len() > 1 {
+        return fault(at, "`none` cannot be combined with other methods");
+    }
+    if methods.contains(&AuthMethod::ApiKey) && auth.api_keys.is_empty() {
+        return fault(at, "`api_key` needs keys in `auth.api_keys`");
+    }
+    if methods.contains(&AuthMethod::Jwt) && auth.jwt.is_none() {
+        return fault(at, "`jwt` needs an `auth.jwt` section");
+    }
+    Ok(methods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_lists_are_checked() {
+        assert!(parse_algorithms(&["RS256".into(), "PS256".into()], false).is_ok());
+        assert!(parse_algorithms(&["RS256".into(), "ES256".into()], false).is_err());
+        assert!(parse_algorithms(&["none".into()], false).is_err());
+        assert!(parse_algorithms(&["HS256".into()], true).is_err());
+        assert!(parse_algorithms(&[], false).is_err());
+    }
+
+    #[test]
+    fn bounds_read_like_config() {
+        assert_eq!(human(DAY), "24h");
+        assert_eq!(human(Duration::from_millis(100)), "100ms");
+        assert_eq!(human(MINUTE), "1m");
+    }
+}

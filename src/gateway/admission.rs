@@ -1,0 +1,227 @@
+//! Admission: everything decided about a request before an upstream is
+//! picked, in one place and in this order: the header limits, the route by
+//! path, the caller (before any body is read, so an anonymous client cannot
+//! make the gateway buffer megabytes), the body and the route by model, the
+//! caller's rights to the model and the route, the body sent upstream, and
+//! the limits. The result is one [`Admitted`] value or one answer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+
+use super::body;
+
+use super::context::{Admitted, ModelRequest, Refusal};
+use crate::auth::{Failure, Identity};
+use crate::config::AuthMethod;
+use crate::error::ApiError;
+use crate::limits::{Charge, RequestFacts};
+use crate::llm;
+use crate::observability::metrics::metrics;
+use crate::routing::{PathMatch, RouteEntry};
+use crate::state::GatewayState;
+
+/// 400 for ambiguous framing, 431 for requests over the configured header
+/// count or size.
+pub fn header_limits(state: &GatewayState, session: &Session) -> Result<(), ApiError> {
+    let headers = &session.req_header().headers;
+    // RFC 9112 6.1: a request with both is a smuggling attempt or a broken
+    // client; answer and close rather than guess which framing is meant.
+    // Pingora drops Content-Length when Transfer-Encoding is present, so
+    // look at the raw header block (only for the rare chunked request).
+    if headers.contains_key(http::header::TRANSFER_ENCODING) && raw_has_content_length(session) {
+        return Err(ApiError::invalid_request(
+            400,
+            "ambiguous_framing",
+            "A request may not carry both Content-Length and Transfer-Encoding.",
+        ));
+    }
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    let limits = &state.request;
+    if headers.len() > limits.max_headers || size > limits.max_header_bytes {
+        return Err(ApiError::invalid_request(
+            431,
+            "header_fields_too_large",
+            format!(
+                "The request headers exceed the limits ({} headers, {} bytes).",
+                limits.max_headers, limits.max_header_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Decides whether the request goes upstream, and with what.
+pub async fn admit(state: &GatewayState, session: &mut Session) -> Result<Admitted, Refusal> {
+    let path = session.req_header().uri.path().to_string();
+    let (first, by_model) = match state.routes.match_path(&path) {
+        PathMatch::None => {
+            let method = session.req_header().method.as_str();
+            return Err(ApiError::unknown_path(method, &path).into());
+        }
+        PathMatch::Direct(route) => (route.clone(), false),
+        PathMatch::ByModel(route) => (route.clone(), true),
+    };
+    let identity = authenticate(state, session, &first.auth).await?;
+    if !by_model {
+        authorize_route(&first, identity.as_ref())?;
+        return charge_limits(state, session, first, identity, None).await;
+    }
+    let body = body::read_body(session, state.request.max_body_bytes).await?;
+    let inspected =
+        llm::inspect(&body).map_err(|e| ApiError::invalid_request(400, e.code(), e.to_string()))?;
+    let route = state
+        .routes
+        .match_model(&path, &inspected.model)
+        .cloned()
+        .ok_or_else(|| ApiError::model_not_found(&inspected.model))?;
+    // The model's route may take other credentials than the path's first.
+    let identity = if route.auth == first.auth {
+        identity
+    } else {
+        authenticate(state, session, &route.auth).await?
+    };
+    authorize_route(&route, identity.as_ref())?;
+    if identity
+        .as_ref()
+        .is_some_and(|id| !id.may_use(&inspected.model))
+    {
+        return Err(refuse(Failure::ForbiddenModel, Some(&inspected.model)).into());
+    }
+    let model_request = prepare(&route, body, inspected)?;
+    charge_limits(state, session, route, identity, Some(model_request)).await
+}
+
+/// The body that goes upstream: the alias rewritten, and, for streams from
+/// OpenAI-style pools that did not ask for usage, usage asked for (the
+/// extra chunk is cut out on the way back).
+fn prepare(
+    route: &RouteEntry,
+    body: Bytes,
+    inspected: llm::Inspected,
+) -> Result<ModelRequest, ApiError> {
+    let add_include_usage =
+        inspected.stream && !inspected.include_usage && route.pool.speaks_openai();
+    let new_model = route.upstream_model(&inspected.model);
+    let upstream_body = if new_model.is_some() || add_include_usage {
+        llm::rewrite(&body, new_model, add_include_usage)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::invalid_request(400, e.code(), e.to_string()))?
+    } else {
+        body
+    };
+    Ok(ModelRequest {
+        model: inspected.model,
+        stream: inspected.stream,
+        max_tokens: inspected.max_tokens,
+        upstream_body,
+        strip_usage_event: add_include_usage,
+    })
+}
+
+/// Charges the route's, the caller's and the global limit rules.
+async fn charge_limits(
+    state: &GatewayState,
+    session: &Session,
+    route: Arc<RouteEntry>,
+    identity: Option<Identity>,
+    model_request: Option<ModelRequest>,
+) -> Result<Admitted, Refusal> {
+    let limiter = &state.limiter;
+    let caller_limits = identity.iter().flat_map(|i| i.limits.iter());
+    let rules = limiter.rules_for(route.limits.iter().chain(caller_limits));
+    let limits = if rules.is_empty() {
+        None
+    } else {
+        let id = identity.as_ref();
+        let facts = RequestFacts {
+            api_key: id
+                .filter(|i| i.method == AuthMethod::ApiKey)
+                .map(|i| i.id.as_str()),
+            subject: id
+                .filter(|i| i.method == AuthMethod::Jwt)
+                .map(|i| i.id.as_str()),
+            team: id.and_then(|i| i.team.as_deref()),
+            model: model_request.as_ref().map(|m| m.model.as_str()),
+            route: &route.name,
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string()),
+        };
+        // A reservation: prompt size / 4 plus the most the answer may take.
+        let reserve = model_request
+            .as_ref()
+            .map_or(Charge::default(), |m| Charge {
+                input_tokens: (m.upstream_body.len() as u64).div_ceil(4),
+                output_tokens: m.max_tokens.unwrap_or(limiter.default_max_tokens),
+            });
+        match limiter.admit(&rules, &facts, reserve).await {
+            Ok(admission) => Some((limiter.clone(), admission)),
+            Err(rejection) => {
+                return Err(Refusal::Answer {
+                    error: super::limiting::rejection_error(&rejection),
+                    route: Some(route.label),
+                })
+            }
+        }
+    };
+    Ok(Admitted {
+        route,
+        identity,
+        model_request,
+        limits,
+    })
+}
+
+/// Checks the request's credentials against `methods`; a failure is counted
+/// and becomes the client's answer.
+async fn authenticate(
+    state: &GatewayState,
+    session: &Session,
+    methods: &[AuthMethod],
+) -> Result<Option<Identity>, ApiError> {
+    let headers = &session.req_header().headers;
+    state
+        .auth
+        .authenticate(headers, methods)
+        .await
+        .map_err(|failure| refuse(failure, None))
+}
+
+/// The caller holds every scope the route requires.
+fn authorize_route(route: &RouteEntry, identity: Option<&Identity>) -> Result<(), ApiError> {
+    match identity {
+        Some(id) if !id.has_scopes(&route.scopes) => Err(refuse(Failure::InsufficientScope, None)),
+        _ => Ok(()),
+    }
+}
+
+/// Counts an authentication or authorization failure; returns its answer.
+fn refuse(failure: Failure, model: Option<&str>) -> ApiError {
+    metrics()
+        .auth_failures
+        .with_label_values(&[failure.reason()])
+        .inc();
+    failure.to_api_error(model)
+}
+
+fn raw_has_content_length(session: &Session) -> bool {
+    let Some(h1) = session.as_downstream().as_http1() else {
+        return session
+            .req_header()
+            .headers
+            .contains_key(http::header::CONTENT_LENGTH);
+    };
+    h1.get_headers_raw_bytes()
+        .split(|&b| b == b'\n')
+        .any(|line| {
+            line.len() >= 15
+                && line[..14].eq_ignore_ascii_case(b"content-length")
+                && line[14..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':')
+        })
+}

@@ -1,0 +1,86 @@
+//! What a finished request reports: its request metrics and its access-log
+//! line.
+
+use pingora::proxy::Session;
+use pingora::Error;
+
+use super::RequestCtx;
+use crate::config::AccessLog;
+use crate::observability::access_log::AccessRecord;
+use crate::observability::metrics::{method_label, metrics};
+
+/// Counts the request in `http_requests_total` and its duration.
+pub fn record_metrics(session: &Session, ctx: &RequestCtx, status: u16) {
+    let method = method_label(&session.req_header().method);
+    let elapsed = ctx.started.elapsed().as_secs_f64();
+    match ctx.route() {
+        Some(route) => {
+            if status == 200 && method == "POST" {
+                // The common case, resolved once per route.
+                route.metrics.post_ok.inc();
+            } else {
+                count(ctx.route_label, method, status);
+            }
+            route.metrics.duration.observe(elapsed);
+        }
+        None => {
+            count(ctx.route_label, method, status);
+            metrics()
+                .http_duration
+                .with_label_values(&[ctx.route_label])
+                .observe(elapsed);
+        }
+    }
+}
+
+fn count(route: &str, method: &str, status: u16) {
+    metrics()
+        .http_requests
+        .with_label_values(&[route, method, &status.to_string()])
+        .inc();
+}
+
+/// Writes the request's access-log line, when the access log is on.
+pub fn access_log(
+    settings: AccessLog,
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    error: Option<&Error>,
+) {
+    if !settings.enabled {
+        return;
+    }
+    let req = session.req_header();
+    let identity = ctx.identity();
+    let usage = ctx.response.usage;
+    AccessRecord {
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        request_id: &ctx.request_id,
+        client: session
+            .client_addr()
+            .map_or_else(|| "-".to_string(), |a| a.to_string()),
+        method: method_label(&req.method),
+        path: req.uri.path(),
+        route: ctx.route_label,
+        model: ctx.model_request().map(|m| m.model.as_str()),
+        caller: identity.map(|i| i.id.as_str()),
+        owner: identity.and_then(|i| i.owner.as_deref()),
+        team: identity.and_then(|i| i.team.as_deref()),
+        upstream: ctx.upstream.backend.as_ref().map(|b| b.label.as_str()),
+        status,
+        latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+        ttfb_ms: ctx
+            .response
+            .first_byte_at
+            .map(|t| (t - ctx.started).as_secs_f64() * 1000.0),
+        bytes_in: session.body_bytes_read(),
+        bytes_out: session.body_bytes_sent(),
+        attempts: ctx.attempts(),
+        input_tokens: usage.map(|u| u.input),
+        output_tokens: usage.map(|u| u.output),
+        stream: ctx.model_request().is_some_and(|m| m.stream),
+        error: error.map(|e| e.etype().as_str().to_string()),
+    }
+    .emit(settings.format);
+}

@@ -1,0 +1,222 @@
+//! Where a rule's counts are kept: one interface over the three modes.
+//!
+//! - `Local`: this replica's counters (pingora-limits), nothing shared.
+//! - `Lease` (hybrid): budget leased from Redis in slices and spent locally;
+//!   idle slices are handed back.
+//! - `Redis`: every decision is one atomic script in Redis.
+//!
+//! A ledger charges, adjusts what it charged (undo, settlement) and hands
+//! back what it holds. What to do when Redis fails is the limiter's policy,
+//! not the ledger's: a ledger reports [`Charge::Unavailable`].
+
+use std::sync::Arc;
+
+use super::lease::LeaseTable;
+use super::local::LocalCounters;
+use super::rules::{ttl_secs, window_id, Counter, Rule};
+use super::store::{RedisStore, StoreError};
+use crate::observability::metrics::metrics;
+
+/// A counter at a moment: what a ledger needs to charge it.
+pub struct Spot<'a> {
+    pub rule: &'a Rule,
+    pub counter: &'a Counter,
+    pub window_id: u64,
+    /// Now, on the shared clock (ms).
+    pub now_ms: u64,
+}
+
+/// What a ledger says to a charge.
+pub enum Charge {
+    /// Taken; this much of the limit is left.
+    Admitted { remaining: u64 },
+    /// The rule has no room for it.
+    Refused,
+    /// Redis could not be asked.
+    Unavailable(StoreError),
+    /// Redis failed moments ago; it was not asked again.
+    BackingOff,
+}
+
+pub enum Ledger {
+    Local,
+    Lease {
+        store: Arc<RedisStore>,
+        leases: LeaseTable,
+        /// Share of a limit one lease takes.
+        fraction: f64,
+    },
+    Redis {
+        store: Arc<RedisStore>,
+    },
+}
+
+impl Ledger {
+    /// The Redis store behind the ledger, if any.
+    pub fn store(&self) -> Option<&Arc<RedisStore>> {
+        match self {
+            Ledger::Local => None,
+            Ledger::Lease { store, .. } | Ledger::Redis { store } => Some(store),
+        }
+    }
+
+    pub async fn charge(&self, local: &LocalCounters, at: &Spot<'_>, amount: u64) -> Charge {
+        let rule = at.rule;
+        match self {
+            Ledger::Local => {
+                let (admitted, used) = local.charge(rule.window, at.counter, rule.limit, amount);
+                if admitted {
+                    Charge::Admitted {
+                        remaining: rule.limit.saturating_sub(used),
+                    }
+                } else {
+                    Charge::Refused
+                }
+            }
+            Ledger::Redis { store } => {
+                let key = rule.redis_key(at.counter, at.window_id);
+                match store
+                    .charge(&key, rule.limit, amount, ttl_secs(rule.window))
+                    .await
+                {
+                    Ok((true, used)) => Charge::Admitted {
+                        remaining: rule.limit.saturating_sub(used),
+                    },
+                    Ok((false, _)) => Charge::Refused,
+                    Err(e) => Charge::Unavailable(e),
+                }
+            }
+            Ledger::Lease {
+                store,
+                leases,
+                fraction,
+            } => lease_charge(store, leases, *fraction, at, amount).await,
+        }
+    }
+
+    /// Moves a charge by `delta`: negative gives budget back (undo, usage
+    /// under the reservation), positive records usage over it.
+    pub async fn adjust(
+        &self,
+        local: &LocalCounters,
+        rule: &Rule,
+        counter: &Counter,
+        window_id: u64,
+        delta: i64,
+    ) {
+        if delta == 0 {
+            return;
+        }
+        match self {
+            Ledger::Local => local.adjust(rule.window, counter, delta),
+            Ledger::Lease { store, leases, .. } => {
+                let same_window = leases
+                    .find(counter)
+                    .filter(|lease| lease.window_id() == window_id);
+                match same_window {
+                    // Budget given back stays in this replica's lease.
+                    Some(lease) if delta < 0 => lease.give_back(delta.unsigned_abs()),
+                    // Usage over the reservation is recorded in Redis at once.
+                    _ if delta > 0 => record(store, rule, counter, window_id, delta).await,
+                    // Its window is over: nothing left to give back.
+                    _ => {}
+                }
+            }
+            Ledger::Redis { store } => record(store, rule, counter, window_id, delta).await,
+        }
+    }
+
+    /// Hands back to Redis the budget of leases idle since `idle_before_ms`
+    /// (all of it with `u64::MAX`); leases of ended windows are dropped.
+    /// Returns how much Redis took back.
+    pub async fn hand_back(&self, rules: &[Arc<Rule>], idle_before_ms: u64) -> i64 {
+        let Ledger::Lease { store, leases, .. } = self else {
+            return 0;
+        };
+        let now = store.now_ms();
+        let unspent = leases.collect_idle(idle_before_ms, |counter, wid| {
+            rules
+                .get(counter.rule)
+                .is_some_and(|rule| window_id(now, rule.window) == wid)
+        });
+        let mut returned = 0;
+        for (counter, wid, amount) in unspent {
+            let Some(rule) = rules.get(counter.rule) else {
+                continue;
+            };
+            let key = rule.redis_key(&counter, wid);
+            match store.adjust(&key, -amount, ttl_secs(rule.window)).await {
+                Ok(_) => returned += amount,
+                Err(e) => {
+                    metrics().rate_limit_redis_errors.inc();
+                    log::debug!("cannot hand lease budget back to Redis: {}", e.0);
+                }
+            }
+        }
+        returned
+    }
+}
+
+/// Spends from the counter's lease, asking Redis for another slice when it
+/// runs short (one request at a time asks).
+async fn lease_charge(
+    store: &RedisStore,
+    leases: &LeaseTable,
+    fraction: f64,
+    at: &Spot<'_>,
+    amount: u64,
+) -> Charge {
+    let rule = at.rule;
+    let lease = leases.get(at.counter, at.window_id);
+    let admitted = |lease: &super::lease::Lease| Charge::Admitted {
+        remaining: rule.limit.saturating_sub(lease.used_global()) + lease.held(),
+    };
+    loop {
+        if lease.try_spend(amount, at.now_ms) {
+            return admitted(&lease);
+        }
+        if lease.is_exhausted() {
+            return Charge::Refused;
+        }
+        let _refill = lease.refill_lock().await;
+        if lease.remaining() >= amount as i64 {
+            continue; // another request refilled it
+        }
+        if lease.is_exhausted() {
+            return Charge::Refused;
+        }
+        if store.backing_off(store.now_ms()) {
+            // The request before us found Redis failing.
+            return Charge::BackingOff;
+        }
+        let slice = ((rule.limit as f64 * fraction).ceil() as u64).max(1);
+        let short = (amount as i64 - lease.remaining()).max(0) as u64;
+        let want = slice.max(short);
+        let key = rule.redis_key(at.counter, at.window_id);
+        match store
+            .lease(&key, rule.limit, want, ttl_secs(rule.window))
+            .await
+        {
+            Ok((granted, used)) => {
+                lease.grant(granted, used, granted < want);
+                if granted < want {
+                    return if lease.try_spend(amount, at.now_ms) {
+                        admitted(&lease)
+                    } else {
+                        Charge::Refused
+                    };
+                }
+            }
+            Err(e) => return Charge::Unavailable(e),
+        }
+    }
+}
+
+/// Adds `delta` to a counter in Redis, counting a failure.
+async fn record(store: &RedisStore, rule: &Rule, counter: &Counter, window_id: u64, delta: i64) {
+    let key = rule.redis_key(counter, window_id);
+    if let Err(e) = store.adjust(&key, delta, ttl_secs(rule.window)).await {
+        metrics().rate_limit_redis_errors.inc();
+        log::debug!("cannot record a limit adjustment in Redis: {}", e.0);
+    }
+}
