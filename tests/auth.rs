@@ -461,3 +461,46 @@ fn hash_key_prints_the_sha256() {
         ai_api_gateway::auth::hash_key(ALICE_KEY)
     );
 }
+
+#[test]
+fn a_route_may_require_scopes() {
+    let mock = Mock::start("a");
+    let body = format!(
+        "auth:\n  api_keys:\n    - {{id: granted, key: sk-granted, scopes: [batch, chat]}}\n    - {{id: plain, key: sk-plain}}\n  \
+         jwt:\n    keys:\n      - {{algorithms: [HS256], secret: \"{JWT_SECRET}\"}}\n\
+         upstreams:\n{}routes:\n  - name: batch\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n    scopes: [batch]\n",
+        pool_yaml("main", &[mock.url()], "")
+    );
+    let gw = Gateway::start(&body);
+    let resp = call(&gw, &[("x-api-key", "sk-granted")], "mock-gpt");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let resp = call(&gw, &[("x-api-key", "sk-plain")], "mock-gpt");
+    resp.assert_error(403, "insufficient_scope");
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Bearer realm=\"ai-api-gateway\", error=\"insufficient_scope\"")
+    );
+    // A token's `scope` claim (space-separated, OAuth style) grants them too.
+    let hmac = EncodingKey::from_secret(JWT_SECRET.as_bytes());
+    let with_scope = json!({"sub": "svc", "exp": now() + 300, "scope": "read batch"});
+    let without = json!({"sub": "svc", "exp": now() + 300, "scope": "read"});
+    let token = encode(&Header::new(Algorithm::HS256), &with_scope, &hmac).unwrap();
+    assert_eq!(
+        call(&gw, &[("authorization", &bearer(&token))], "mock-gpt").status,
+        200
+    );
+    let token = encode(&Header::new(Algorithm::HS256), &without, &hmac).unwrap();
+    call(&gw, &[("authorization", &bearer(&token))], "mock-gpt")
+        .assert_error(403, "insufficient_scope");
+    assert_eq!(
+        mock.api_requests(),
+        2,
+        "refused calls never reach the upstream"
+    );
+    assert_eq!(
+        auth_failures(&gw.metrics(), "insufficient_scope"),
+        2,
+        "{}",
+        gw.metrics()
+    );
+}

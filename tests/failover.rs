@@ -79,10 +79,29 @@ fn without_a_retry_rule_the_upstream_error_reaches_the_client() {
 }
 
 #[test]
-fn every_attempt_failing_is_502() {
-    let pool = pool_yaml("main", &[closed_port_url(), closed_port_url()], "");
+fn every_attempt_failing_is_502_after_both_backends_were_tried() {
+    let urls = [closed_port_url(), closed_port_url()];
+    let pool = pool_yaml("main", &urls, "");
     let gw = Gateway::start(&format!("upstreams:\n{pool}{}", route("")));
     chat(&gw, "mock-gpt").assert_error(502, "upstream_error");
+    // One refused attempt at each backend, and the access line says two.
+    assert!(eventually(Duration::from_secs(5), || gw
+        .access_lines()
+        .len()
+        == 1));
+    assert_eq!(gw.access_lines()[0]["attempts"], 2);
+    let metrics = gw.metrics();
+    for url in &urls {
+        let backend = url.trim_start_matches("http://");
+        let line = format!(
+            "upstream_requests_total{{backend=\"main/{backend}\",status=\"connect_error\",upstream=\"main\"}}"
+        );
+        assert_eq!(
+            metric_value(&metrics, &line),
+            Some(1.0),
+            "{line} in {metrics}"
+        );
+    }
 }
 
 #[test]

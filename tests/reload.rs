@@ -83,8 +83,17 @@ fn a_watched_file_reloads_by_itself() {
     let mock = Mock::start("a");
     let watch = "reload: {watch: true, interval: 100ms}\n";
     let gw = Gateway::start(&body(&mock, "mock-gpt", watch));
-    std::thread::sleep(Duration::from_millis(1100)); // a new mtime second
+    let started_with = std::fs::metadata(&gw.config_path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     gw.rewrite_config(&body(&mock, "mock-gpt, other", watch));
+    // A file rewritten within the same mtime tick looks unchanged: date the
+    // new one clearly after the first.
+    std::fs::File::options()
+        .write(true)
+        .open(&gw.config_path)
+        .and_then(|f| f.set_modified(started_with + Duration::from_secs(2)))
+        .expect("set mtime");
     assert!(eventually(Duration::from_secs(10), || chat(&gw, "other")
         .status
         == 200));
