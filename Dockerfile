@@ -11,7 +11,9 @@ COPY tests ./tests
 RUN cargo build --release --locked --bin ai-api-gateway --bin mock-upstream
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# redis-tools: the runbook's Redis check (`redis-cli -h redis-service ping`)
+# runs from inside the gateway's container.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates redis-tools \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway
 COPY --from=build /src/target/release/ai-api-gateway /usr/local/bin/ai-api-gateway

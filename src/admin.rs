@@ -21,6 +21,8 @@ use crate::reload::SharedState;
 use crate::state::GatewayState;
 
 pub const JSON: &str = "application/json";
+/// Prometheus' text exposition format.
+pub const PROMETHEUS: &str = "text/plain; version=0.0.4";
 
 #[derive(Serialize)]
 struct Health<'a> {
@@ -104,7 +106,7 @@ impl ServeHttp for Admin {
                 let (status, body) = ready(&self.state.load());
                 respond(status, JSON, body)
             }
-            "/metrics" => respond(200, "text/plain; version=0.0.4", metrics().render()),
+            "/metrics" => respond(200, PROMETHEUS, metrics().render()),
             path => {
                 let e = ApiError::unknown_path(req.method.as_str(), path);
                 respond(e.status, JSON, e.body())

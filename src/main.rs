@@ -21,6 +21,7 @@ use ai_api_gateway::gateway::connection::ConnectionGuard;
 use ai_api_gateway::gateway::Gateway;
 use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
+use ai_api_gateway::observability::redact;
 use ai_api_gateway::reload::Supervisor;
 use ai_api_gateway::state::GatewayState;
 
@@ -34,19 +35,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| {
-            // Access lines are already structured: print them bare.
+            // Access lines are already structured, and carry no credential:
+            // print them bare.
             if record.target() == "access" {
-                writeln!(buf, "{}", record.args())
-            } else {
-                writeln!(
-                    buf,
-                    "{} {} {}: {}",
-                    buf.timestamp_millis(),
-                    record.level(),
-                    record.target(),
-                    record.args()
-                )
+                return writeln!(buf, "{}", record.args());
             }
+            // Every other line, from any crate at any level, is scrubbed
+            // of credentials first.
+            let line = record.args().to_string();
+            writeln!(
+                buf,
+                "{} {} {}: {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.target(),
+                redact::redact(&line)
+            )
         })
         .init();
 }
@@ -68,9 +72,57 @@ fn hash_key_command() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `ai-api-gateway check-redis [-c FILE]`: does the Redis that the config's
+/// limits use answer, with the config's address and credentials? Exit 0
+/// when it does, 1 when not, 2 for a bad config.
+fn check_redis_command() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let path = match args.as_slice() {
+        [] => PathBuf::from(DEFAULT_CONFIG),
+        [flag, file] if flag == "-c" || flag == "--conf" => PathBuf::from(file),
+        _ => {
+            eprintln!("usage: ai-api-gateway check-redis [-c FILE]");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match config::load_file(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for secret in &config.secrets {
+        redact::register_secret(secret.expose());
+    }
+    let limiter = ai_api_gateway::limits::Limiter::new(&config.limits);
+    match runtime.block_on(limiter.check_redis()) {
+        Ok(report) => {
+            println!("{}", redact::redact(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", redact::redact(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("hash-key") {
-        return hash_key_command();
+    match std::env::args().nth(1).as_deref() {
+        Some("hash-key") => return hash_key_command(),
+        Some("check-redis") => return check_redis_command(),
+        _ => {}
     }
     init_logging();
     // Pingora's own flags: -c config, -u upgrade, -d daemon, -t test.
@@ -87,7 +139,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let state = Arc::new(ArcSwap::from_pointee(GatewayState::new(&config)));
+    for secret in &config.secrets {
+        redact::register_secret(secret.expose());
+    }
+    let state = Arc::new(ArcSwap::from_pointee(GatewayState::new(&config, None)));
     if opt.test {
         println!("{}: configuration is valid", path.display());
         return ExitCode::SUCCESS;

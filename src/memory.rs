@@ -27,8 +27,9 @@ pub fn connection_opened() {
     PEAK.set(PEAK.get().max(live));
 }
 
-/// A connection closed on this worker thread (the thread that opened it:
-/// Pingora's runtimes do not move tasks between threads).
+/// A connection closed on this worker thread: the thread that opened it,
+/// because the server runs Pingora's runtimes without work stealing
+/// (`Server::to_pingora`), so a connection's task never moves.
 pub fn connection_closed() {
     let live = LIVE.get().saturating_sub(1);
     LIVE.set(live);

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, Process};
 use crate::lifecycle::{self, drain};
 use crate::observability::metrics::metrics;
+use crate::observability::redact;
 use crate::routing::health::{DnsRefresher, HealthChecker};
 use crate::state::GatewayState;
 
@@ -86,7 +87,10 @@ impl Supervisor {
     /// Loads, validates and swaps; the old state stays on any fault.
     fn reload(&self) -> Result<Arc<GatewayState>, String> {
         let config = config::load_file(&self.path).map_err(|e| e.to_string())?;
-        let state = GatewayState::new(&config);
+        for secret in &config.secrets {
+            redact::register_secret(secret.expose());
+        }
+        let state = GatewayState::new(&config, Some(&self.state.load()));
         for warning in needs_upgrade(&self.started_with, &config.process) {
             log::warn!("config reload: {warning} changed; it takes a graceful upgrade (start a new process with -u) to apply");
         }

@@ -18,18 +18,26 @@ pub struct GatewayState {
     pub request: RequestLimits,
     /// Most client connections open at once (0: no cap).
     pub max_connections: usize,
+    /// Answer `/metrics` on the proxy port too.
+    pub metrics_on_proxy: bool,
     pub access_log: AccessLog,
     pub started: Instant,
 }
 
 impl GatewayState {
     /// Builds the state of a translated config; the translation checked
-    /// everything that could fail.
-    pub fn new(config: &Config) -> Self {
+    /// everything that could fail. On a reload, `previous` is the running
+    /// state: backends that stay the same keep their health and ejection.
+    pub fn new(config: &Config, previous: Option<&GatewayState>) -> Self {
+        let previous_pool =
+            |name: &str| previous.and_then(|state| state.pools.iter().find(|p| p.name == name));
         let pools: HashMap<&str, Arc<Pool>> = config
             .pools
             .iter()
-            .map(|settings| (settings.name.as_str(), Arc::new(Pool::new(settings))))
+            .map(|settings| {
+                let pool = Pool::new(settings, previous_pool(&settings.name).map(Arc::as_ref));
+                (settings.name.as_str(), Arc::new(pool))
+            })
             .collect();
         let routes = config
             .routes
@@ -48,6 +56,7 @@ impl GatewayState {
             pools,
             request: config.request,
             max_connections: config.max_connections,
+            metrics_on_proxy: config.metrics_on_proxy,
             access_log: config.access_log,
             started: Instant::now(),
         }

@@ -135,6 +135,12 @@ fn access_log_has_one_line_per_request_and_no_credentials() {
     assert_eq!(line["status"], 200);
     assert_eq!(line["route"], "chat");
     assert_eq!(line["model"], "mock-gpt");
+    // Milliseconds with three decimals at most, not float noise.
+    for field in ["latency_ms", "ttfb_ms"] {
+        let text = line[field].to_string();
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 3, "{field} = {text}");
+    }
     let log = gw.log();
     assert!(
         !log.contains("client-secret-abc"),
@@ -163,4 +169,28 @@ fn access_log_can_be_text_or_off() {
     ));
     chat(&gw, "mock-gpt");
     assert!(!gw.log().contains("route=chat") && gw.access_lines().is_empty());
+}
+
+#[test]
+fn metrics_on_the_proxy_port_unless_turned_off() {
+    let (_mock, gw) = start();
+    assert_eq!(chat(&gw, "mock-gpt").status, 200);
+    let resp = send("GET", &gw.url("/metrics"), &[], None);
+    assert_eq!(resp.status, 200);
+    assert!(resp
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(resp.body.contains("http_requests_total{"), "{}", resp.body);
+
+    let mock = Mock::start("b");
+    let off = Gateway::start_with_listen(
+        "  metrics_on_proxy: false\n",
+        &format!(
+            "upstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
+            pool_yaml("main", &[mock.url()], "")
+        ),
+    );
+    send("GET", &off.url("/metrics"), &[], None).assert_error(404, "unknown_url");
+    assert_eq!(get(&off.admin_url("/metrics")).0, 200);
 }

@@ -146,3 +146,46 @@ fn missing_file_is_reported() {
         "{out}"
     );
 }
+
+#[test]
+fn check_redis_reports_the_configured_redis() {
+    let mut redis = common::Redis::start();
+    let config = |url: &str| {
+        write_config(&format!(
+            "limits:\n  redis: {{url: \"{url}\", timeout: 500ms}}\n  rules: []\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {{name: r, paths: [/v1], upstream: a}}\n"
+        ))
+    };
+    let (_dir, path) = config(&redis.url());
+    let (code, out) = gateway(&["check-redis", "-c", &path], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("redis at 127.0.0.1:{}: PONG in", redis.port)),
+        "{out}"
+    );
+
+    // A password in the URL never shows, whatever Redis answers.
+    let (_dir, with_password) =
+        config(&format!("redis://:hunter2-secret@127.0.0.1:{}", redis.port));
+    let (code, out) = gateway(&["check-redis", "-c", &with_password], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("hunter2-secret"), "{out}");
+
+    redis.down();
+    let (code, out) = gateway(&["check-redis", "-c", &path], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("redis at 127.0.0.1:{}", redis.port)),
+        "{out}"
+    );
+
+    let (code, out) = gateway(
+        &[
+            "check-redis",
+            "-c",
+            repo_path("conf/demo.yaml").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("limits use no Redis"), "{out}");
+}

@@ -102,3 +102,71 @@ fn garbage_on_the_socket_does_not_hurt_the_worker() {
     let resp = post_raw(&gw, br#"{"model":"mock-gpt"}"#);
     assert_eq!(resp.status, 200, "{}", resp.body);
 }
+
+/// Splits a raw HTTP/1.1 answer into (status, head, body).
+fn parse_raw(answer: &str) -> (u16, String, String) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[test]
+fn requests_pingora_refuses_get_the_gateway_error_shape() {
+    let (mock, gw) = start();
+    for (raw, status, code) in [
+        (
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nBad Header: x\r\nContent-Length: 2\r\n\r\n{}",
+            400,
+            "malformed_request",
+        ),
+        (
+            "GET /v1/models HTTP/1.1\r\nHost: x\r\n\x01\x02\r\n\r\n",
+            400,
+            "malformed_request",
+        ),
+        ("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405, "method_not_allowed"),
+    ] {
+        let answer = raw_exchange(gw.proxy_port, raw.as_bytes(), std::time::Duration::from_secs(5));
+        let (got, head, body) = parse_raw(&answer);
+        assert_eq!(got, status, "{raw:?}: {answer}");
+        assert!(head.contains("content-type: application/json"), "{answer}");
+        assert!(head.contains("x-request-id: "), "{answer}");
+        assert!(head.contains("connection: close"), "{answer}");
+        assert!(!head.contains("server: pingora"), "{answer}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect(&answer);
+        assert_eq!(json["error"]["code"], code, "{answer}");
+    }
+    assert_eq!(mock.api_requests(), 0);
+    assert_eq!(
+        metric_value(&gw.metrics(), "malformed_requests_total"),
+        Some(3.0)
+    );
+}
+
+#[test]
+fn a_client_leaving_mid_stream_is_counted_and_logged_quietly() {
+    let (mock, gw) = start();
+    for i in 0..5 {
+        let reader = open_held_stream(gw.proxy_port, &format!("leave-{i}"), "");
+        drop(reader);
+    }
+    for i in 0..5 {
+        mock.control(&format!("/mock/release/leave-{i}"));
+    }
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || metric_value(
+            &gw.metrics(),
+            "client_disconnects_total"
+        ) == Some(5.0)),
+        "{}",
+        gw.metrics()
+    );
+    // One upstream attempt each: a client leaving is never retried.
+    assert_eq!(mock.api_requests(), 5, "{:?}", mock.requests());
+    let log = gw.log();
+    assert!(
+        !log.lines()
+            .any(|l| (l.contains(" WARN ") || l.contains(" ERROR ")) && l.contains("Downstream")),
+        "{log}"
+    );
+}

@@ -99,3 +99,74 @@ fn a_watched_file_reloads_by_itself() {
         == 200));
     assert!(gw.log().contains("(file change)"));
 }
+
+#[test]
+fn a_reload_keeps_what_unchanged_backends_have_shown() {
+    // An unhealthy backend stays out, an ejected one stays ejected, across
+    // a reload that changes something else; a changed base URL starts over.
+    let sick = Mock::start("sick");
+    sick.control("/mock/health/503");
+    let refused = format!("http://127.0.0.1:{}", free_port());
+    let good = Mock::start("good");
+    let pools = |extra_model: &str| {
+        format!(
+            "upstreams:\n{}{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt{extra_model}]\n    upstream: checked\n\
+             \x20 - name: other\n    paths: [/v1/embeddings]\n    models: [mock-gpt]\n    upstream: ejecting\n",
+            pool_yaml(
+                "checked",
+                &[sick.url()],
+                "    health_check: {path: /health, interval: 100ms, timeout: 1s, unhealthy_threshold: 2, healthy_threshold: 2}\n",
+            ),
+            pool_yaml(
+                "ejecting",
+                &[refused.clone(), good.url()],
+                "    strategy: round_robin\n    passive_health: {consecutive_failures: 1, cooldown: 10m}\n",
+            ),
+        )
+    };
+    let gw = Gateway::start(&pools(""));
+    assert!(
+        eventually(Duration::from_secs(10), || get(&gw.admin_url("/ready")).0
+            == 503),
+        "the health checks never took the sick backend out"
+    );
+    let embeddings = |gw: &Gateway| {
+        post_json(
+            &gw.url("/v1/embeddings"),
+            &serde_json::json!({"model": "mock-gpt", "input": "x"}),
+            &[],
+        )
+        .status
+    };
+    // One refused attempt ejects the refusing backend (the retry succeeds).
+    for _ in 0..4 {
+        assert_eq!(embeddings(&gw), 200);
+    }
+    let refused_label = format!(
+        "upstream_requests_total{{backend=\"ejecting/{}\",status=\"connect_error\",upstream=\"ejecting\"}}",
+        refused.trim_start_matches("http://")
+    );
+    assert_eq!(metric_value(&gw.metrics(), &refused_label), Some(1.0));
+
+    gw.rewrite_config(&pools(", other-model"));
+    gw.signal("HUP");
+    assert!(eventually(Duration::from_secs(10), || reloads(&gw, "ok") == 1.0));
+    // Right after the reload: still not ready, still 503 for the sick pool,
+    // and the ejected backend is never tried again.
+    let (status, body) = get(&gw.admin_url("/ready"));
+    assert_eq!(status, 503, "{body}");
+    chat(&gw, "other-model").assert_error(503, "no_healthy_upstream");
+    for _ in 0..6 {
+        assert_eq!(embeddings(&gw), 200);
+    }
+    assert_eq!(metric_value(&gw.metrics(), &refused_label), Some(1.0));
+
+    // The sick backend recovers under the new generation's checks.
+    sick.control("/mock/health/200");
+    assert!(eventually(Duration::from_secs(10), || chat(
+        &gw,
+        "other-model"
+    )
+    .status
+        == 200));
+}

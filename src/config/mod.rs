@@ -76,7 +76,7 @@ pub fn load_str(
             message: e.to_string(),
         }
     })?;
-    translate::translate(parsed, &env).map_err(|fault| ConfigError {
+    translate::translate(parsed, &translate::Expander::new(&env)).map_err(|fault| ConfigError {
         file: file.to_string(),
         field: fault.field,
         message: fault.message,

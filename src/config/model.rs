@@ -15,6 +15,7 @@ use super::keyword::{
     AccessLogFormat, AuthMethod, LimitCounts, LimitKeyPart, LimitMode, LimitWindow, ProviderKind,
     RedisFailure, RetryOn, Strategy,
 };
+use super::secret::Secret;
 use super::tls::CaBundle;
 use super::url::BaseUrl;
 
@@ -26,8 +27,13 @@ pub const MAX_LIMIT: u64 = 1 << 48;
 pub struct Config {
     /// Bound when the process starts: a change takes a graceful upgrade.
     pub process: Process,
+    /// Every secret the file named (expanded `${ENV}` values, passwords):
+    /// what the logger scrubs from every line.
+    pub secrets: Vec<Secret>,
     /// Most client connections open at once (0: no cap); follows reloads.
     pub max_connections: usize,
+    /// Answer `/metrics` on the proxy port too; follows reloads.
+    pub metrics_on_proxy: bool,
     pub request: RequestLimits,
     pub access_log: AccessLog,
     pub auth: Auth,
@@ -77,6 +83,10 @@ impl Server {
             error_log: self.error_log.clone(),
             daemon: self.daemon,
             upstream_keepalive_pool_size: self.upstream_keepalive_pool_size,
+            // One single-threaded runtime per worker thread: a connection's
+            // task stays on the thread that accepted it, which the memory
+            // release after a surge counts on (memory.rs).
+            work_stealing: false,
             ..Default::default()
         }
     }

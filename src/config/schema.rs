@@ -75,6 +75,8 @@ pub struct Listen {
     pub max_connections: usize,
     /// Pingora's default is 64 KiB, held by every idle keep-alive connection.
     pub read_buffer_bytes: usize,
+    /// Also answer `/metrics` on the proxy port.
+    pub metrics_on_proxy: bool,
 }
 
 impl Default for Listen {
@@ -84,6 +86,7 @@ impl Default for Listen {
             admin: "0.0.0.0:9090".into(),
             max_connections: 0,
             read_buffer_bytes: 16 * 1024,
+            metrics_on_proxy: true,
         }
     }
 }

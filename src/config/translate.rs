@@ -30,8 +30,27 @@ pub struct Fault {
 
 type Result<T> = std::result::Result<T, Fault>;
 
-/// The environment, as `${NAME}` references read it.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+/// Expands `${NAME}` references from the environment, and remembers every
+/// secret it expands, so the logger can scrub them from every line.
+pub struct Expander<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    found: std::cell::RefCell<Vec<Secret>>,
+}
+
+impl<'a> Expander<'a> {
+    pub fn new(env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            env,
+            found: Default::default(),
+        }
+    }
+
+    fn remember(&self, secret: &str) {
+        self.found.borrow_mut().push(Secret::new(secret));
+    }
+}
+
+type Env<'a> = &'a Expander<'a>;
 
 fn fault<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T> {
     Err(Fault {
@@ -129,8 +148,11 @@ macro_rules! word {
 
 fn expand(field: &str, secret: &Secret, env: Env<'_>) -> Result<Secret> {
     let mut secret = secret.clone();
-    match secret.expand(env) {
-        Ok(()) => Ok(secret),
+    match secret.expand(env.env) {
+        Ok(()) => {
+            env.remember(secret.expose());
+            Ok(secret)
+        }
         Err(e) => fault(field, e),
     }
 }
@@ -241,9 +263,12 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         check_rule_refs(&format!("{at}.limits"), &route.limits)?;
         routes.push(self::route(&at, route, &file, &auth)?);
     }
+    let secrets = env.found.take();
     Ok(Config {
         process,
+        secrets,
         max_connections: file.listen.max_connections,
+        metrics_on_proxy: file.listen.metrics_on_proxy,
         request,
         access_log,
         auth,

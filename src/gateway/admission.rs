@@ -115,6 +115,7 @@ fn prepare(
         body
     };
     Ok(ModelRequest {
+        model_label: route.model_label(&inspected.model),
         model: inspected.model,
         stream: inspected.stream,
         max_tokens: inspected.max_tokens,

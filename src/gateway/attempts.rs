@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use super::RequestCtx;
 use crate::config::RetryOn;
 use crate::error::ApiError;
-use crate::observability::metrics::metrics;
+use crate::observability::metrics::{metrics, status_label};
 
 /// The peer for the next attempt, within the route's total deadline.
 pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -57,7 +57,7 @@ pub fn on_response_status(ctx: &mut RequestCtx, status: u16) -> Result<()> {
     } else {
         metrics()
             .upstream_requests
-            .with_label_values(&[&route.pool.name, &backend.label, &status.to_string()])
+            .with_label_values(&[&route.pool.name, &backend.label, status_label(status)])
             .inc();
     }
     if status >= 500 {
@@ -102,6 +102,12 @@ pub fn on_proxy_error(
         // Our own "retry elsewhere" from `on_response_status`.
         let retry = replayable && e.retry();
         e.set_retry(retry);
+        return e;
+    }
+    if *e.esource() == ErrorSource::Downstream {
+        // The client went away or broke its side: nothing to retry, and
+        // the backend is not to blame.
+        e.set_retry(false);
         return e;
     }
     let cause = cause_of(&e);

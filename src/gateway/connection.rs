@@ -32,6 +32,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::respond;
 use crate::lifecycle::drain;
 use crate::memory;
 use crate::observability::metrics::metrics;
@@ -170,6 +171,9 @@ pub struct GuardedStream {
     waiting: Waiting,
     /// Armed only when a read would wait: most requests arrive whole in one read.
     timer: Option<(Pin<Box<Sleep>>, Instant)>,
+    /// Our answer in place of one Pingora writes itself, and how much of it
+    /// has been written.
+    replacement: Option<(Vec<u8>, usize)>,
     _open: OpenConnection,
 }
 
@@ -181,6 +185,7 @@ impl GuardedStream {
             mark: AtomicU8::new(WAITING),
             waiting: Waiting::Request(Instant::now()),
             timer: None,
+            replacement: None,
             _open: open,
         }
     }
@@ -269,13 +274,56 @@ impl AsyncRead for GuardedStream {
     }
 }
 
+impl GuardedStream {
+    /// A write while no request has started is Pingora answering a request
+    /// it refused before any hook ran (headers it cannot parse, CONNECT):
+    /// its answer is replaced by the gateway's, with the error shape every
+    /// other answer has. Returns `None` to write `buf` as it is.
+    fn poll_replaced(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        len: usize,
+    ) -> Option<Poll<io::Result<usize>>> {
+        if self.replacement.is_none() {
+            if self.mark.load(Ordering::Acquire) != WAITING {
+                return None;
+            }
+            let status = pingora_status(buf)?;
+            self.replacement = Some((respond::refused_before_hooks(status), 0));
+        }
+        let (bytes, written) = self.replacement.as_mut()?;
+        while *written < bytes.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Some(Poll::Ready(Ok(0))),
+                Poll::Ready(Ok(n)) => *written += n,
+                other => return Some(other),
+            }
+        }
+        // Pingora's own bytes are taken and dropped.
+        Some(Poll::Ready(Ok(len)))
+    }
+}
+
+/// The status of a response head Pingora is writing: `HTTP/1.x NNN ...`.
+fn pingora_status(buf: &[u8]) -> Option<u16> {
+    if !buf.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()
+}
+
 impl AsyncWrite for GuardedStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if let Some(poll) = this.poll_replaced(cx, buf, buf.len()) {
+            return poll;
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -291,7 +339,16 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let total = bufs.iter().map(|b| b.len()).sum();
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if let Some(poll) = this.poll_replaced(cx, first, total) {
+            return poll;
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

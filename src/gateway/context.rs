@@ -61,6 +61,8 @@ impl From<ApiError> for Refusal {
 /// A body the gateway read, checked and prepared for upstream.
 pub struct ModelRequest {
     pub model: String,
+    /// The model as metrics see it: a name or pattern from config.
+    pub model_label: &'static str,
     pub stream: bool,
     pub max_tokens: Option<u64>,
     /// What is sent upstream in place of the client's body (maybe

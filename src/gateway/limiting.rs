@@ -139,7 +139,7 @@ pub async fn settle(ctx: &mut RequestCtx) {
         let model = admitted
             .model_request
             .as_ref()
-            .map_or("-", |m| m.model.as_str());
+            .map_or("other", |m| m.model_label);
         admitted
             .route
             .metrics

@@ -4,9 +4,11 @@ use pingora::proxy::Session;
 
 use super::{respond, RequestCtx};
 use crate::admin;
+use crate::observability::metrics::metrics;
 use crate::state::GatewayState;
 
-/// Answers `/health`, `/ready` and `/v1/models`; true when it answered.
+/// Answers `/health`, `/ready`, `/v1/models` and (unless
+/// `listen.metrics_on_proxy` is off) `/metrics`; true when it answered.
 pub async fn answer(
     state: &GatewayState,
     session: &mut Session,
@@ -16,14 +18,17 @@ pub async fn answer(
     if req.method != http::Method::GET && req.method != http::Method::HEAD {
         return Ok(false);
     }
-    let (label, (status, body)) = match req.uri.path() {
-        "/health" => ("health", admin::health(state)),
-        "/ready" => ("ready", admin::ready(state)),
-        "/v1/models" => ("models", (200, model_list(state))),
+    let (label, content_type, (status, body)) = match req.uri.path() {
+        "/health" => ("health", admin::JSON, admin::health(state)),
+        "/ready" => ("ready", admin::JSON, admin::ready(state)),
+        "/v1/models" => ("models", admin::JSON, (200, model_list(state))),
+        "/metrics" if state.metrics_on_proxy => {
+            ("metrics", admin::PROMETHEUS, (200, metrics().render()))
+        }
         _ => return Ok(false),
     };
     ctx.route_label = label;
-    respond::send_json(session, status, body, &ctx.request_id, &[]).await?;
+    respond::send(session, status, content_type, body, &ctx.request_id, &[]).await?;
     Ok(true)
 }
 

@@ -8,6 +8,7 @@ pub mod connection;
 mod context;
 mod limiting;
 mod local;
+mod path;
 mod report;
 mod request_id;
 mod respond;
@@ -27,6 +28,7 @@ pub use context::RequestCtx;
 
 use crate::error::ApiError;
 use crate::lifecycle::drain;
+use crate::observability::metrics::metrics;
 use crate::reload::SharedState;
 use context::Refusal;
 
@@ -71,6 +73,11 @@ impl ProxyHttp for Gateway {
         // backstop just above the connection's idle deadline.
         session.set_keepalive(Some(state.request.idle_timeout.as_secs() + 1));
         if let Err(e) = admission::header_limits(&state, session) {
+            respond::send_error(session, &e, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        if let Err(e) = path::apply(session) {
+            let e = ApiError::invalid_request(400, "invalid_path", e.to_string());
             respond::send_error(session, &e, &ctx.request_id).await?;
             return Ok(true);
         }
@@ -218,6 +225,21 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A client that closes its connection mid-request is normal at scale:
+    /// it is counted and logged at debug, not at error.
+    fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, error: &Error) -> bool {
+        let client_left = *error.esource() == ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        if client_left {
+            metrics().client_disconnects.inc();
+            log::debug!("request {} ended by its client: {error}", ctx.request_id);
+        }
+        client_left
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {

@@ -7,7 +7,7 @@ use pingora::Error;
 use super::RequestCtx;
 use crate::config::AccessLog;
 use crate::observability::access_log::AccessRecord;
-use crate::observability::metrics::{method_label, metrics};
+use crate::observability::metrics::{method_label, metrics, status_label};
 
 /// Counts the request in `http_requests_total` and its duration.
 pub fn record_metrics(session: &Session, ctx: &RequestCtx, status: u16) {
@@ -36,7 +36,7 @@ pub fn record_metrics(session: &Session, ctx: &RequestCtx, status: u16) {
 fn count(route: &str, method: &str, status: u16) {
     metrics()
         .http_requests
-        .with_label_values(&[route, method, &status.to_string()])
+        .with_label_values(&[route, method, status_label(status)])
         .inc();
 }
 

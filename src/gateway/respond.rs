@@ -7,6 +7,7 @@ use pingora::Result;
 
 use crate::error::ApiError;
 use crate::lifecycle::drain;
+use crate::observability::metrics::metrics;
 
 /// Writes a complete JSON response carrying the request id.
 pub async fn send_json(
@@ -16,11 +17,31 @@ pub async fn send_json(
     request_id: &str,
     extra_headers: &[(&'static str, &str)],
 ) -> Result<()> {
+    send(
+        session,
+        status,
+        "application/json",
+        body,
+        request_id,
+        extra_headers,
+    )
+    .await
+}
+
+/// Writes a complete response carrying the request id.
+pub async fn send(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    request_id: &str,
+    extra_headers: &[(&'static str, &str)],
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4 + extra_headers.len()))?;
     for (name, value) in extra_headers {
         resp.insert_header(*name, *value)?;
     }
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header("x-request-id", request_id)?;
     // A client whose body was not read, or was told its framing is wrong,
@@ -48,4 +69,37 @@ pub async fn send_error(session: &mut Session, error: &ApiError, request_id: &st
     }
     extra.extend(error.extra_headers.iter().map(|(k, v)| (*k, v.as_str())));
     send_json(session, error.status, error.body(), request_id, &extra).await
+}
+
+/// The whole answer (head and body) to a request Pingora refused before
+/// any of the gateway's hooks ran, in the shape of every other answer, with
+/// a new request id; the connection closes after it.
+pub fn refused_before_hooks(status: u16) -> Vec<u8> {
+    metrics().malformed_requests.inc();
+    let error = match status {
+        405 => ApiError::invalid_request(
+            405,
+            "method_not_allowed",
+            "This method is not served (CONNECT is not proxied).",
+        ),
+        _ => ApiError::invalid_request(
+            400,
+            "malformed_request",
+            "The request's head is not valid HTTP/1.1.",
+        ),
+    };
+    let body = error.body();
+    let reason = http::StatusCode::from_u16(error.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
+        error.status,
+        body.len(),
+        super::request_id::new_id()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
 }

@@ -376,6 +376,30 @@ impl Limiter {
         }
     }
 
+    /// Whether the configured Redis answers, for `ai-api-gateway
+    /// check-redis`: where it is, the round trip of a `PING`, and the clock
+    /// offset limits will use. Never prints the password.
+    pub async fn check_redis(&self) -> Result<String, String> {
+        let store = self
+            .ledger
+            .store()
+            .ok_or("limits use no Redis (no `limits.redis`, or `mode: local`)")?;
+        let address = store.address();
+        let rtt = store
+            .ping()
+            .await
+            .map_err(|e| format!("redis at {address}: {}", e.0))?;
+        store
+            .sync_clock()
+            .await
+            .map_err(|e| format!("redis at {address}: TIME: {}", e.0))?;
+        Ok(format!(
+            "redis at {address}: PONG in {:.2} ms; Redis clock {:+} ms from this machine's",
+            rtt.as_secs_f64() * 1000.0,
+            store.clock_offset_ms()
+        ))
+    }
+
     async fn sync_once(&self) {
         let Some(store) = self.ledger.store() else {
             return;

@@ -181,6 +181,28 @@ impl RedisStore {
         self.run(inv).await
     }
 
+    /// Where the store connects (`host:port`; never the password).
+    pub fn address(&self) -> String {
+        self.client.get_connection_info().addr().to_string()
+    }
+
+    /// One `PING`; its round trip.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let mut conn = self.connection().await?;
+        let start = std::time::Instant::now();
+        let _: String =
+            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut conn))
+                .await
+                .map_err(|_| StoreError("timed out".into()))?
+                .map_err(|e| StoreError(e.to_string()))?;
+        Ok(start.elapsed())
+    }
+
+    /// Redis time minus this machine's, in milliseconds (after a sync).
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
     /// Re-reads Redis `TIME` to keep window boundaries shared.
     pub async fn sync_clock(&self) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;

@@ -1,6 +1,9 @@
 //! Every Prometheus metric the gateway exports, in one registry. Label values
-//! are bounded: route, pool and backend names come from config, methods and
-//! reasons from fixed lists; never a key, a user or a raw path.
+//! are bounded, and every one comes from config or a fixed list, never from
+//! what a client or an upstream sends: route, pool, backend and rule names
+//! and model names or patterns from config (`other` for the rest), methods,
+//! statuses ([`status_label`]) and reasons from fixed lists; never a key, a
+//! user or a raw path.
 
 use std::sync::OnceLock;
 
@@ -26,6 +29,8 @@ pub struct Metrics {
     pub client_timeouts: IntCounterVec,
     pub inflight_requests: IntGauge,
     pub draining: IntGauge,
+    pub malformed_requests: IntCounter,
+    pub client_disconnects: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -153,6 +158,14 @@ impl Metrics {
                 "draining",
                 "1 from SIGTERM or SIGQUIT until the process exits, else 0.",
             )?,
+            malformed_requests: b.counter(
+                "malformed_requests_total",
+                "Requests refused before routing because their head is not valid HTTP.",
+            )?,
+            client_disconnects: b.counter(
+                "client_disconnects_total",
+                "Requests whose client closed the connection before the answer ended.",
+            )?,
             registry: b.registry,
         };
         // Bounded label sets start at zero, so rate() and alerts work from
@@ -183,9 +196,10 @@ pub struct RouteMetrics {
     pub post_ok: IntCounter,
     pub duration: Histogram,
     pub ttft: Histogram,
-    /// `llm_tokens_total` (input, output) per (model, provider) seen on the
-    /// route: a short list, scanned without hashing label strings.
-    tokens: std::sync::Mutex<Vec<(String, &'static str, IntCounter, IntCounter)>>,
+    /// `llm_tokens_total` (input, output) per (model label, provider) seen
+    /// on the route: a short list (both labels come from config), scanned
+    /// without hashing label strings.
+    tokens: std::sync::Mutex<Vec<(&'static str, &'static str, IntCounter, IntCounter)>>,
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -195,19 +209,20 @@ impl std::fmt::Debug for RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// Counts reported token usage.
-    pub fn add_tokens(&self, model: &str, provider: &'static str, input: u64, output: u64) {
+    /// Counts reported token usage; `model` is the model's label (a name or
+    /// pattern from config, or `other`).
+    pub fn add_tokens(&self, model: &'static str, provider: &'static str, input: u64, output: u64) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         let found = tokens
             .iter()
-            .position(|(m, p, _, _)| m == model && *p == provider);
+            .position(|(m, p, _, _)| *m == model && *p == provider);
         let index = match found {
             Some(i) => i,
             None => {
                 let vec = &metrics().llm_tokens;
                 let input = vec.with_label_values(&[&self.route, model, provider, "input"]);
                 let output = vec.with_label_values(&[&self.route, model, provider, "output"]);
-                tokens.push((model.to_string(), provider, input, output));
+                tokens.push((model, provider, input, output));
                 tokens.len() - 1
             }
         };
@@ -233,6 +248,52 @@ pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     // Registration fails only on duplicate or malformed names, fixed at compile time.
     METRICS.get_or_init(|| Metrics::new().expect("metric definitions are valid"))
+}
+
+/// Bounded label for a status code, whatever an upstream sends: the code
+/// for the ones clients and dashboards look for, its class (`2xx` ...) for
+/// other valid ones, `other` beyond 599, and `0` when no answer was sent.
+pub fn status_label(status: u16) -> &'static str {
+    /// The codes that keep their own label.
+    const EXACT: [(u16, &str); 26] = [
+        (0, "0"),
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (409, "409"),
+        (411, "411"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (429, "429"),
+        (431, "431"),
+        (499, "499"),
+        (500, "500"),
+        (501, "501"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    if let Some((_, label)) = EXACT.iter().find(|(code, _)| *code == status) {
+        return label;
+    }
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
 }
 
 /// Bounded label for an HTTP method.
@@ -287,6 +348,8 @@ mod tests {
             "inflight_requests",
             "llm_time_to_first_token_seconds",
             "llm_tokens_total",
+            "malformed_requests_total",
+            "client_disconnects_total",
             "rate_limit_hits_total",
             "rate_limit_last_sync_age_seconds",
             "rate_limit_redis_errors_total",

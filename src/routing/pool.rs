@@ -36,6 +36,14 @@ pub struct Backend {
     pub ok_counter: prometheus::IntCounter,
     /// Headers this backend adds to every request: the provider key and extras.
     pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    /// What the backend has shown so far; carried across reloads while the
+    /// backend stays the same (same pool, same base URL).
+    live: Arc<LiveState>,
+}
+
+/// A backend's addresses, health, ejection and load.
+#[derive(Debug)]
+struct LiveState {
     addrs: ArcSwap<Vec<SocketAddr>>,
     healthy: AtomicBool,
     check_streak: AtomicU32,
@@ -44,10 +52,29 @@ pub struct Backend {
     inflight: AtomicUsize,
 }
 
+impl LiveState {
+    /// A new backend: resolved once here (at start or reload, never on the
+    /// request path), healthy until shown otherwise.
+    fn new(pool: &str, url: &BaseUrl) -> Self {
+        let addrs = resolve(&url.host, url.port).unwrap_or_else(|e| {
+            log::warn!("upstream {pool}: cannot resolve {}: {e}", url.host);
+            Vec::new()
+        });
+        Self {
+            addrs: ArcSwap::from_pointee(addrs),
+            healthy: AtomicBool::new(true),
+            check_streak: AtomicU32::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            inflight: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl Backend {
     /// Healthy by the active checks and resolved: could take a request.
     pub fn is_routable(&self) -> bool {
-        self.is_healthy() && !self.addrs.load().is_empty()
+        self.is_healthy() && !self.live.addrs.load().is_empty()
     }
 
     /// Routable and not passively ejected.
@@ -56,44 +83,48 @@ impl Backend {
     }
 
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.live.healthy.load(Ordering::Relaxed)
     }
 
     pub fn is_ejected(&self) -> bool {
-        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
+        self.live.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
     }
 
     pub fn addrs(&self) -> Arc<Vec<SocketAddr>> {
-        self.addrs.load_full()
+        self.live.addrs.load_full()
     }
 
     pub fn set_addrs(&self, addrs: Vec<SocketAddr>) {
-        self.addrs.store(Arc::new(addrs));
+        self.live.addrs.store(Arc::new(addrs));
     }
 
     pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Relaxed)
+        self.live.inflight.load(Ordering::Relaxed)
     }
 
     /// Counts a request in flight until the guard drops.
     pub fn start_request(self: &Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.live.inflight.fetch_add(1, Ordering::Relaxed);
         InflightGuard(self.clone())
     }
 
     /// A request succeeded: the failure streak starts over.
     pub fn record_success(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.live.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
     /// A request failed (connect error, timeout, 5xx). Returns true when this
     /// failure ejected the backend.
     pub fn record_failure(&self, passive: &PassiveHealth) -> bool {
-        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let failures = self
+            .live
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         if failures >= passive.consecutive_failures {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.live.consecutive_failures.store(0, Ordering::Relaxed);
             let until = now_ms() + passive.cooldown.as_millis() as u64;
-            self.ejected_until_ms.store(until, Ordering::Relaxed);
+            self.live.ejected_until_ms.store(until, Ordering::Relaxed);
             return true;
         }
         false
@@ -101,23 +132,23 @@ impl Backend {
 
     /// Feeds one active health-check result; returns the new health when it flipped.
     pub fn observe_check(&self, ok: bool, settings: &HealthCheck) -> Option<bool> {
-        let healthy = self.healthy.load(Ordering::Relaxed);
+        let healthy = self.live.healthy.load(Ordering::Relaxed);
         if ok == healthy {
-            self.check_streak.store(0, Ordering::Relaxed);
+            self.live.check_streak.store(0, Ordering::Relaxed);
             return None;
         }
-        let streak = self.check_streak.fetch_add(1, Ordering::Relaxed) + 1;
+        let streak = self.live.check_streak.fetch_add(1, Ordering::Relaxed) + 1;
         let threshold = if ok {
             settings.healthy_threshold
         } else {
             settings.unhealthy_threshold
         };
         if streak >= threshold {
-            self.check_streak.store(0, Ordering::Relaxed);
-            self.healthy.store(ok, Ordering::Relaxed);
+            self.live.check_streak.store(0, Ordering::Relaxed);
+            self.live.healthy.store(ok, Ordering::Relaxed);
             if ok {
                 // A backend the checks bring back gets a clean slate.
-                self.ejected_until_ms.store(0, Ordering::Relaxed);
+                self.live.ejected_until_ms.store(0, Ordering::Relaxed);
             }
             return Some(ok);
         }
@@ -130,7 +161,7 @@ pub struct InflightGuard(Arc<Backend>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.0.live.inflight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -155,20 +186,22 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Builds a pool from its config. Host names are resolved once here (at
-    /// start, never on the request path); a name that does not resolve
+    /// Builds a pool from its config. A backend that `previous` (the same
+    /// pool before a reload) had under the same base URL keeps what it
+    /// showed: its health, its ejection, its load and its addresses; a new
+    /// one is resolved now and starts healthy. A name that does not resolve
     /// leaves its backend unavailable until the refresher succeeds.
-    pub fn new(settings: &config::Pool) -> Self {
+    pub fn new(settings: &config::Pool, previous: Option<&Pool>) -> Self {
         let name = &settings.name;
         let backends: Vec<Arc<Backend>> = settings
             .backends
             .iter()
             .enumerate()
             .map(|(index, b)| {
-                let addrs = resolve(&b.url.host, b.url.port).unwrap_or_else(|e| {
-                    log::warn!("upstream {name}: cannot resolve {}: {e}", b.url.host);
-                    Vec::new()
-                });
+                let carried = previous
+                    .and_then(|pool| pool.backends.iter().find(|old| old.url == b.url))
+                    .map(|old| old.live.clone());
+                let live = carried.unwrap_or_else(|| Arc::new(LiveState::new(name, &b.url)));
                 let label = format!("{name}/{}", b.url.authority());
                 let ok_counter = metrics()
                     .upstream_requests
@@ -180,13 +213,8 @@ impl Pool {
                     weight: b.weight,
                     provider: b.provider,
                     upstream_headers: b.headers.clone(),
-                    addrs: ArcSwap::from_pointee(addrs),
                     url: b.url.clone(),
-                    healthy: AtomicBool::new(true),
-                    check_streak: AtomicU32::new(0),
-                    consecutive_failures: AtomicU32::new(0),
-                    ejected_until_ms: AtomicU64::new(0),
-                    inflight: AtomicUsize::new(0),
+                    live,
                 })
             })
             .collect();
@@ -370,7 +398,7 @@ mod tests {
             ca: None,
             sni: None,
         };
-        Pool::new(&settings)
+        Pool::new(&settings, None)
     }
 
     fn picks(pool: &Pool, n: usize) -> Vec<usize> {

@@ -14,6 +14,8 @@ pub struct RouteEntry {
     pub label: &'static str,
     pub paths: Vec<String>,
     pub models: Vec<Glob>,
+    /// Each of `models` as a metrics label, interned at load.
+    model_labels: Vec<&'static str>,
     pub aliases: Vec<(String, String)>,
     pub pool: Arc<Pool>,
     pub attempts: u32,
@@ -34,6 +36,7 @@ impl RouteEntry {
             label: intern(&route.name),
             paths: route.paths.clone(),
             models: route.models.clone(),
+            model_labels: route.models.iter().map(|m| intern(m.as_str())).collect(),
             aliases: route.aliases.clone(),
             pool,
             attempts: route.retry.attempts,
@@ -68,13 +71,34 @@ impl RouteEntry {
             .map(|(_, target)| target.as_str())
     }
 
+    /// A client's model as a metrics label: the configured name it equals,
+    /// else the first configured pattern it matches, else `other`. Never the
+    /// client's own string, so label values stay bounded by config.
+    pub fn model_label(&self, model: &str) -> &'static str {
+        let literal = self
+            .models
+            .iter()
+            .zip(&self.model_labels)
+            .find(|(glob, _)| glob.is_literal() && glob.as_str() == model);
+        let pattern = || {
+            self.models
+                .iter()
+                .zip(&self.model_labels)
+                .find(|(glob, _)| glob.matches(model))
+        };
+        literal
+            .or_else(pattern)
+            .map_or("other", |(_, label)| *label)
+    }
+
     pub fn retries_on(&self, cause: RetryOn) -> bool {
         self.retry_on.contains(&cause)
     }
 }
 
-/// Interns a route name as a `'static` label, once per distinct name, so the
-/// request path never allocates one. Route names are a small set from config.
+/// Interns a name from config as a `'static` label, once per distinct name,
+/// so the request path never allocates one. Route and model names are a
+/// small set from config.
 fn intern(name: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::Mutex;
