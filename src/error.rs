@@ -1,7 +1,12 @@
-//! The gateway's own error responses, shaped like OpenAI's:
-//! `{"error":{"message":"...","type":"...","code":"..."}}`.
+//! The gateway's own error responses, in the client's dialect: OpenAI's
+//! `{"error":{"message":"...","type":"...","code":"...","param":...}}`, or
+//! Anthropic's `{"type":"error","error":{"type":"...","message":"..."}}`
+//! for clients of `/v1/messages`.
 
 use serde::Serialize;
+
+use crate::llm::translate::{self, ErrorKind};
+use crate::llm::Dialect;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -11,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// `WWW-Authenticate` challenge, for 401s.
     pub challenge: Option<&'static str>,
+    /// The request parameter at fault, when there is one.
+    pub param: Option<Box<str>>,
     /// Further headers (`Retry-After`, `x-ratelimit-*` on 429s).
     pub extra_headers: Vec<(&'static str, String)>,
 }
@@ -26,6 +33,8 @@ struct Inner<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<&'a str>,
 }
 
 impl ApiError {
@@ -41,6 +50,7 @@ impl ApiError {
             code,
             message: message.into(),
             challenge: None,
+            param: None,
             extra_headers: Vec::new(),
         }
     }
@@ -110,15 +120,28 @@ impl ApiError {
     }
 
     pub fn body(&self) -> Vec<u8> {
-        let envelope = Envelope {
-            error: Inner {
-                message: &self.message,
-                kind: self.kind,
-                code: self.code,
-            },
-        };
-        // Serializing plain strings cannot fail; keep a fallback anyway.
-        serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+        self.body_for(Dialect::OpenAi)
+    }
+
+    /// The body in a client dialect's shape.
+    pub fn body_for(&self, dialect: Dialect) -> Vec<u8> {
+        match dialect {
+            Dialect::OpenAi => {
+                let envelope = Envelope {
+                    error: Inner {
+                        message: &self.message,
+                        kind: self.kind,
+                        code: self.code,
+                        param: self.param.as_deref(),
+                    },
+                };
+                // Serializing plain strings cannot fail; keep a fallback anyway.
+                serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+            }
+            Dialect::Anthropic => {
+                translate::error_body(dialect, ErrorKind::of_status(self.status), &self.message)
+            }
+        }
     }
 }
 
@@ -147,6 +170,22 @@ mod tests {
             v["error"]["message"],
             "The model `x\"y` does not exist or you do not have access to it."
         );
+    }
+
+    #[test]
+    fn anthropic_clients_get_anthropic_shapes() {
+        for (error, kind) in [
+            (ApiError::model_not_found("m"), "not_found_error"),
+            (ApiError::gateway_timeout(), "api_error"),
+            (ApiError::no_healthy_backend("r"), "overloaded_error"),
+            (ApiError::body_too_large(1), "request_too_large"),
+        ] {
+            let v: serde_json::Value =
+                serde_json::from_slice(&error.body_for(Dialect::Anthropic)).unwrap();
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"]["type"], kind, "{error:?}");
+            assert_eq!(v["error"]["message"], error.message.as_str());
+        }
     }
 
     #[test]

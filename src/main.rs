@@ -18,7 +18,7 @@ use pingora::services::listening::Service;
 use ai_api_gateway::admin::AdminService;
 use ai_api_gateway::config::{self, Listen};
 use ai_api_gateway::gateway::connection::ConnectionGuard;
-use ai_api_gateway::gateway::Gateway;
+use ai_api_gateway::gateway::{self, Gateway};
 use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
 use ai_api_gateway::observability::redact;
@@ -155,7 +155,10 @@ fn main() -> ExitCode {
     }
 
     let process = config.process.clone();
-    let mut server = Server::new_with_opt_and_conf(Some(opt), process.server.to_pingora());
+    let mut pingora_conf = process.server.to_pingora();
+    // Pingora's retry loop bounds the gateway's tries, fallbacks included.
+    pingora_conf.max_retries = gateway::MAX_ATTEMPTS as usize;
+    let mut server = Server::new_with_opt_and_conf(Some(opt), pingora_conf);
     // With -u this waits for the running process to hand its sockets over.
     server.bootstrap();
     if !process.server.daemon {

@@ -99,7 +99,7 @@ fn access_log_has_one_line_per_request_and_no_credentials() {
     let (_mock, gw) = start();
     let resp = post_json(
         &gw.url("/v1/chat/completions"),
-        &serde_json::json!({"model": "mock-gpt"}),
+        &serde_json::json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}),
         &[
             ("authorization", "Bearer client-secret-abc"),
             ("x-request-id", "log-test-1"),

@@ -109,7 +109,7 @@ fn pem_key(alg: Algorithm, name: &str) -> EncodingKey {
 fn call(gw: &Gateway, headers: &[(&str, &str)], model: &str) -> Response {
     post_json(
         &gw.url("/v1/chat/completions"),
-        &json!({"model": model, "messages": []}),
+        &json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
         headers,
     )
 }
@@ -427,7 +427,7 @@ fn a_rotated_key_is_accepted_after_one_shared_refetch() {
             std::thread::spawn(move || {
                 post_json(
                     &url,
-                    &json!({"model": "mock-gpt"}),
+                    &json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}),
                     &[("authorization", &auth)],
                 )
                 .status

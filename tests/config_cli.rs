@@ -72,6 +72,18 @@ fn bad_files_fail_with_file_field_and_fault() {
         ("listen: {proxy: [nowhere]}\nupstreams: {}\nroutes: []\n", "listen.proxy[0]"),
         ("routes: [\n", "line 2"),
         (
+            "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1/chat/completions], models: [m], upstream: a, fallbacks: [nowhere]}\n",
+            "routes[0].fallbacks[0]: no route serves the model `nowhere`",
+        ),
+        (
+            "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1/chat/completions], models: [\"m*\"], upstream: a, fallbacks: [m2]}\n",
+            "routes[0].fallbacks[0]: this route serves `m2` itself",
+        ),
+        (
+            "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1/chat/completions], models: [m], upstream: a, fallbacks: [a, b, c, d, e, f]}\n  - {name: o, paths: [/v1/chat/completions], models: [\"*\"], upstream: a}\n",
+            "routes[0].fallbacks: lists 6 models; at most 5",
+        ),
+        (
             "auth:\n  api_keys:\n    - {id: a, sha256: nothex}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "auth.api_keys[0].sha256: must be 64 hex digits",
         ),

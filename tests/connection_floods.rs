@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 
-const CHAT: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"model\":\"mock-gpt\"}";
+const CHAT: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{\"model\":\"mock-gpt\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
 
 /// Resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {

@@ -87,3 +87,35 @@ fn the_demo_shows_limits_and_tokens() {
         "no token counts on the proxy port's /metrics"
     );
 }
+
+/// The README's promise: both demo models answer through both APIs, the
+/// OpenAI-style pool's model translated for Anthropic clients and the
+/// reverse.
+#[test]
+fn the_demo_serves_both_models_through_both_apis() {
+    let demo = start_demo();
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", demo.proxy);
+    for model in ["mock-gpt", "mock-claude"] {
+        let hi = serde_json::json!({"model": model, "max_tokens": 32,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let chat = post_json(
+            &url("/v1/chat/completions"),
+            &hi,
+            &[("authorization", "Bearer sk-demo-key-1234")],
+        );
+        assert_eq!(chat.status, 200, "{model}: {}", chat.body);
+        assert_eq!(chat.json()["object"], "chat.completion", "{model}");
+        assert_eq!(chat.header("x-gateway-model"), Some(model));
+        let message = post_json(
+            &url("/v1/messages"),
+            &hi,
+            &[
+                ("x-api-key", "sk-demo-key-1234"),
+                ("anthropic-version", "2023-06-01"),
+            ],
+        );
+        assert_eq!(message.status, 200, "{model}: {}", message.body);
+        assert_eq!(message.json()["type"], "message", "{model}");
+        assert_eq!(message.json()["content"][0]["type"], "text", "{model}");
+    }
+}

@@ -280,7 +280,7 @@ struct Tally {
 /// retrying; a `Connection: close` answer makes it open a new connection.
 /// Anything but a complete 200 (refused, reset, short read) is an error.
 fn hammer(port: u16, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
-    let body = r#"{"model":"mock-gpt","messages":[]}"#;
+    let body = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

@@ -38,7 +38,8 @@ fn malformed_json_is_400() {
 #[test]
 fn missing_or_non_string_model_is_400() {
     let (mock, gw) = start();
-    post_raw(&gw, br#"{"messages":[]}"#).assert_error(400, "missing_model");
+    post_raw(&gw, br#"{"messages":[{"role":"user","content":"hi"}]}"#)
+        .assert_error(400, "missing_model");
     post_raw(&gw, br#"{"model":null}"#).assert_error(400, "missing_model");
     post_raw(&gw, br#"{"model":7}"#).assert_error(400, "invalid_model");
     post_raw(&gw, br#"{"model":["mock-gpt"]}"#).assert_error(400, "invalid_model");
@@ -99,7 +100,10 @@ fn garbage_on_the_socket_does_not_hurt_the_worker() {
     );
     assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
     // The gateway still serves.
-    let resp = post_raw(&gw, br#"{"model":"mock-gpt"}"#);
+    let resp = post_raw(
+        &gw,
+        br#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#,
+    );
     assert_eq!(resp.status, 200, "{}", resp.body);
 }
 

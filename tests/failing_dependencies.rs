@@ -27,7 +27,7 @@ fn redis_down_fails_open_on_a_share_and_recovers() {
     let config = limits_config("hybrid", &redis, &mock, 600);
     let gw = Gateway::start(&config);
     let url = gw.url("/v1/chat/completions");
-    let body = json!({"model": "mock-gpt"});
+    let body = json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(post_json(&url, &body, &[]).status, 200);
     assert!(
         !redis.keys("aigw:rl:*").is_empty(),
@@ -71,11 +71,20 @@ fn redis_down_can_fail_closed() {
     let gw = Gateway::start(&config);
     let url = gw.url("/v1/chat/completions");
     assert_eq!(
-        post_json(&url, &json!({"model": "mock-gpt"}), &[]).status,
+        post_json(
+            &url,
+            &json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}),
+            &[]
+        )
+        .status,
         200
     );
     redis.down();
-    let resp = post_json(&url, &json!({"model": "mock-gpt"}), &[]);
+    let resp = post_json(
+        &url,
+        &json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
     resp.assert_error(503, "rate_limit_unavailable");
     assert_eq!(mock.api_requests(), 1);
 }
@@ -87,7 +96,7 @@ fn a_frozen_redis_never_holds_requests_past_its_timeout() {
     let config = limits_config("redis", &redis, &mock, 600);
     let gw = Gateway::start(&config);
     let url = gw.url("/v1/chat/completions");
-    let body = json!({"model": "mock-gpt"});
+    let body = json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(post_json(&url, &body, &[]).status, 200);
 
     redis.pause(true);
@@ -146,7 +155,7 @@ fn token_signed_by(name: &str) -> String {
 fn call_with(gw: &Gateway, token: &str) -> Response {
     post_json(
         &gw.url("/v1/chat/completions"),
-        &json!({"model": "mock-gpt", "messages": []}),
+        &json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}),
         &[("authorization", &format!("Bearer {token}"))],
     )
 }

@@ -189,7 +189,7 @@ fn upstream_timeout_is_504() {
     let gw = Gateway::start(&format!("upstreams:\n{pool}{}", route("")));
     let resp = post_json(
         &gw.url("/v1/chat/completions"),
-        &serde_json::json!({"model": "mock-gpt"}),
+        &serde_json::json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}),
         &[("x-mock-latency-ms", "3000")],
     );
     resp.assert_error(504, "upstream_timeout");
@@ -235,7 +235,8 @@ fn least_requests_avoids_the_busy_backend() {
     let gw = Gateway::start(&body);
     // Hold one stream open on whichever backend takes it.
     let mut held = std::net::TcpStream::connect(("127.0.0.1", gw.proxy_port)).unwrap();
-    let req_body = r#"{"model":"mock-gpt","stream":true}"#;
+    let req_body =
+        r#"{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     write!(
         held,
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-mock-hold: busy\r\nContent-Length: {}\r\n\r\n{req_body}",

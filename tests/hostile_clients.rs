@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 
-const BODY: &str = r#"{"model":"mock-gpt"}"#;
+const BODY: &str = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
 
 fn start() -> (Mock, Gateway) {
     let mock = Mock::start("a");

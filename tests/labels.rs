@@ -87,7 +87,9 @@ fn batch(gw: &Gateway, rng: &mut Rng, n: usize) {
             1 + rng.next() % 3
         );
         let stream = rng.next().is_multiple_of(2);
-        let body = format!(r#"{{"model":"{model}","stream":{stream},"messages":[]}}"#);
+        let body = format!(
+            r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
         let method = if path.starts_with("/v1/chat") && !rng.next().is_multiple_of(4) {
             "POST"
         } else {
@@ -117,7 +119,7 @@ fn label_values_come_from_config_whatever_clients_and_upstreams_send() {
             let _ = agent
                 .request(method, &url)
                 .set("x-mock-status", &status.to_string())
-                .send_string(r#"{"model":"mock-x","messages":[]}"#);
+                .send_string(r#"{"model":"mock-x","messages":[{"role":"user","content":"hi"}]}"#);
         }
         for (path, model) in [
             ("/v1/chat/completions", "mock-x"),
@@ -130,7 +132,7 @@ fn label_values_come_from_config_whatever_clients_and_upstreams_send() {
                 method,
                 path,
                 "",
-                &format!(r#"{{"model":"{model}","messages":[]}}"#),
+                &format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#),
             );
         }
     }

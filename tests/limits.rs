@@ -150,7 +150,7 @@ fn streams_are_counted_and_the_added_usage_chunk_is_hidden() {
     // The client did not ask for usage: the gateway asks, counts, and hides it.
     let resp = post_json(
         &url,
-        &json!({"model": "mock-gpt", "stream": true, "messages": []}),
+        &json!({"model": "mock-gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
         &[("x-mock-chunks", "4")],
     );
     assert_eq!(resp.status, 200);
@@ -162,7 +162,7 @@ fn streams_are_counted_and_the_added_usage_chunk_is_hidden() {
     // A client that asked gets the usage chunk.
     let resp = post_json(
         &url,
-        &json!({"model": "mock-gpt", "stream": true, "stream_options": {"include_usage": true}, "messages": []}),
+        &json!({"model": "mock-gpt", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}),
         &[("x-mock-chunks", "6")],
     );
     assert!(resp.body.contains("\"usage\""), "{}", resp.body);
@@ -211,7 +211,8 @@ fn flood(gateways: &[Gateway], redis: &Redis, limit: u64, windows: usize) -> Vec
                         let agent = ureq::AgentBuilder::new()
                             .timeout(Duration::from_secs(10))
                             .build();
-                        let body = r#"{"model":"mock-gpt","messages":[]}"#;
+                        let body =
+                            r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
                         (0..n)
                             .filter(|_| match agent.post(&url).send_string(body) {
                                 Ok(r) => r.status() == 200,

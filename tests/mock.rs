@@ -11,7 +11,7 @@ fn response_size_and_chunk_count_shape_the_answer() {
     let mock = Mock::start("m");
     let resp = post_json(
         &format!("{}/v1/chat/completions", mock.url()),
-        &json!({"model": "x", "messages": []}),
+        &json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]}),
         &[("x-mock-response-size", "1000"), ("x-mock-chunks", "4")],
     );
     assert_eq!(resp.status, 200);
@@ -28,7 +28,7 @@ fn response_size_and_chunk_count_shape_the_answer() {
 
     let resp = post_json(
         &format!("{}/v1/chat/completions", mock.url()),
-        &json!({"model": "x", "stream": true, "stream_options": {"include_usage": true}}),
+        &json!({"model": "x", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}),
         &[("x-mock-chunks", "5"), ("x-mock-chunk-delay-ms", "1")],
     );
     assert_eq!(resp.header("content-type"), Some("text/event-stream"));
@@ -43,14 +43,15 @@ fn response_size_and_chunk_count_shape_the_answer() {
 fn status_latency_and_control_endpoints() {
     let mock = Mock::start("m");
     let url = format!("{}/v1/chat/completions", mock.url());
-    let resp = post_json(&url, &json!({"model": "x"}), &[("x-mock-status", "429")]);
+    let hi = json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]});
+    let resp = post_json(&url, &hi, &[("x-mock-status", "429")]);
     assert_eq!(resp.status, 429);
     assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
 
     mock.control("/mock/fail/503");
-    assert_eq!(post_json(&url, &json!({"model": "x"}), &[]).status, 503);
+    assert_eq!(post_json(&url, &hi, &[]).status, 503);
     mock.control("/mock/fail/0");
-    assert_eq!(post_json(&url, &json!({"model": "x"}), &[]).status, 200);
+    assert_eq!(post_json(&url, &hi, &[]).status, 200);
 
     mock.control("/mock/health/500");
     assert_eq!(get(&format!("{}/health", mock.url())).0, 500);
@@ -58,7 +59,7 @@ fn status_latency_and_control_endpoints() {
     let started = std::time::Instant::now();
     post_json(
         &url,
-        &json!({"model": "x"}),
+        &json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]}),
         &[("x-mock-latency-ms", "200")],
     );
     assert!(

@@ -26,7 +26,7 @@ fn gateway(mock: &Mock) -> Gateway {
 
 /// One raw request; returns the status.
 fn send_raw(gw: &Gateway, target: &str, request_id: &str, with_key: bool) -> u16 {
-    let body = r#"{"model":"mock-gpt","messages":[]}"#;
+    let body = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
     let auth = if with_key {
         format!("Authorization: Bearer {KEY}\r\n")
     } else {

@@ -98,7 +98,7 @@ fn bodies_larger_than_pingoras_retry_buffer_arrive_whole() {
 fn chunked_bodies_work_and_large_ones_need_a_length() {
     let mock = Mock::start("a");
     let gw = Gateway::start(&config(&mock));
-    let small = r#"{"model":"mock-gpt","messages":[]}"#;
+    let small = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
     let out = post_chunked(gw.proxy_port, "/v1/chat/completions", small);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 

@@ -66,7 +66,7 @@ fn keys_rotate_without_a_restart() {
     let call = |key: &str| {
         post_json(
             &gw.url("/v1/chat/completions"),
-            &serde_json::json!({"model": "mock-gpt"}),
+            &serde_json::json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}),
             &[("x-api-key", key)],
         )
         .status

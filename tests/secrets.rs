@@ -38,7 +38,7 @@ fn no_secret_in_debug_logs_metrics_or_error_bodies() {
     )
     .unwrap();
     let url = gw.url("/v1/chat/completions");
-    let body = json!({"model": "mock-gpt", "messages": []});
+    let body = json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]});
     let mut error_bodies = String::new();
     for headers in [
         vec![("authorization", format!("Bearer {CLIENT_KEY}"))],
@@ -147,7 +147,7 @@ fn no_credential_in_trace_logs_through_the_hostile_set() {
         &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();
-    let body = r#"{"model":"mock-gpt","messages":[]}"#;
+    let body = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
     let n = body.len();
     let credentials = [
         format!("Authorization: Bearer {CLIENT_KEY}"),
@@ -164,7 +164,7 @@ fn no_credential_in_trace_logs_through_the_hostile_set() {
         // Valid requests, a stream, and the hostile set, each carrying it.
         let requests = [
             format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{credential}\r\nContent-Length: {n}\r\n\r\n{body}"),
-            format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{credential}\r\nContent-Length: 46\r\n\r\n{{\"model\":\"mock-gpt\",\"stream\":true,\"messages\":[]}}"),
+            format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{credential}\r\nContent-Length: 78\r\n\r\n{{\"model\":\"mock-gpt\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"),
             format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{credential}\r\nContent-Length: {n}\r\nTransfer-Encoding: chunked\r\n\r\n{n:x}\r\n{body}\r\n0\r\n\r\n"),
             format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{credential}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{body}\r\n0\r\n\r\n"),
             format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{credential}\r\nX-Folded: a\r\n  b\r\nContent-Length: {n}\r\n\r\n{body}"),

@@ -31,7 +31,7 @@ fn headers_trickled_past_the_header_timeout_are_cut_off() {
     let mock = Mock::start("a");
     let gw = gateway(&mock, "  header_timeout: 1s\n");
     let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\nContent-Length: 20\r\n\r\n{{\"model\":\"mock-gpt\"}}",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\nContent-Length: 64\r\n\r\n{{\"model\":\"mock-gpt\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}",
         "p".repeat(40)
     );
     let mut stream = TcpStream::connect(("127.0.0.1", gw.proxy_port)).unwrap();

@@ -60,7 +60,7 @@ fn read_until(reader: &mut BufReader<TcpStream>, needle: &str) -> String {
 #[test]
 fn first_event_arrives_before_the_upstream_sends_the_rest() {
     let (mock, gw) = start();
-    let body = r#"{"model":"mock-gpt","stream":true,"messages":[]}"#;
+    let body = r#"{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let (mut reader, head) = open_stream(&gw, "/v1/chat/completions", body, "x-mock-hold: s1\r\n");
     let head = head.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
@@ -85,7 +85,7 @@ fn first_event_arrives_before_the_upstream_sends_the_rest() {
 #[test]
 fn anthropic_event_types_pass_through() {
     let (mock, gw) = start();
-    let body = r#"{"model":"claude-3-haiku","stream":true,"max_tokens":5,"messages":[]}"#;
+    let body = r#"{"model":"claude-3-haiku","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
     let (mut reader, head) = open_stream(&gw, "/v1/messages", body, "x-mock-hold: s2\r\n");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let first = read_until(&mut reader, "message_start");
@@ -109,7 +109,7 @@ fn anthropic_event_types_pass_through() {
 #[test]
 fn upstream_dropping_mid_stream_ends_the_client_stream() {
     let (_mock, gw) = start();
-    let body = r#"{"model":"mock-gpt","stream":true,"messages":[]}"#;
+    let body = r#"{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let (mut reader, head) = open_stream(
         &gw,
         "/v1/chat/completions",

@@ -331,6 +331,13 @@ pub struct Route {
     pub auth: Vec<AuthMethod>,
     /// Scopes a caller must hold, every one of them.
     pub scopes: Vec<String>,
+    /// `max_tokens` sent to providers that require it (Anthropic) and
+    /// reserved against token limits when the client set none.
+    pub default_max_tokens: u64,
+    /// Translation drops what the target cannot honour instead of refusing it.
+    pub drop_unsupported_params: bool,
+    /// Models tried in turn when the route's pool fails; each served by a route.
+    pub fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

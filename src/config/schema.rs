@@ -306,6 +306,16 @@ pub struct Route {
     pub auth: Option<Vec<String>>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// `max_tokens` for providers that require it when the client set none
+    /// (default: `limits.default_max_tokens`).
+    #[serde(default)]
+    pub default_max_tokens: Option<u64>,
+    /// Drop parameters a translation cannot honour instead of refusing them.
+    #[serde(default)]
+    pub drop_unsupported_params: bool,
+    /// Models tried, in order, when this route's pool fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

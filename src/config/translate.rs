@@ -71,6 +71,8 @@ const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
+/// Models a route may fall back to: each may cost a full set of attempts.
+const MAX_FALLBACKS: usize = 5;
 
 /// `min <= value <= max`, for counts.
 fn count_in<T: PartialOrd + std::fmt::Display + Copy>(
@@ -261,7 +263,35 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         let at = format!("routes[{i}]");
         unique_name(&mut names, format!("{at}.name"), &route.name, "route")?;
         check_rule_refs(&format!("{at}.limits"), &route.limits)?;
-        routes.push(self::route(&at, route, &file, &auth)?);
+        routes.push(self::route(
+            &at,
+            route,
+            &file,
+            &auth,
+            limits.default_max_tokens,
+        )?);
+    }
+    // A fallback is a model another route serves.
+    for (i, route) in routes.iter().enumerate() {
+        if route.fallbacks.len() > MAX_FALLBACKS {
+            return fault(
+                format!("routes[{i}].fallbacks"),
+                format!(
+                    "lists {} models; at most {MAX_FALLBACKS}",
+                    route.fallbacks.len()
+                ),
+            );
+        }
+        for (j, model) in route.fallbacks.iter().enumerate() {
+            let serves = |r: &Route| r.models.iter().any(|glob| glob.matches(model));
+            let field = || format!("routes[{i}].fallbacks[{j}]");
+            if serves(route) {
+                return fault(field(), format!("this route serves `{model}` itself"));
+            }
+            if !routes.iter().any(serves) {
+                return fault(field(), format!("no route serves the model `{model}`"));
+            }
+        }
     }
     let secrets = env.found.take();
     Ok(Config {
@@ -787,7 +817,13 @@ fn default_methods(auth: &Auth) -> Vec<AuthMethod> {
     methods
 }
 
-fn route(at: &str, r: &schema::Route, file: &schema::File, auth: &Auth) -> Result<Route> {
+fn route(
+    at: &str,
+    r: &schema::Route,
+    file: &schema::File,
+    auth: &Auth,
+    default_max_tokens: u64,
+) -> Result<Route> {
     ensure(
         !r.name.is_empty(),
         || format!("{at}.name"),
@@ -812,6 +848,12 @@ fn route(at: &str, r: &schema::Route, file: &schema::File, auth: &Auth) -> Resul
         );
     }
     let models = globs(&format!("{at}.models"), &r.models)?;
+    if !r.fallbacks.is_empty() && models.is_empty() {
+        return fault(
+            format!("{at}.fallbacks"),
+            "a route without `models` reads no model, so it cannot fall back to one",
+        );
+    }
     for (alias, target) in &r.model_aliases {
         let field = format!("{at}.model_aliases.{alias}");
         if !models.iter().any(|glob| glob.matches(alias)) {
@@ -868,6 +910,12 @@ fn route(at: &str, r: &schema::Route, file: &schema::File, auth: &Auth) -> Resul
         limits: r.limits.clone(),
         auth: methods,
         scopes: r.scopes.clone(),
+        default_max_tokens: match r.default_max_tokens {
+            Some(n) => count_in(&format!("{at}.default_max_tokens"), n, 1, MAX_LIMIT)?,
+            None => default_max_tokens,
+        },
+        drop_unsupported_params: r.drop_unsupported_params,
+        fallbacks: r.fallbacks.clone(),
     })
 }
 

@@ -16,8 +16,8 @@ use super::context::{Admitted, ModelRequest, Refusal};
 use crate::auth::{Failure, Identity};
 use crate::config::AuthMethod;
 use crate::error::ApiError;
-use crate::limits::{Charge, RequestFacts};
-use crate::llm;
+use crate::limits::{Admission, Charge, Limiter, Rejection, RequestFacts};
+use crate::llm::{self, translate, Dialect};
 use crate::observability::metrics::metrics;
 use crate::routing::{PathMatch, RouteEntry};
 use crate::state::GatewayState;
@@ -55,8 +55,13 @@ pub fn header_limits(state: &GatewayState, session: &Session) -> Result<(), ApiE
     Ok(())
 }
 
-/// Decides whether the request goes upstream, and with what.
-pub async fn admit(state: &GatewayState, session: &mut Session) -> Result<Admitted, Refusal> {
+/// Decides whether the request goes upstream, and with what. `dialect` is
+/// the client's.
+pub async fn admit(
+    state: &GatewayState,
+    session: &mut Session,
+    dialect: Dialect,
+) -> Result<Admitted, Refusal> {
     let path = session.req_header().uri.path().to_string();
     let (first, by_model) = match state.routes.match_path(&path) {
         PathMatch::None => {
@@ -69,7 +74,7 @@ pub async fn admit(state: &GatewayState, session: &mut Session) -> Result<Admitt
     let identity = authenticate(state, session, &first.auth).await?;
     if !by_model {
         authorize_route(&first, identity.as_ref())?;
-        return charge_limits(state, session, first, identity, None).await;
+        return charge_limits(state, session, first, identity, None, dialect).await;
     }
     let body = body::read_body(session, state.request.max_body_bytes).await?;
     let inspected =
@@ -92,36 +97,77 @@ pub async fn admit(state: &GatewayState, session: &mut Session) -> Result<Admitt
     {
         return Err(refuse(Failure::ForbiddenModel, Some(&inspected.model)).into());
     }
-    let model_request = prepare(&route, body, inspected)?;
-    charge_limits(state, session, route, identity, Some(model_request)).await
+    let model_request = prepare(&route, body, inspected, dialect)?;
+    charge_limits(
+        state,
+        session,
+        route,
+        identity,
+        Some(model_request),
+        dialect,
+    )
+    .await
 }
 
-/// The body that goes upstream: the alias rewritten, and, for streams from
-/// OpenAI-style pools that did not ask for usage, usage asked for (the
-/// extra chunk is cut out on the way back).
-fn prepare(
+/// What goes upstream, for each dialect the route's pool speaks: in the
+/// client's own dialect its body with the alias rewritten and, for streams
+/// from OpenAI-style pools that did not ask for usage, usage asked for (the
+/// extra chunk is cut out on the way back); in the other dialect a
+/// translation, refused with 400 when the target cannot honour it.
+pub fn prepare(
     route: &RouteEntry,
     body: Bytes,
     inspected: llm::Inspected,
+    client: Dialect,
 ) -> Result<ModelRequest, ApiError> {
-    let add_include_usage =
-        inspected.stream && !inspected.include_usage && route.pool.speaks_openai();
     let new_model = route.upstream_model(&inspected.model);
-    let upstream_body = if new_model.is_some() || add_include_usage {
-        llm::rewrite(&body, new_model, add_include_usage)
-            .map(Bytes::from)
-            .map_err(|e| ApiError::invalid_request(400, e.code(), e.to_string()))?
-    } else {
-        body
-    };
+    let mut bodies: [Option<Bytes>; Dialect::COUNT] = Default::default();
+    let mut strip_usage_event = false;
+    for &dialect in route.pool.dialects() {
+        let prepared = if dialect == client {
+            let add_include_usage =
+                client == Dialect::OpenAi && inspected.stream && !inspected.include_usage;
+            strip_usage_event |= add_include_usage;
+            if new_model.is_some() || add_include_usage {
+                Bytes::from(llm::rewrite(&body, new_model, add_include_usage).map_err(body_error)?)
+            } else {
+                body.clone()
+            }
+        } else {
+            let source = match new_model {
+                Some(model) => {
+                    Bytes::from(llm::rewrite(&body, Some(model), false).map_err(body_error)?)
+                }
+                None => body.clone(),
+            };
+            let options = translate::Options {
+                drop_unsupported: route.drop_unsupported_params,
+                default_max_tokens: route.default_max_tokens,
+            };
+            let translated =
+                translate::request(client, dialect, &source, &options).map_err(|e| {
+                    let mut error = ApiError::invalid_request(400, e.code(), e.to_string());
+                    error.param = Some(e.param().into());
+                    error
+                })?;
+            Bytes::from(translated)
+        };
+        bodies[dialect.index()] = Some(prepared);
+    }
     Ok(ModelRequest {
         model_label: route.model_label(&inspected.model),
         model: inspected.model,
         stream: inspected.stream,
         max_tokens: inspected.max_tokens,
-        upstream_body,
-        strip_usage_event: add_include_usage,
+        include_usage: inspected.include_usage,
+        bodies,
+        strip_usage_event,
+        client_body: body,
     })
+}
+
+fn body_error(e: llm::BodyError) -> ApiError {
+    ApiError::invalid_request(400, e.code(), e.to_string())
 }
 
 /// Charges the route's, the caller's and the global limit rules.
@@ -131,52 +177,67 @@ async fn charge_limits(
     route: Arc<RouteEntry>,
     identity: Option<Identity>,
     model_request: Option<ModelRequest>,
+    dialect: Dialect,
 ) -> Result<Admitted, Refusal> {
+    match reserve(
+        state,
+        session,
+        &route,
+        identity.as_ref(),
+        model_request.as_ref(),
+    )
+    .await
+    {
+        Ok(limits) => Ok(Admitted {
+            route,
+            identity,
+            model_request,
+            limits,
+        }),
+        Err(rejection) => Err(Refusal::Answer {
+            error: super::limiting::rejection_error(&rejection, dialect),
+            route: Some(route.label),
+        }),
+    }
+}
+
+/// Reserves what the request may use under every rule that applies to it:
+/// one request, and for a model request its prompt size / 4 plus the most
+/// its answer may take. `None` when no rule applies.
+pub async fn reserve(
+    state: &GatewayState,
+    session: &Session,
+    route: &RouteEntry,
+    identity: Option<&Identity>,
+    model_request: Option<&ModelRequest>,
+) -> Result<Option<(Arc<Limiter>, Admission)>, Rejection> {
     let limiter = &state.limiter;
     let caller_limits = identity.iter().flat_map(|i| i.limits.iter());
     let rules = limiter.rules_for(route.limits.iter().chain(caller_limits));
-    let limits = if rules.is_empty() {
-        None
-    } else {
-        let id = identity.as_ref();
-        let facts = RequestFacts {
-            api_key: id
-                .filter(|i| i.method == AuthMethod::ApiKey)
-                .map(|i| i.id.as_str()),
-            subject: id
-                .filter(|i| i.method == AuthMethod::Jwt)
-                .map(|i| i.id.as_str()),
-            team: id.and_then(|i| i.team.as_deref()),
-            model: model_request.as_ref().map(|m| m.model.as_str()),
-            route: &route.name,
-            client_ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string()),
-        };
-        // A reservation: prompt size / 4 plus the most the answer may take.
-        let reserve = model_request
-            .as_ref()
-            .map_or(Charge::default(), |m| Charge {
-                input_tokens: (m.upstream_body.len() as u64).div_ceil(4),
-                output_tokens: m.max_tokens.unwrap_or(limiter.default_max_tokens),
-            });
-        match limiter.admit(&rules, &facts, reserve).await {
-            Ok(admission) => Some((limiter.clone(), admission)),
-            Err(rejection) => {
-                return Err(Refusal::Answer {
-                    error: super::limiting::rejection_error(&rejection),
-                    route: Some(route.label),
-                })
-            }
-        }
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let facts = RequestFacts {
+        api_key: identity
+            .filter(|i| i.method == AuthMethod::ApiKey)
+            .map(|i| i.id.as_str()),
+        subject: identity
+            .filter(|i| i.method == AuthMethod::Jwt)
+            .map(|i| i.id.as_str()),
+        team: identity.and_then(|i| i.team.as_deref()),
+        model: model_request.map(|m| m.model.as_str()),
+        route: &route.name,
+        client_ip: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string()),
     };
-    Ok(Admitted {
-        route,
-        identity,
-        model_request,
-        limits,
-    })
+    let reservation = model_request.map_or(Charge::default(), |m| Charge {
+        input_tokens: (m.client_body.len() as u64).div_ceil(4),
+        output_tokens: m.max_tokens.unwrap_or(route.default_max_tokens),
+    });
+    let admission = limiter.admit(&rules, &facts, reservation).await?;
+    Ok(Some((limiter.clone(), admission)))
 }
 
 /// Checks the request's credentials against `methods`; a failure is counted
@@ -195,7 +256,7 @@ async fn authenticate(
 }
 
 /// The caller holds every scope the route requires.
-fn authorize_route(route: &RouteEntry, identity: Option<&Identity>) -> Result<(), ApiError> {
+pub fn authorize_route(route: &RouteEntry, identity: Option<&Identity>) -> Result<(), ApiError> {
     match identity {
         Some(id) if !id.has_scopes(&route.scopes) => Err(refuse(Failure::InsufficientScope, None)),
         _ => Ok(()),

@@ -1,6 +1,7 @@
 //! Tries at backends: which one is next, what each outcome says about the
 //! backend (metrics, passive ejection), and whether the request may go to
-//! another one. A retry is possible only while nothing has reached the
+//! another one (or, once the pool is spent, to a fallback model: see
+//! `fallback.rs`). A retry is possible only while nothing has reached the
 //! client and the whole body is still in hand.
 
 use std::time::Instant;
@@ -41,6 +42,7 @@ pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     };
     attempts.tried.push(backend.index);
     attempts.inflight = Some(backend.start_request());
+    attempts.dialect = Some(backend.dialect());
     attempts.backend = Some(backend);
     Ok(Box::new(peer))
 }
@@ -70,7 +72,7 @@ pub fn on_response_status(ctx: &mut RequestCtx, status: u16) -> Result<()> {
         500..=599 => RetryOn::ServerError,
         _ => return Ok(()),
     };
-    if route.retries_on(cause) && ctx.can_try_again() {
+    if retries(ctx, cause) {
         ctx.upstream.last_error = Some(format!("upstream answered {status}"));
         let mut e = Error::explain(ErrorType::HTTPStatus(status), "retry on another backend");
         e.set_retry(true);
@@ -158,8 +160,16 @@ pub fn is_timeout(e: &Error) -> bool {
     )
 }
 
-fn retries(ctx: &RequestCtx, cause: RetryOn) -> bool {
-    ctx.route().is_some_and(|r| r.retries_on(cause)) && ctx.can_try_again()
+/// Whether a failure of kind `cause` gets another attempt: at another
+/// backend of the pool, else at the next fallback model (armed here).
+fn retries(ctx: &mut RequestCtx, cause: RetryOn) -> bool {
+    if ctx.route().is_some_and(|r| r.retries_on(cause)) && ctx.can_try_again() {
+        return true;
+    }
+    let attempts = ctx.attempts();
+    ctx.fallbacks
+        .as_mut()
+        .is_some_and(|f| f.arm(cause, attempts))
 }
 
 /// Records one failed attempt at the current backend.

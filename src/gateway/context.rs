@@ -11,17 +11,28 @@ use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::lifecycle::{drain, RequestInFlight};
 use crate::limits::{Admission, Limiter};
-use crate::llm::{Usage, UsageScanner};
+use crate::llm::translate::StreamTranslator;
+use crate::llm::{Dialect, Usage, UsageScanner};
 use crate::routing::{Backend, InflightGuard, RouteEntry};
+
+use super::fallback::Fallbacks;
+
+/// Attempts one request may make, fallbacks included: Pingora's own bound
+/// on its retry loop (`ServerConf::max_retries`, set from this).
+pub const MAX_ATTEMPTS: u32 = 16;
 
 pub struct RequestCtx {
     pub started: Instant,
     pub request_id: String,
+    /// The client's chat dialect (its path's); OpenAI's for everything else.
+    pub dialect: Dialect,
     /// Route label for metrics: the route's name, or what answered locally.
     pub route_label: &'static str,
     /// Set once admission has accepted the request.
     pub admitted: Option<Admitted>,
     pub upstream: Attempts,
+    /// On routes that list fallbacks: the models still to try.
+    pub fallbacks: Option<Fallbacks>,
     pub response: ResponseAccounting,
     /// Counts the request in flight (drain waits for it) until the context drops.
     _in_flight: RequestInFlight,
@@ -65,11 +76,24 @@ pub struct ModelRequest {
     pub model_label: &'static str,
     pub stream: bool,
     pub max_tokens: Option<u64>,
-    /// What is sent upstream in place of the client's body (maybe
-    /// rewritten); replayed on every attempt.
-    pub upstream_body: Bytes,
-    /// The gateway added `stream_options.include_usage`: cut that chunk out.
+    /// An OpenAI client asked for the final usage chunk.
+    pub include_usage: bool,
+    /// What each dialect of the route's pool is sent in place of the
+    /// client's body: the body itself (maybe rewritten) for the client's own
+    /// dialect, a translation for the other. Replayed on every attempt.
+    pub bodies: [Option<Bytes>; Dialect::COUNT],
+    /// The gateway added `stream_options.include_usage` for an OpenAI
+    /// upstream of an OpenAI client: cut that chunk out.
     pub strip_usage_event: bool,
+    /// The client's body as it came, for a fallback to another model.
+    pub client_body: Bytes,
+}
+
+impl ModelRequest {
+    /// What an upstream of `dialect` is sent.
+    pub fn body_for(&self, dialect: Dialect) -> Option<&Bytes> {
+        self.bodies[dialect.index()].as_ref()
+    }
 }
 
 /// The tries at backends.
@@ -82,6 +106,8 @@ pub struct Attempts {
     pub inflight: Option<InflightGuard>,
     /// Set once, at the first attempt: when the whole exchange must end.
     pub deadline: Option<Instant>,
+    /// The dialect of the current attempt's backend.
+    pub dialect: Option<Dialect>,
     /// Why the last attempt failed, for the final error message.
     pub last_error: Option<String>,
     /// An answer the gateway decided on, used by `fail_to_proxy`.
@@ -94,8 +120,27 @@ pub struct ResponseAccounting {
     /// When the upstream's response headers arrived.
     pub first_byte_at: Option<Instant>,
     pub body_started: bool,
+    /// Same dialect: usage read from the answer as it passes.
     pub usage_scanner: Option<UsageScanner>,
+    /// Another dialect: the answer translated as it passes.
+    pub translation: Option<Translation>,
     pub usage: Option<Usage>,
+}
+
+/// An answer on its way from the upstream's dialect to the client's.
+pub enum Translation {
+    Stream(Box<StreamTranslator>),
+    /// A whole answer, held until it ends (bounded).
+    Whole {
+        body: Vec<u8>,
+        from: Dialect,
+    },
+    /// An error answer, held until it ends (bounded).
+    Error {
+        body: Vec<u8>,
+        from: Dialect,
+        status: u16,
+    },
 }
 
 impl RequestCtx {
@@ -103,9 +148,11 @@ impl RequestCtx {
         Self {
             started: Instant::now(),
             request_id: String::new(),
+            dialect: Dialect::OpenAi,
             route_label: "unmatched",
             admitted: None,
             upstream: Attempts::default(),
+            fallbacks: None,
             response: ResponseAccounting::default(),
             _in_flight: drain().request_started(),
         }
@@ -125,8 +172,10 @@ impl RequestCtx {
             .and_then(|a| a.model_request.as_ref())
     }
 
+    /// Attempts at backends, of every model tried.
     pub fn attempts(&self) -> u32 {
-        self.upstream.tried.len() as u32
+        let earlier = self.fallbacks.as_ref().map_or(0, |f| f.earlier_attempts);
+        earlier + self.upstream.tried.len() as u32
     }
 
     /// Whether another attempt is allowed and possible: attempts left on the
@@ -134,7 +183,9 @@ impl RequestCtx {
     pub fn can_try_again(&self) -> bool {
         match self.route() {
             Some(route) => {
-                self.attempts() < route.attempts && route.pool.has_untried(&self.upstream.tried)
+                (self.upstream.tried.len() as u32) < route.attempts
+                    && self.attempts() < MAX_ATTEMPTS
+                    && route.pool.has_untried(&self.upstream.tried)
             }
             None => false,
         }

@@ -8,9 +8,10 @@ use super::RequestCtx;
 use crate::config::LimitCounts;
 use crate::error::ApiError;
 use crate::limits::{Charge, Rejection, Standing};
+use crate::llm::Dialect;
 
 /// The client's answer to a refusal by a limit rule.
-pub fn rejection_error(r: &Rejection) -> ApiError {
+pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
     let mut error = if r.status == 503 {
         ApiError::new(
             503,
@@ -41,17 +42,63 @@ pub fn rejection_error(r: &Rejection) -> ApiError {
         )
     };
     let kind = if r.counts.is_tokens() {
-        "tokens"
+        Kind::Tokens
     } else {
-        "requests"
+        Kind::Requests
     };
-    error.extra_headers = vec![
-        ("retry-after", r.retry_after_secs.to_string()),
-        (limit_header(kind), r.standing.limit.to_string()),
-        (remaining_header(kind), "0".to_string()),
-        (reset_header(kind), format_reset(r.standing.reset_ms)),
-    ];
+    error.extra_headers = vec![("retry-after", r.retry_after_secs.to_string())];
     error
+        .extra_headers
+        .extend(standing_headers(dialect, kind, &r.standing));
+    error
+}
+
+/// What a standing counts, for header names.
+#[derive(Clone, Copy)]
+enum Kind {
+    Requests,
+    Tokens,
+}
+
+/// The standing of a rule in each dialect's convention: OpenAI's
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` with a duration,
+/// Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`
+/// with the moment of the reset (RFC 3339).
+fn standing_headers(dialect: Dialect, kind: Kind, s: &Standing) -> [(&'static str, String); 3] {
+    let (limit, remaining, reset) = match (dialect, kind) {
+        (Dialect::OpenAi, Kind::Requests) => (
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ),
+        (Dialect::OpenAi, Kind::Tokens) => (
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ),
+        (Dialect::Anthropic, Kind::Requests) => (
+            "anthropic-ratelimit-requests-limit",
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-requests-reset",
+        ),
+        (Dialect::Anthropic, Kind::Tokens) => (
+            "anthropic-ratelimit-tokens-limit",
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-tokens-reset",
+        ),
+    };
+    let reset_value = match dialect {
+        Dialect::OpenAi => format_reset(s.reset_ms),
+        Dialect::Anthropic => {
+            let at = std::time::SystemTime::now() + std::time::Duration::from_millis(s.reset_ms);
+            humantime::format_rfc3339_seconds(at).to_string()
+        }
+    };
+    [
+        (limit, s.limit.to_string()),
+        (remaining, s.remaining.to_string()),
+        (reset, reset_value),
+    ]
 }
 
 fn window_word(r: &Rejection) -> &'static str {
@@ -63,30 +110,6 @@ fn window_word(r: &Rejection) -> &'static str {
             60_001..=3_600_000 => "hour",
             _ => "day",
         },
-    }
-}
-
-fn limit_header(kind: &str) -> &'static str {
-    if kind == "tokens" {
-        "x-ratelimit-limit-tokens"
-    } else {
-        "x-ratelimit-limit-requests"
-    }
-}
-
-fn remaining_header(kind: &str) -> &'static str {
-    if kind == "tokens" {
-        "x-ratelimit-remaining-tokens"
-    } else {
-        "x-ratelimit-remaining-requests"
-    }
-}
-
-fn reset_header(kind: &str) -> &'static str {
-    if kind == "tokens" {
-        "x-ratelimit-reset-tokens"
-    } else {
-        "x-ratelimit-reset-requests"
     }
 }
 
@@ -109,16 +132,16 @@ pub fn add_standing_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> ping
     let Some((_, admission)) = ctx.admitted.as_ref().and_then(|a| a.limits.as_ref()) else {
         return Ok(());
     };
-    let mut put = |kind: &str, s: &Standing| -> pingora::Result<()> {
-        resp.insert_header(limit_header(kind), s.limit)?;
-        resp.insert_header(remaining_header(kind), s.remaining)?;
-        resp.insert_header(reset_header(kind), format_reset(s.reset_ms))
-    };
-    if let Some(s) = &admission.requests {
-        put("requests", s)?;
-    }
-    if let Some(s) = &admission.tokens {
-        put("tokens", s)?;
+    let standings = [
+        (Kind::Requests, &admission.requests),
+        (Kind::Tokens, &admission.tokens),
+    ];
+    for (kind, standing) in standings {
+        if let Some(s) = standing {
+            for (name, value) in standing_headers(ctx.dialect, kind, s) {
+                resp.insert_header(name, value)?;
+            }
+        }
     }
     Ok(())
 }

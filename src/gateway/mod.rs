@@ -6,6 +6,7 @@ mod attempts;
 mod body;
 pub mod connection;
 mod context;
+mod fallback;
 mod limiting;
 mod local;
 mod path;
@@ -24,10 +25,11 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-pub use context::RequestCtx;
+pub use context::{RequestCtx, MAX_ATTEMPTS};
 
 use crate::error::ApiError;
 use crate::lifecycle::drain;
+use crate::llm::Dialect;
 use crate::observability::metrics::metrics;
 use crate::reload::SharedState;
 use context::Refusal;
@@ -73,20 +75,23 @@ impl ProxyHttp for Gateway {
         // backstop just above the connection's idle deadline.
         session.set_keepalive(Some(state.request.idle_timeout.as_secs() + 1));
         if let Err(e) = admission::header_limits(&state, session) {
-            respond::send_error(session, &e, &ctx.request_id).await?;
+            respond::send_error(session, &e, ctx).await?;
             return Ok(true);
         }
         if let Err(e) = path::apply(session) {
             let e = ApiError::invalid_request(400, "invalid_path", e.to_string());
-            respond::send_error(session, &e, &ctx.request_id).await?;
+            respond::send_error(session, &e, ctx).await?;
             return Ok(true);
         }
+        // The path picks the client's dialect, for answers and errors alike.
+        ctx.dialect = Dialect::of_path(session.req_header().uri.path()).unwrap_or(Dialect::OpenAi);
         if local::answer(&state, session, ctx).await? {
             return Ok(true);
         }
-        match admission::admit(&state, session).await {
+        match admission::admit(&state, session, ctx.dialect).await {
             Ok(admitted) => {
                 ctx.route_label = admitted.route.label;
+                ctx.fallbacks = fallback::Fallbacks::for_request(&state, &admitted);
                 ctx.admitted = Some(admitted);
                 Ok(false)
             }
@@ -94,7 +99,7 @@ impl ProxyHttp for Gateway {
                 if let Some(label) = route {
                     ctx.route_label = label;
                 }
-                respond::send_error(session, &error, &ctx.request_id).await?;
+                respond::send_error(session, &error, ctx).await?;
                 Ok(true)
             }
             Err(Refusal::ClientGone(e)) => Err(e),
@@ -109,19 +114,30 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         // The body was read in request_filter; Pingora hands us the retry
-        // buffer once per attempt and we send the whole prepared body instead.
-        if let Some(request) = ctx.model_request() {
-            *body = end_of_stream.then(|| request.upstream_body.clone());
+        // buffer once per attempt and we send the whole prepared body for the
+        // attempt's backend instead.
+        if let (Some(request), Some(dialect)) = (ctx.model_request(), ctx.upstream.dialect) {
+            *body = end_of_stream
+                .then(|| request.body_for(dialect).cloned())
+                .flatten();
         }
         Ok(())
     }
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        attempts::next_peer(ctx)
+        loop {
+            fallback::move_if_armed(session, ctx).await;
+            match attempts::next_peer(ctx) {
+                Ok(peer) => return Ok(peer),
+                // A pool with no backend to offer hands over, like a failed one.
+                Err(_) if fallback::arm_after_spent_pool(ctx) => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn upstream_request_filter(
@@ -133,19 +149,38 @@ impl ProxyHttp for Gateway {
         let Some(backend) = &ctx.upstream.backend else {
             return Error::e_explain(ErrorType::InternalError, "no backend chosen");
         };
-        let body_len = ctx.model_request().map(|m| m.upstream_body.len());
-        upstream::rewrite_request(upstream_request, backend, body_len, &ctx.request_id)
+        let dialect = backend.dialect();
+        let body_len = ctx
+            .model_request()
+            .and_then(|m| m.body_for(dialect))
+            .map(Bytes::len);
+        // A translated request goes to the upstream dialect's own path.
+        let translated_path =
+            (ctx.model_request().is_some() && dialect != ctx.dialect).then(|| dialect.path());
+        upstream::rewrite_request(
+            upstream_request,
+            backend,
+            body_len,
+            translated_path,
+            &ctx.request_id,
+        )
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        attempts::on_response_status(ctx, upstream_response.status.as_u16())?;
-        response::started(ctx, upstream_response);
-        Ok(())
+        if let Err(retry) = attempts::on_response_status(ctx, upstream_response.status.as_u16()) {
+            // A move to a fallback is made here, while this answer is still
+            // in hand: when no fallback admits the request, the client gets
+            // this answer rather than a 502.
+            if fallback::move_if_armed(session, ctx).await != fallback::Move::NoneAdmitted {
+                return Err(retry);
+            }
+        }
+        response::started(ctx, upstream_response)
     }
 
     async fn response_filter(
@@ -160,6 +195,15 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         upstream_response.insert_header("x-request-id", &ctx.request_id)?;
+        if let Some(request) = ctx.model_request() {
+            // Which model answered (a fallback may have).
+            upstream_response.insert_header("x-gateway-model", &request.model)?;
+        }
+        if ctx.response.translation.is_some() && ctx.dialect == Dialect::Anthropic {
+            // Where Anthropic's SDKs look for the id; an Anthropic upstream
+            // sends its own.
+            upstream_response.insert_header("request-id", &ctx.request_id)?;
+        }
         limiting::add_standing_headers(upstream_response, ctx)
     }
 
@@ -214,9 +258,7 @@ impl ProxyHttp for Gateway {
         let code = answer.as_ref().map_or(0, |a| a.status);
         if let Some(answer) = answer {
             if session.response_written().is_none() {
-                if let Err(write_error) =
-                    respond::send_error(session, &answer, &ctx.request_id).await
-                {
+                if let Err(write_error) = respond::send_error(session, &answer, ctx).await {
                     log::debug!("cannot send error response: {write_error}");
                 }
             }

@@ -64,6 +64,8 @@ pub fn access_log(
         path: req.uri.path(),
         route: ctx.route_label,
         model: ctx.model_request().map(|m| m.model.as_str()),
+        requested_model: ctx.fallbacks.as_ref().and_then(|f| f.requested.as_deref()),
+        fallbacks: ctx.fallbacks.as_ref().map_or(0, |f| f.taken),
         caller: identity.map(|i| i.id.as_str()),
         owner: identity.and_then(|i| i.owner.as_deref()),
         team: identity.and_then(|i| i.team.as_deref()),

@@ -5,8 +5,10 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+use super::RequestCtx;
 use crate::error::ApiError;
 use crate::lifecycle::drain;
+use crate::llm::Dialect;
 use crate::observability::metrics::metrics;
 
 /// Writes a complete JSON response carrying the request id.
@@ -62,13 +64,19 @@ pub async fn send(
     Ok(())
 }
 
-pub async fn send_error(session: &mut Session, error: &ApiError, request_id: &str) -> Result<()> {
-    let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(1 + error.extra_headers.len());
+/// Writes an error in the client's dialect (Anthropic clients also get
+/// the id in `request-id`, where their SDK looks for it).
+pub async fn send_error(session: &mut Session, error: &ApiError, ctx: &RequestCtx) -> Result<()> {
+    let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(2 + error.extra_headers.len());
     if let Some(challenge) = error.challenge {
         extra.push(("www-authenticate", challenge));
     }
+    if ctx.dialect == Dialect::Anthropic {
+        extra.push(("request-id", &ctx.request_id));
+    }
     extra.extend(error.extra_headers.iter().map(|(k, v)| (*k, v.as_str())));
-    send_json(session, error.status, error.body(), request_id, &extra).await
+    let body = error.body_for(ctx.dialect);
+    send_json(session, error.status, body, &ctx.request_id, &extra).await
 }
 
 /// The whole answer (head and body) to a request Pingora refused before

@@ -1,36 +1,71 @@
 //! The upstream's answer as it passes to the client: the moment it starts,
-//! time to first token, and usage read in passing (with the usage chunk the
-//! client did not ask for cut out). Nothing is held back.
+//! time to first token, usage read in passing (with the usage chunk the
+//! client did not ask for cut out), and, when the upstream speaks the other
+//! dialect, the answer translated. Streams are never held back; a whole
+//! JSON answer to translate is held until it ends (it is bounded).
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 
+use super::context::Translation;
 use super::RequestCtx;
-use crate::llm::UsageScanner;
+use crate::llm::translate::{self, StreamTranslator};
+use crate::llm::{Usage, UsageScanner};
+
+/// The most of a whole answer held for translation.
+const MAX_WHOLE: usize = 16 * 1024 * 1024;
 
 /// The answer's headers are going to the client.
-pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) {
+pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::Result<()> {
     ctx.response.first_byte_at = Some(Instant::now());
     let status = response.status.as_u16();
+    let client = ctx.dialect;
+    let upstream = ctx.upstream.dialect.unwrap_or(client);
     let Some(request) = ctx.model_request() else {
-        return;
+        return Ok(());
     };
-    if !(200..300).contains(&status) {
-        return;
-    }
     let sse = response
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    if upstream != client {
+        let translation = match (status, sse) {
+            (200..=299, true) => Translation::Stream(Box::new(StreamTranslator::new(
+                upstream,
+                client,
+                request.include_usage,
+            ))),
+            (200..=299, false) => Translation::Whole {
+                body: Vec::new(),
+                from: upstream,
+            },
+            _ => Translation::Error {
+                body: Vec::new(),
+                from: upstream,
+                status,
+            },
+        };
+        ctx.response.translation = Some(translation);
+        // The translation has another length.
+        response.remove_header(&http::header::CONTENT_LENGTH);
+        if !sse {
+            response.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        }
+        return Ok(());
+    }
+    if !(200..300).contains(&status) {
+        return Ok(());
+    }
     let strip = request.strip_usage_event;
     ctx.response.usage_scanner = Some(UsageScanner::new(sse, strip));
     if sse && strip {
         // Events are cut out, so the upstream's length no longer holds.
         response.remove_header(&http::header::CONTENT_LENGTH);
     }
+    Ok(())
 }
 
 /// A piece of the answer's body (`None` at the end).
@@ -43,6 +78,15 @@ pub fn body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool)
                 .ttft
                 .observe(ctx.started.elapsed().as_secs_f64());
         }
+    }
+    let client = ctx.dialect;
+    if let Some(translation) = ctx.response.translation.as_mut() {
+        let (out, usage) = translate_piece(translation, client, body.take(), end_of_stream);
+        if usage.is_some() {
+            ctx.response.usage = usage;
+        }
+        *body = (!out.is_empty() || end_of_stream).then_some(out);
+        return;
     }
     let Some(scanner) = ctx.response.usage_scanner.as_mut() else {
         return;
@@ -59,6 +103,70 @@ pub fn body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool)
             let mut whole = body.take().map(|b| b.to_vec()).unwrap_or_default();
             whole.extend_from_slice(&tail);
             *body = Some(Bytes::from(whole));
+        }
+    }
+}
+
+/// Translates what a piece of the body allows: a stream event by event, a
+/// whole answer or an error at its end. Returns the bytes for the client
+/// and, once known, the usage.
+fn translate_piece(
+    translation: &mut Translation,
+    client: crate::llm::Dialect,
+    piece: Option<Bytes>,
+    end: bool,
+) -> (Bytes, Option<Usage>) {
+    match translation {
+        Translation::Stream(stream) => {
+            let mut out = piece.map_or_else(Bytes::new, |p| stream.feed(&p));
+            if end {
+                let tail = stream.finish();
+                if !tail.is_empty() {
+                    let mut whole = out.to_vec();
+                    whole.extend_from_slice(&tail);
+                    out = Bytes::from(whole);
+                }
+            }
+            let usage = stream.usage().map(|u| Usage {
+                input: u.input,
+                output: u.output,
+            });
+            (out, usage)
+        }
+        Translation::Whole { body, from } | Translation::Error { body, from, .. } => {
+            if let Some(piece) = piece {
+                if body.len() + piece.len() <= MAX_WHOLE {
+                    body.extend_from_slice(&piece);
+                }
+            }
+            if !end {
+                return (Bytes::new(), None);
+            }
+            let from = *from;
+            match translation {
+                Translation::Whole { body, .. } => match translate::response(from, client, body) {
+                    Some((bytes, usage)) => (
+                        Bytes::from(bytes),
+                        Some(Usage {
+                            input: usage.input,
+                            output: usage.output,
+                        }),
+                    ),
+                    None => (
+                        Bytes::from(translate::error_body(
+                            client,
+                            translate::ErrorKind::Server,
+                            "The upstream's answer could not be translated.",
+                        )),
+                        None,
+                    ),
+                },
+                Translation::Error { body, status, .. } => (
+                    Bytes::from(translate::error(from, client, *status, body)),
+                    None,
+                ),
+                Translation::Stream(_) => (Bytes::new(), None),
+            }
         }
     }
 }

@@ -14,19 +14,29 @@ const CLIENT_CREDENTIAL_HEADERS: [&str; 4] = [
     "proxy-authorization",
 ];
 
+/// Headers of the client's dialect that mean nothing, or something else,
+/// to a backend of the other: dropped from a translated request.
+const DIALECT_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+/// `path`: the path a translated request goes to (the upstream dialect's),
+/// in place of the client's.
 pub fn rewrite_request(
     req: &mut RequestHeader,
     backend: &Backend,
     body_len: Option<usize>,
+    path: Option<&str>,
     request_id: &str,
 ) -> Result<()> {
     let prefix = &backend.url.path_prefix;
-    if !prefix.is_empty() {
-        let path_and_query = req
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
+    if !prefix.is_empty() || path.is_some() {
+        let path_and_query = match path {
+            Some(path) => path.to_string(),
+            None => req
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+        };
         let uri = format!("{prefix}{path_and_query}")
             .parse::<http::Uri>()
             .map_err(|e| {
@@ -37,8 +47,14 @@ pub fn rewrite_request(
     req.insert_header(http::header::HOST, backend.url.host_header.clone())?;
     // Identity encoding keeps event streams flowing event by event and lets
     // the gateway read usage from responses.
+    let translated: &[&str] = if path.is_some() {
+        &DIALECT_HEADERS
+    } else {
+        &[]
+    };
     for name in CLIENT_CREDENTIAL_HEADERS
         .iter()
+        .chain(translated)
         .chain(&[http::header::ACCEPT_ENCODING.as_str()])
     {
         // Lookups are cheaper than Pingora's case-preserving removal.

@@ -345,6 +345,13 @@ impl Limiter {
         }
     }
 
+    /// Gives back everything an admission charged, requests included: the
+    /// request went to another model (a fallback), which is charged instead.
+    /// Concurrency slots are freed as the admission drops.
+    pub async fn release(&self, admission: Admission) {
+        self.undo(&admission).await;
+    }
+
     /// Settles token rules with the real usage (`None`: unknown, keep the reservation).
     pub async fn settle(&self, admission: Admission, actual: Option<Charge>) {
         let Some(actual) = actual else {

@@ -1,8 +1,12 @@
-//! OpenAI / Anthropic request shapes: what the gateway needs to read from, and
-//! change in, a request body.
+//! The chat APIs: what the gateway reads from and changes in a request body,
+//! usage read from answers, and translation between the two dialects
+//! (OpenAI Chat Completions and Anthropic Messages).
 
+mod dialect;
 mod request;
+pub mod translate;
 mod usage;
 
+pub use dialect::Dialect;
 pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
 pub use usage::{Usage, UsageScanner};

@@ -11,10 +11,18 @@
 //! | `x-mock-drop-after` | close the connection after this many stream events |
 //! | `x-mock-hold` | send the first stream event, then wait for `POST /mock/release/<key>` |
 //!
+//! Requests are checked as strictly as the providers check them (required
+//! fields, `anthropic-version` on `/v1/messages`, no parameter of the other
+//! dialect): a wrong translation gets a 400 saying what is wrong. A request
+//! that offers tools and carries no tool result yet is answered with a call
+//! of its first tool (arguments made up from its schema, streamed in two
+//! pieces); a tool result in the last turn is echoed in the answer.
+//!
 //! Control endpoints: `GET /mock/requests` (what was received, with
 //! `--record`), `PUT /mock/health/<status>` (what `/health` answers),
 //! `PUT /mock/fail/<status>` (answer every API request with it; 0 stops).
 
+mod checks;
 mod responses;
 mod server;
 

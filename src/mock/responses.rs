@@ -81,17 +81,41 @@ fn pieces(knobs: &Knobs) -> Vec<String> {
     }
 }
 
-pub fn error(status: StatusCode) -> http::Response<Body> {
-    let kind = match status.as_u16() {
-        429 => "rate_limit_error",
-        400..=499 => "invalid_request_error",
-        _ => "server_error",
+/// An error answer in the dialect of the endpoint asked.
+pub fn error(status: StatusCode, dialect: Dialect) -> http::Response<Body> {
+    error_with(
+        status,
+        dialect,
+        &format!("mock upstream answered {}", status.as_u16()),
+    )
+}
+
+pub fn error_with(status: StatusCode, dialect: Dialect, message: &str) -> http::Response<Body> {
+    let code = status.as_u16();
+    let body = match dialect {
+        Dialect::OpenAi => {
+            let kind = match code {
+                401 => "authentication_error",
+                403 => "permission_error",
+                429 => "rate_limit_error",
+                400..=499 => "invalid_request_error",
+                _ => "server_error",
+            };
+            serde_json::json!({"error": {"message": message, "type": kind, "code": code.to_string()}})
+        }
+        Dialect::Anthropic => {
+            let kind = match code {
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                429 => "rate_limit_error",
+                529 | 503 => "overloaded_error",
+                400..=499 => "invalid_request_error",
+                _ => "api_error",
+            };
+            serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+        }
     };
-    let body = serde_json::json!({"error": {
-        "message": format!("mock upstream answered {}", status.as_u16()),
-        "type": kind,
-        "code": status.as_u16().to_string(),
-    }});
     full(status, "application/json", body.to_string())
 }
 
@@ -119,14 +143,30 @@ pub fn chat_completion(
     knobs: &Knobs,
     prompt_tokens: u64,
 ) -> serde_json::Value {
-    let parts = pieces(knobs);
-    let completion_tokens = parts.len() as u64;
+    let (message, finish, completion_tokens) = match tool_call(request, Dialect::OpenAi) {
+        Some((name, arguments)) => (
+            serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_mock", "type": "function", "function": {"name": name, "arguments": arguments}},
+            ]}),
+            "tool_calls",
+            8,
+        ),
+        None => {
+            let parts = answer(request, Dialect::OpenAi, knobs);
+            let n = parts.len() as u64;
+            (
+                serde_json::json!({"role": "assistant", "content": parts.concat()}),
+                "stop",
+                n,
+            )
+        }
+    };
     serde_json::json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": 0,
         "model": model_of(request),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": parts.concat()}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     })
@@ -134,18 +174,47 @@ pub fn chat_completion(
 
 pub fn chat_stream(request: &serde_json::Value, knobs: &Knobs, prompt_tokens: u64) -> Vec<String> {
     let model = model_of(request);
-    let parts = pieces(knobs);
-    let completion_tokens = parts.len() as u64;
     let chunk = |delta: serde_json::Value, finish: Option<&str>| {
         let value = serde_json::json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
             "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         format!("data: {value}\n\n")
     };
-    let mut events: Vec<String> = parts
-        .iter()
-        .map(|text| chunk(serde_json::json!({"content": text}), None))
-        .collect();
-    events.push(chunk(serde_json::json!({}), Some("stop")));
+    let (mut events, completion_tokens) = match tool_call(request, Dialect::OpenAi) {
+        Some((name, arguments)) => {
+            // The arguments come in two pieces, as real streams cut them.
+            let (first, second) = arguments.split_at(arguments.len() / 2);
+            let events = vec![
+                chunk(
+                    serde_json::json!({"role": "assistant", "content": null}),
+                    None,
+                ),
+                chunk(
+                    serde_json::json!({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                    None,
+                ),
+                chunk(
+                    serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": first}}]}),
+                    None,
+                ),
+                chunk(
+                    serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": second}}]}),
+                    None,
+                ),
+                chunk(serde_json::json!({}), Some("tool_calls")),
+            ];
+            (events, 8)
+        }
+        None => {
+            let parts = answer(request, Dialect::OpenAi, knobs);
+            let n = parts.len() as u64;
+            let mut events: Vec<String> = parts
+                .iter()
+                .map(|text| chunk(serde_json::json!({"content": text}), None))
+                .collect();
+            events.push(chunk(serde_json::json!({}), Some("stop")));
+            (events, n)
+        }
+    };
     if request["stream_options"]["include_usage"].as_bool() == Some(true) {
         let value = serde_json::json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
             "model": model, "choices": [],
@@ -162,12 +231,28 @@ pub fn anthropic_message(
     knobs: &Knobs,
     prompt_tokens: u64,
 ) -> serde_json::Value {
-    let parts = pieces(knobs);
+    let (content, stop, output_tokens) = match tool_call(request, Dialect::Anthropic) {
+        Some((name, arguments)) => (
+            serde_json::json!([{"type": "tool_use", "id": "toolu_mock", "name": name,
+                "input": serde_json::from_str::<serde_json::Value>(&arguments).unwrap_or_default()}]),
+            "tool_use",
+            8,
+        ),
+        None => {
+            let parts = answer(request, Dialect::Anthropic, knobs);
+            let n = parts.len();
+            (
+                serde_json::json!([{"type": "text", "text": parts.concat()}]),
+                "end_turn",
+                n,
+            )
+        }
+    };
     serde_json::json!({
         "id": "msg_mock", "type": "message", "role": "assistant", "model": model_of(request),
-        "content": [{"type": "text", "text": parts.concat()}],
-        "stop_reason": "end_turn", "stop_sequence": null,
-        "usage": {"input_tokens": prompt_tokens, "output_tokens": parts.len()},
+        "content": content,
+        "stop_reason": stop, "stop_sequence": null,
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": output_tokens},
     })
 }
 
@@ -176,7 +261,6 @@ pub fn anthropic_stream(
     knobs: &Knobs,
     prompt_tokens: u64,
 ) -> Vec<String> {
-    let parts = pieces(knobs);
     let event = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
     let mut events = vec![event(
         "message_start",
@@ -184,28 +268,110 @@ pub fn anthropic_stream(
             "role": "assistant", "model": model_of(request), "content": [], "stop_reason": null,
             "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}}),
     )];
-    events.push(event(
-        "content_block_start",
-        serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    ));
-    for text in &parts {
-        events.push(event(
-            "content_block_delta",
-            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
-        ));
-    }
+    let (stop, output_tokens) = match tool_call(request, Dialect::Anthropic) {
+        Some((name, arguments)) => {
+            let (first, second) = arguments.split_at(arguments.len() / 2);
+            events.push(event(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}}),
+            ));
+            for piece in [first, second] {
+                events.push(event(
+                    "content_block_delta",
+                    serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                ));
+            }
+            ("tool_use", 8)
+        }
+        None => {
+            let parts = answer(request, Dialect::Anthropic, knobs);
+            events.push(event(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            for text in &parts {
+                events.push(event(
+                    "content_block_delta",
+                    serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                ));
+            }
+            ("end_turn", parts.len())
+        }
+    };
     events.push(event(
         "content_block_stop",
         serde_json::json!({"type": "content_block_stop", "index": 0}),
     ));
     events.push(event(
         "message_delta",
-        serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-            "usage": {"output_tokens": parts.len()}}),
+        serde_json::json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+            "usage": {"output_tokens": output_tokens}}),
     ));
     events.push(event(
         "message_stop",
         serde_json::json!({"type": "message_stop"}),
     ));
     events
+}
+
+/// The text of an answer: what a tool said, when the last turn carries a
+/// tool's result, then the configured words.
+fn answer(request: &serde_json::Value, dialect: Dialect, knobs: &Knobs) -> Vec<String> {
+    let mut parts = pieces(knobs);
+    if let Some(result) = tool_result(request, dialect) {
+        parts.insert(0, format!("The tool said: {result}. "));
+    }
+    parts
+}
+
+/// The content of the tool result in the request's last message, if any.
+fn tool_result(request: &serde_json::Value, dialect: Dialect) -> Option<String> {
+    let last = request["messages"].as_array()?.last()?;
+    match dialect {
+        Dialect::OpenAi => (last["role"] == "tool").then(|| text_of(&last["content"])),
+        Dialect::Anthropic => last["content"]
+            .as_array()?
+            .iter()
+            .find(|b| b["type"] == "tool_result")
+            .map(|b| text_of(&b["content"])),
+    }
+}
+
+fn text_of(content: &serde_json::Value) -> String {
+    match content {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// A call of the request's first tool, when it offers tools and no tool
+/// has answered yet: (name, arguments as JSON text), the arguments made up
+/// from the tool's schema.
+fn tool_call(request: &serde_json::Value, dialect: Dialect) -> Option<(String, String)> {
+    let tool = request["tools"].as_array()?.first()?;
+    if tool_result(request, dialect).is_some() || request["tool_choice"] == "none" {
+        return None;
+    }
+    let (name, schema) = match dialect {
+        Dialect::OpenAi => (&tool["function"]["name"], &tool["function"]["parameters"]),
+        Dialect::Anthropic => (&tool["name"], &tool["input_schema"]),
+    };
+    let mut arguments = serde_json::Map::new();
+    for (property, spec) in schema["properties"].as_object().into_iter().flatten() {
+        let value = match spec["type"].as_str() {
+            Some("number") | Some("integer") => serde_json::json!(1),
+            Some("boolean") => serde_json::json!(true),
+            _ => serde_json::json!("Paris"),
+        };
+        arguments.insert(property.clone(), value);
+    }
+    Some((
+        name.as_str()?.to_string(),
+        serde_json::Value::Object(arguments).to_string(),
+    ))
 }

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio_rustls::TlsAcceptor;
 
+use super::checks;
 use super::responses::{self, full, Body, Dialect, Knobs};
 
 /// Shared state of one mock server.
@@ -173,6 +174,11 @@ async fn handle(
     if let Ok(name) = state.name.parse() {
         resp.headers_mut().insert("x-mock-backend", name);
     }
+    if parts.uri.path() == "/v1/messages" {
+        // Anthropic sends every answer's id in `request-id`; its SDK reads it.
+        resp.headers_mut()
+            .insert("request-id", http::HeaderValue::from_static("req_mock"));
+    }
     Ok(resp)
 }
 
@@ -212,32 +218,46 @@ async fn route(
             serde_json::json!({"status": if status.is_success() {"ok"} else {"failing"}}),
         );
     }
+    let dialect = if path == "/v1/messages" {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    };
     let forced = StatusCode::from_u16(state.forced_status.load(Ordering::Relaxed)).ok();
     if let Some(status) = knobs.status.or(forced) {
-        return responses::error(status);
+        return responses::error(status, dialect);
     }
     match (parts.method.as_str(), path) {
         ("GET", "/v1/models") => json(StatusCode::OK, responses::models()),
-        ("POST", "/v1/chat/completions") => completion(state, body, knobs, Dialect::OpenAi),
-        ("POST", "/v1/messages") => completion(state, body, knobs, Dialect::Anthropic),
+        ("POST", "/v1/chat/completions" | "/v1/messages") => {
+            completion(state, &parts.headers, body, knobs, dialect)
+        }
         ("POST", "/v1/embeddings") => match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(request) => json(StatusCode::OK, responses::embeddings(&request)),
-            Err(_) => responses::error(StatusCode::BAD_REQUEST),
+            Err(_) => responses::error(StatusCode::BAD_REQUEST, dialect),
         },
-        _ => responses::error(StatusCode::NOT_FOUND),
+        _ => responses::error(StatusCode::NOT_FOUND, dialect),
     }
 }
 
 fn completion(
     state: &Arc<MockState>,
+    headers: &http::HeaderMap,
     body: &Bytes,
     knobs: &Knobs,
     dialect: Dialect,
 ) -> Response<Body> {
     let request: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) => return responses::error(StatusCode::BAD_REQUEST),
+        Err(_) => return responses::error(StatusCode::BAD_REQUEST, dialect),
     };
+    if let Err(problem) = checks::check(dialect, headers, &request) {
+        return responses::error_with(
+            StatusCode::BAD_REQUEST,
+            dialect,
+            &format!("mock: {problem}"),
+        );
+    }
     let prompt_tokens = (body.len() / 4).max(1) as u64;
     if !request["stream"].as_bool().unwrap_or(false) {
         let value = match dialect {

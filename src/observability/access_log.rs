@@ -14,7 +14,14 @@ pub struct AccessRecord<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub route: &'a str,
+    /// The model that answered (or was last tried).
     pub model: Option<&'a str>,
+    /// The model the client asked for, when a fallback took over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_model: Option<&'a str>,
+    /// Fallback models moved to.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fallbacks: u32,
     /// The caller's key id or token subject; never a credential.
     pub caller: Option<&'a str>,
     /// The API key's `owner`.
@@ -34,6 +41,10 @@ pub struct AccessRecord<'a> {
     pub stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Milliseconds with three decimals (microseconds), not float noise.
@@ -60,7 +71,7 @@ impl AccessRecord<'_> {
             },
             AccessLogFormat::Text => log::info!(
                 target: "access",
-                "{} {} {} {} {} route={} model={} caller={} upstream={} status={} latency_ms={:.2} ttfb_ms={} bytes_out={} attempts={}",
+                "{} {} {} {} {} route={} model={} caller={} upstream={} status={} latency_ms={:.2} ttfb_ms={} bytes_out={} attempts={} fallbacks={}",
                 self.time,
                 self.request_id,
                 self.client,
@@ -75,6 +86,7 @@ impl AccessRecord<'_> {
                 self.ttfb_ms.map_or("-".to_string(), |t| format!("{t:.2}")),
                 self.bytes_out,
                 self.attempts,
+                self.fallbacks,
             ),
         }
     }

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
+    pub llm_fallbacks: IntCounterVec,
     pub rate_limit_hits: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub rate_limit_redis_errors: IntCounter,
@@ -103,6 +104,11 @@ impl Metrics {
                 "upstream_requests_total",
                 "Attempts at an upstream backend, by pool, backend and status (or error kind).",
                 &["upstream", "backend", "status"],
+            )?,
+            llm_fallbacks: b.counters(
+                "llm_fallbacks_total",
+                "Requests moved to a fallback model, by the client's route and the models (as labels) from and to.",
+                &["route", "from", "to"],
             )?,
             rate_limit_hits: b.counters(
                 "rate_limit_hits_total",
@@ -324,6 +330,7 @@ mod tests {
         m.http_duration.with_label_values(&["r"]).observe(0.01);
         m.upstream_requests
             .with_label_values(&["p", "p/h:1", "200"]);
+        m.llm_fallbacks.with_label_values(&["r", "a", "b"]);
         m.rate_limit_hits.with_label_values(&["rule", "requests"]);
         m.auth_failures.with_label_values(&["missing"]);
         m.llm_tokens
@@ -347,6 +354,7 @@ mod tests {
             "http_requests_total",
             "inflight_requests",
             "llm_time_to_first_token_seconds",
+            "llm_fallbacks_total",
             "llm_tokens_total",
             "malformed_requests_total",
             "client_disconnects_total",

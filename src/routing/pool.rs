@@ -16,6 +16,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::config::{
     self, BaseUrl, CaBundle, HealthCheck, PassiveHealth, ProviderKind, Strategy, Timeouts,
 };
+use crate::llm::Dialect;
 use crate::observability::metrics::metrics;
 
 /// Milliseconds since the first call: a cheap monotonic clock for atomics.
@@ -72,6 +73,14 @@ impl LiveState {
 }
 
 impl Backend {
+    /// The chat dialect the backend speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.provider {
+            ProviderKind::Openai => Dialect::OpenAi,
+            ProviderKind::Anthropic => Dialect::Anthropic,
+        }
+    }
+
     /// Healthy by the active checks and resolved: could take a request.
     pub fn is_routable(&self) -> bool {
         self.is_healthy() && !self.live.addrs.load().is_empty()
@@ -177,6 +186,9 @@ pub struct Pool {
     pub health_check: Option<HealthCheck>,
     ca: Option<CaBundle>,
     sni_override: Option<String>,
+    /// The dialects the backends speak, each once (found at load, read per
+    /// request).
+    dialects: Vec<Dialect>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -219,6 +231,12 @@ impl Pool {
             })
             .collect();
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        let mut dialects = Vec::with_capacity(1);
+        for dialect in backends.iter().map(|b| b.dialect()) {
+            if !dialects.contains(&dialect) {
+                dialects.push(dialect);
+            }
+        }
         Self {
             name: name.clone(),
             strategy: settings.strategy,
@@ -230,15 +248,13 @@ impl Pool {
             health_check: settings.health_check.clone(),
             ca: settings.ca.clone(),
             sni_override: settings.sni.clone(),
+            dialects,
         }
     }
 
-    /// Whether every backend speaks OpenAI's dialect (then streams can be
-    /// asked for a usage chunk).
-    pub fn speaks_openai(&self) -> bool {
-        self.backends
-            .iter()
-            .all(|b| b.provider == ProviderKind::Openai)
+    /// The dialects the pool's backends speak, each once.
+    pub fn dialects(&self) -> &[Dialect] {
+        &self.dialects
     }
 
     /// Whether a request could be sent now (see [`Pool::select`]).

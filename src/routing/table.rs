@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{self, AuthMethod, Glob, RetryOn};
+use crate::llm::Dialect;
 use crate::observability::metrics::RouteMetrics;
 use crate::routing::Pool;
 
@@ -26,11 +27,26 @@ pub struct RouteEntry {
     pub auth: Vec<AuthMethod>,
     /// Scopes a caller must hold, every one of them.
     pub scopes: Vec<String>,
+    /// `max_tokens` for providers that require it, and for reservations.
+    pub default_max_tokens: u64,
+    pub drop_unsupported_params: bool,
+    /// Models tried in turn when the pool fails.
+    pub fallbacks: Vec<String>,
+    /// The route reads models on a chat path: it serves both chat dialects
+    /// (`/v1/chat/completions` and `/v1/messages`), translating when needed.
+    serves_chat: bool,
     pub metrics: RouteMetrics,
 }
 
 impl RouteEntry {
     pub fn new(route: &config::Route, pool: Arc<Pool>) -> Self {
+        let serves_chat = !route.models.is_empty()
+            && [Dialect::OpenAi, Dialect::Anthropic].iter().any(|d| {
+                route
+                    .paths
+                    .iter()
+                    .any(|prefix| path_has_prefix(d.path(), prefix))
+            });
         Self {
             name: route.name.clone(),
             label: intern(&route.name),
@@ -44,6 +60,10 @@ impl RouteEntry {
             limits: route.limits.clone(),
             auth: route.auth.clone(),
             scopes: route.scopes.clone(),
+            default_max_tokens: route.default_max_tokens,
+            drop_unsupported_params: route.drop_unsupported_params,
+            fallbacks: route.fallbacks.clone(),
+            serves_chat,
             metrics: RouteMetrics::new(&route.name),
         }
     }
@@ -53,10 +73,13 @@ impl RouteEntry {
         !self.models.is_empty()
     }
 
+    /// Whether the route serves `path`: by prefix, or, for a route that
+    /// reads models on a chat path, either chat path.
     pub fn serves_path(&self, path: &str) -> bool {
         self.paths
             .iter()
             .any(|prefix| path_has_prefix(path, prefix))
+            || (self.serves_chat && Dialect::of_path(path).is_some())
     }
 
     pub fn serves_model(&self, model: &str) -> bool {

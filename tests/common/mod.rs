@@ -423,6 +423,21 @@ pub fn pool_yaml(name: &str, urls: &[String], extra: &str) -> String {
     out
 }
 
+/// Two YAML pools: `openai-pool` of a backend speaking OpenAI's API and
+/// `anthropic-pool` of one speaking Anthropic's, under `upstreams:`.
+pub fn provider_pools(openai_url: &str, anthropic_url: &str) -> String {
+    format!(
+        "upstreams:
+  openai-pool:
+    backends:
+      - {{base_url: {openai_url}, provider: openai, api_key: sk-openai-provider}}
+  anthropic-pool:
+    backends:
+      - {{base_url: {anthropic_url}, provider: anthropic, api_key: sk-anthropic-provider}}
+"
+    )
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
@@ -754,7 +769,7 @@ pub fn open_held_stream(port: u16, key: &str, headers: &str) -> BufReader<TcpStr
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
-    let body = r#"{"model":"mock-gpt","stream":true,"messages":[]}"#;
+    let body = r#"{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     write!(
         stream,
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-mock-hold: {key}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -1,0 +1,123 @@
+//! The official `openai` and `anthropic` Python SDKs as real clients: each
+//! calls both models (one behind an OpenAI-style pool, one behind an
+//! Anthropic-style pool) through its own API, as JSON, streamed and with a
+//! tool round trip, and checks that each error class reaches its own
+//! exception type with the gateway's message. One Python process per SDK,
+//! both at once, against one gateway.
+//!
+//! The SDKs live in a venv that `.ci/run` creates (`.venv`, from
+//! `tests/sdk/requirements.txt`); `AI_GATEWAY_PYTHON` names another
+//! interpreter that has them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("AI_GATEWAY_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = repo_path(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the SDK tests need a venv with the official SDKs: \
+         python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/requirements.txt \
+         (or set AI_GATEWAY_PYTHON)"
+    );
+    venv
+}
+
+fn config(openai_url: &str, anthropic_url: &str, dead_url: &str) -> String {
+    format!(
+        "request:
+  max_body_bytes: 65536
+auth:
+  api_keys:
+    - {{id: openai-sdk, key: sk-openai-sdk}}
+    - {{id: anthropic-sdk, key: sk-anthropic-sdk}}
+    - {{id: gpt-only, key: sk-gpt-only, models: [mock-gpt]}}
+    - {{id: claude-only, key: sk-claude-only, models: [\"mock-claude*\"]}}
+limits:
+  mode: local
+  rules:
+    - {{name: one-per-minute, key: [api_key], counts: requests, limit: 1, window: minute}}
+{pools}  dead-pool:
+    backends:
+      - {{base_url: {dead_url}}}
+routes:
+  - {{name: gpt, paths: [/v1/chat/completions], models: [mock-gpt], upstream: openai-pool}}
+  - {{name: tiny, paths: [/v1/messages], models: [mock-claude-tiny], upstream: anthropic-pool, limits: [one-per-minute]}}
+  - {{name: claude, paths: [/v1/messages], models: [\"mock-claude*\"], upstream: anthropic-pool}}
+  - {{name: dead, paths: [/v1/chat/completions], models: [mock-dead], upstream: dead-pool}}
+",
+        pools = provider_pools(openai_url, anthropic_url)
+    )
+}
+
+fn report(name: &str, output: &Output) -> String {
+    format!(
+        "{name} ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn both_official_sdks_reach_both_models_through_their_own_api() {
+    let openai = Mock::start("openai");
+    let anthropic = Mock::start("anthropic");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let gw = Gateway::start(&config(&openai.url(), &anthropic.url(), &dead));
+    let base = gw.url("");
+    let base = base.trim_end_matches('/');
+    let python = python();
+    // The 403 check uses a key that may use only the other SDK's first model.
+    let run = |script: &str, key: &str, limited: &str| {
+        Command::new(&python)
+            .arg(repo_path(&format!("tests/sdk/{script}")))
+            .args([base, key, limited])
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()))
+    };
+    let openai_sdk = run("openai_client.py", "sk-openai-sdk", "sk-gpt-only");
+    let anthropic_sdk = run("anthropic_client.py", "sk-anthropic-sdk", "sk-claude-only");
+    let openai_out = openai_sdk.wait_with_output().expect("the openai SDK run");
+    let anthropic_out = anthropic_sdk
+        .wait_with_output()
+        .expect("the anthropic SDK run");
+    let both = format!(
+        "{}\n{}",
+        report("openai", &openai_out),
+        report("anthropic", &anthropic_out)
+    );
+    assert!(
+        openai_out.status.success() && anthropic_out.status.success(),
+        "{both}\ngateway log:\n{}",
+        gw.log()
+    );
+    for out in [&openai_out, &anthropic_out] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("all checks passed"), "{both}");
+        // Both models, the error classes: the scripts' checks all ran.
+        assert!(
+            text.lines().filter(|l| l.starts_with("ok: ")).count() >= 30,
+            "{both}"
+        );
+    }
+    // Both pools were reached by both SDKs' requests (translated or not).
+    let paths = |mock: &Mock| -> Vec<String> {
+        mock.requests()
+            .iter()
+            .filter_map(|r| r["path"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(paths(&openai).iter().all(|p| p == "/v1/chat/completions"));
+    assert!(paths(&anthropic).iter().all(|p| p == "/v1/messages"));
+}
