@@ -6,7 +6,7 @@
 # On a 2-core machine the proxy under test is pinned to core 1 and wrk and the
 # mock to core 0, so the proxies compete with the load generator the same way.
 # CPU per request (from /proc, user+system) is the steadiest efficiency figure.
-# Usage: benches/load.sh [seconds_per_round] [connections] [rounds]
+# Usage: [BASELINE_BIN=path] benches/load.sh [seconds_per_round] [connections] [rounds]
 # Needs wrk and nginx (apt-get install -y wrk nginx-light).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,7 @@ BIN=target/release
 
 MOCK=127.0.0.1:18000; NGINX=127.0.0.1:18001; PASS=127.0.0.1:18002; GW=127.0.0.1:18003; ADMIN=127.0.0.1:18004
 GWL=127.0.0.1:18005; ADMINL=127.0.0.1:18006; REDIS_PORT=18007
+GWB=127.0.0.1:18008; ADMINB=127.0.0.1:18009
 
 source benches/common.sh
 
@@ -66,6 +67,15 @@ routes:
 YAML
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway.yaml" >/dev/null 2>&1 & PIDS+=($!)
 GW_PID=$!; wait_port "$GW"
+
+# BASELINE_BIN: another build of the gateway (say, main's) run with the same
+# config in the same rounds, for an A/B comparison of a change.
+BASE_PID=
+if [ -n "${BASELINE_BIN:-}" ]; then
+  sed -e "s|$GW|$GWB|; s|$ADMIN|$ADMINB|; s|/upgrade\.sock|/upgrade-b.sock|; s|/gateway\.pid|/gateway-b.pid|" "$WORK/gateway.yaml" > "$WORK/gateway-baseline.yaml"
+  RUST_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE_BIN" -c "$WORK/gateway-baseline.yaml" >/dev/null 2>&1 & PIDS+=($!)
+  BASE_PID=$!; wait_port "$GWB"
+fi
 
 # The same gateway with a request limit per client in hybrid mode on Redis,
 # set high enough never to refuse: what admission itself costs.
@@ -110,7 +120,9 @@ run() {
 }
 # Warm every target up, then interleave the rounds so that drift in the
 # machine's speed falls on all targets alike.
-for addr in "$MOCK" "$NGINX" "$PASS" "$GW" "$GWL"; do
+TARGETS=(direct nginx passthrough gateway gateway_limits)
+[ -n "$BASE_PID" ] && TARGETS+=(baseline)
+for addr in "$MOCK" "$NGINX" "$PASS" "$GW" "$GWL" ${BASE_PID:+"$GWB"}; do
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s benches/wrk/chat.lua "http://$addr" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
@@ -119,10 +131,11 @@ for round in $(seq "$ROUNDS"); do
   run passthrough "$PASS" "$PASS_PID"
   run gateway "$GW" "$GW_PID"
   run gateway_limits "$GWL" "$GWL_PID"
+  [ -n "$BASE_PID" ] && run baseline "$GWB" "$BASE_PID"
 done
 
 printf "\n%-12s %12s %10s %10s %14s\n" target rps p50_ms p99_ms cpu_us_per_req
-for name in direct nginx passthrough gateway gateway_limits; do
+for name in "${TARGETS[@]}"; do
   printf "%-12s %12s %10s %10s %14s\n" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
@@ -132,6 +145,9 @@ echo "gateway/nginx rps:     $(ratio "${RPS[gateway]}" "${RPS[nginx]}")"
 echo "gateway/passthrough:   $(ratio "${RPS[gateway]}" "${RPS[passthrough]}")  (floor 0.9)"
 echo "gateway with limits / without, rps: $(ratio "${RPS[gateway_limits]}" "${RPS[gateway]}")  (floor 0.9)"
 echo "cpu per request, passthrough/gateway (efficiency vs bare Pingora): $(ratio "${CPU[passthrough]}" "${CPU[gateway]}")"
+if [ -n "$BASE_PID" ]; then
+  echo "cpu per request, gateway/baseline ($BASELINE_BIN): $(ratio "${CPU[gateway]}" "${CPU[baseline]}")"
+fi
 
 # Latency the gateway adds to one request, without queueing: one connection.
 CONNS=1
