@@ -214,6 +214,15 @@ impl Gateway {
             .collect()
     }
 
+    /// The access-log lines once there are at least `count` (each is
+    /// written after its answer is sent, so it may trail the client).
+    pub fn access_lines_at_least(&self, count: usize) -> Vec<serde_json::Value> {
+        eventually(Duration::from_secs(10), || {
+            self.access_lines().len() >= count
+        });
+        self.access_lines()
+    }
+
     pub fn metrics(&self) -> String {
         get(&self.admin_url("/metrics")).1
     }
