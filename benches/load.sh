@@ -27,6 +27,7 @@ BIN=target/release
 MOCK=127.0.0.1:18000; NGINX=127.0.0.1:18001; PASS=127.0.0.1:18002; GW=127.0.0.1:18003; ADMIN=127.0.0.1:18004
 GWL=127.0.0.1:18005; ADMINL=127.0.0.1:18006; REDIS_PORT=18007
 GWB=127.0.0.1:18008; ADMINB=127.0.0.1:18009
+GWF=127.0.0.1:18010; ADMINF=127.0.0.1:18011
 
 source benches/common.sh
 
@@ -68,6 +69,26 @@ YAML
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway.yaml" >/dev/null 2>&1 & PIDS+=($!)
 GW_PID=$!; wait_port "$GW"
 
+# Every feature on, as users run it: API-key auth among 1,000 keys, a request
+# rule and a token rule per key in hybrid mode on Redis, the JSON access log
+# to a file, usage read from every answer. (Redis is started below.)
+sed -e "s|$GW|$GWF|; s|$ADMIN|$ADMINF|; s|/upgrade\.sock|/upgrade-f.sock|; s|/gateway\.pid|/gateway-f.pid|; s|^  enabled: false|  enabled: true\n  path: $WORK/access-full.log|" "$WORK/gateway.yaml" > "$WORK/gateway-full.yaml"
+{
+  echo "auth:"
+  echo "  api_keys:"
+  for i in $(seq 0 999); do echo "    - {id: key-$i, key: sk-bench-$i, team: team-$((i % 10))}"; done
+  cat <<YAML
+limits:
+  mode: hybrid
+  redis: {url: "redis://127.0.0.1:$REDIS_PORT"}
+  rules:
+    - {name: per-key-requests, key: [api_key], counts: requests, limit: 1000000000, window: minute}
+    - {name: per-key-tokens, key: [api_key], counts: total_tokens, limit: 1000000000000, window: minute}
+  global_rules: [per-key-requests, per-key-tokens]
+YAML
+} >> "$WORK/gateway-full.yaml"
+export KEY=sk-bench-0
+
 # BASELINE_BIN: another build of the gateway (say, main's) run with the same
 # config in the same rounds, for an A/B comparison of a change.
 BASE_PID=
@@ -93,6 +114,8 @@ limits:
 YAML
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-limits.yaml" >"$WORK/gateway-limits.log" 2>&1 & PIDS+=($!)
 GWL_PID=$!; wait_port "$GWL"
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-full.yaml" >"$WORK/gateway-full.log" 2>&1 & PIDS+=($!)
+GWF_PID=$!; wait_port "$GWF"
 
 # wrk's latency lines are "50%  1.23ms"; normalise to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
@@ -120,9 +143,9 @@ run() {
 }
 # Warm every target up, then interleave the rounds so that drift in the
 # machine's speed falls on all targets alike.
-TARGETS=(direct nginx passthrough gateway gateway_limits)
+TARGETS=(direct nginx passthrough gateway gateway_limits gateway_full)
 [ -n "$BASE_PID" ] && TARGETS+=(baseline)
-for addr in "$MOCK" "$NGINX" "$PASS" "$GW" "$GWL" ${BASE_PID:+"$GWB"}; do
+for addr in "$MOCK" "$NGINX" "$PASS" "$GW" "$GWL" "$GWF" ${BASE_PID:+"$GWB"}; do
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s benches/wrk/chat.lua "http://$addr" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
@@ -131,6 +154,7 @@ for round in $(seq "$ROUNDS"); do
   run passthrough "$PASS" "$PASS_PID"
   run gateway "$GW" "$GW_PID"
   run gateway_limits "$GWL" "$GWL_PID"
+  run gateway_full "$GWF" "$GWF_PID"
   [ -n "$BASE_PID" ] && run baseline "$GWB" "$BASE_PID"
 done
 
@@ -145,6 +169,10 @@ echo "gateway/nginx rps:     $(ratio "${RPS[gateway]}" "${RPS[nginx]}")"
 echo "gateway/passthrough:   $(ratio "${RPS[gateway]}" "${RPS[passthrough]}")  (floor 0.9)"
 echo "gateway with limits / without, rps: $(ratio "${RPS[gateway_limits]}" "${RPS[gateway]}")  (floor 0.9)"
 echo "cpu per request, passthrough/gateway (efficiency vs bare Pingora): $(ratio "${CPU[passthrough]}" "${CPU[gateway]}")"
+echo "every feature on, cpu per request: $(ratio "${CPU[gateway_full]}" "${CPU[passthrough]}")x the passthrough (floor 1.15), $(ratio "${CPU[gateway_full]}" "${CPU[nginx]}")x nginx; rps $(ratio "${RPS[gateway_full]}" "${RPS[passthrough]}")x the passthrough"
+lines=$(wc -l < "$WORK/access-full.log")
+dropped=$(curl -s "http://$ADMINF/metrics" | awk '$1=="access_log_dropped_total" {print $2}')
+echo "every feature on: $lines access-log lines written for ${REQS[gateway_full]} requests (and the warm-up), $dropped dropped"
 if [ -n "$BASE_PID" ]; then
   echo "cpu per request, gateway/baseline ($BASELINE_BIN): $(ratio "${CPU[gateway]}" "${CPU[baseline]}")"
 fi
@@ -154,7 +182,9 @@ CONNS=1
 for round in $(seq "$ROUNDS"); do
   run direct1 "$MOCK"
   run gateway1 "$GW" "$GW_PID"
+  run full1 "$GWF" "$GWF_PID"
 done
 echo
 echo "one connection: direct p50 ${P50[direct1]} ms p99 ${P99[direct1]} ms; gateway p50 ${P50[gateway1]} ms p99 ${P99[gateway1]} ms"
+echo "every feature on, one connection: p50 ${P50[full1]} ms p99 ${P99[full1]} ms; added at p50 $(awk -v g="${P50[full1]}" -v d="${P50[direct1]}" 'BEGIN {printf "%.3f ms", g-d}'), at p99 $(awk -v g="${P99[full1]}" -v d="${P99[direct1]}" 'BEGIN {printf "%.3f ms", g-d}') (floors 0.15 / 0.5 ms)"
 echo "latency added by the gateway at p50: $(awk -v g="${P50[gateway1]}" -v d="${P50[direct1]}" 'BEGIN {printf "%.3f ms", g-d}'), at p99: $(awk -v g="${P99[gateway1]}" -v d="${P99[direct1]}" 'BEGIN {printf "%.3f ms", g-d}')"

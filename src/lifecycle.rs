@@ -29,6 +29,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::observability::access_writer;
 use crate::observability::metrics::metrics;
 
 /// How long a keep-alive connection idle at the signal stays open: a request
@@ -235,6 +236,9 @@ pub fn write_pid_file(path: &str) {
     }
 }
 
+/// The longest the exit waits for the access log's last lines.
+const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(5);
+
 /// Ends the process after a drain: logs are flushed first, because nothing
 /// after this line runs (no destructor, no runtime shutdown). The pid file
 /// goes too, unless a newer process has written its own.
@@ -245,6 +249,9 @@ pub fn exit(code: i32) -> ! {
         if ours {
             let _ = std::fs::remove_file(path);
         }
+    }
+    if !access_writer::flush(ACCESS_LOG_FLUSH) {
+        log::warn!("the access log did not finish writing within {ACCESS_LOG_FLUSH:?}");
     }
     log::logger().flush();
     std::process::exit(code)

@@ -21,7 +21,7 @@ use ai_api_gateway::gateway::connection::ConnectionGuard;
 use ai_api_gateway::gateway::{self, Gateway};
 use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
-use ai_api_gateway::observability::redact;
+use ai_api_gateway::observability::{access_writer, redact};
 use ai_api_gateway::reload::Supervisor;
 use ai_api_gateway::state::GatewayState;
 
@@ -154,6 +154,14 @@ fn main() -> ExitCode {
         }
     }
 
+    let output = &config.process.access_log_output;
+    if let Err(e) = access_writer::configure(
+        output.path.as_deref().map(std::path::Path::new),
+        output.buffer_bytes,
+    ) {
+        eprintln!("cannot start: {}: access_log.path: {e}", path.display());
+        return ExitCode::from(2);
+    }
     let process = config.process.clone();
     let mut pingora_conf = process.server.to_pingora();
     // Pingora's retry loop bounds the gateway's tries, fallbacks included.

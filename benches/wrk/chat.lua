@@ -5,3 +5,6 @@ wrk.method = "POST"
 wrk.path = "/v1/chat/completions"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"model":"mock-gpt","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in five words."}],"max_tokens":32}'
+-- KEY: an API key to send (for a gateway with authentication on).
+local key = os.getenv("KEY")
+if key then wrk.headers["Authorization"] = "Bearer " .. key end

@@ -51,6 +51,17 @@ pub struct Process {
     /// Start the repo's mock LLM upstream inside the gateway (demo).
     pub mock_upstream: Option<SocketAddr>,
     pub reload: Reload,
+    /// Where the access log goes: its writer starts with the process.
+    pub access_log_output: AccessLogOutput,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogOutput {
+    /// A file the lines are appended to; stdout when `None`.
+    pub path: Option<String>,
+    /// Bytes of lines that may wait for the writer before new ones are
+    /// dropped.
+    pub buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

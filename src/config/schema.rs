@@ -123,6 +123,11 @@ impl Default for Request {
 pub struct AccessLog {
     pub enabled: bool,
     pub format: String,
+    /// A file the lines are appended to; stdout when unset.
+    pub path: Option<String>,
+    /// Bytes of lines that may wait for the writer before new ones are
+    /// dropped.
+    pub buffer_bytes: usize,
 }
 
 impl Default for AccessLog {
@@ -130,6 +135,8 @@ impl Default for AccessLog {
         Self {
             enabled: true,
             format: "json".into(),
+            path: None,
+            buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }

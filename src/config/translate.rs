@@ -208,6 +208,23 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
                 DAY,
             )?,
         },
+        access_log_output: AccessLogOutput {
+            path: match &file.access_log.path {
+                Some(path) if path.trim().is_empty() => {
+                    return fault(
+                        "access_log.path",
+                        "must not be empty (leave it out for stdout)",
+                    )
+                }
+                path => path.clone(),
+            },
+            buffer_bytes: count_in(
+                "access_log.buffer_bytes",
+                file.access_log.buffer_bytes,
+                4096,
+                1 << 30,
+            )?,
+        },
     };
     let request = request(&file.request)?;
     let access_log = AccessLog {

@@ -230,7 +230,7 @@ pub async fn reserve(
         client_ip: session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string()),
+            .map(|a| a.ip()),
     };
     let reservation = model_request.map_or(Charge::default(), |m| Charge {
         input_tokens: (m.client_body.len() as u64).div_ceil(4),

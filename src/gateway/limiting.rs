@@ -2,6 +2,7 @@
 //! `admission.rs`): the answer to a refusal, the `x-ratelimit-*` headers,
 //! and settlement of real token usage in `logging`.
 
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 
 use super::RequestCtx;
@@ -47,9 +48,11 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
         Kind::Requests
     };
     error.extra_headers = vec![("retry-after", r.retry_after_secs.to_string())];
-    error
-        .extra_headers
-        .extend(standing_headers(dialect, kind, &r.standing));
+    error.extra_headers.extend(
+        standing_headers(dialect, kind, &r.standing)
+            .into_iter()
+            .map(|(name, value)| (name, value.to_str().unwrap_or_default().to_string())),
+    );
     error
 }
 
@@ -63,8 +66,13 @@ enum Kind {
 /// The standing of a rule in each dialect's convention: OpenAI's
 /// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` with a duration,
 /// Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`
-/// with the moment of the reset (RFC 3339).
-fn standing_headers(dialect: Dialect, kind: Kind, s: &Standing) -> [(&'static str, String); 3] {
+/// with the moment of the reset (RFC 3339). Values are built straight into
+/// header values: these go out on every answer of a limited route.
+fn standing_headers(
+    dialect: Dialect,
+    kind: Kind,
+    s: &Standing,
+) -> [(&'static str, HeaderValue); 3] {
     let (limit, remaining, reset) = match (dialect, kind) {
         (Dialect::OpenAi, Kind::Requests) => (
             "x-ratelimit-limit-requests",
@@ -95,9 +103,13 @@ fn standing_headers(dialect: Dialect, kind: Kind, s: &Standing) -> [(&'static st
         }
     };
     [
-        (limit, s.limit.to_string()),
-        (remaining, s.remaining.to_string()),
-        (reset, reset_value),
+        (limit, HeaderValue::from(s.limit)),
+        (remaining, HeaderValue::from(s.remaining)),
+        // Digits, letters, `-`, `:`: always a valid header value.
+        (
+            reset,
+            HeaderValue::try_from(reset_value).unwrap_or(HeaderValue::from_static("0s")),
+        ),
     ]
 }
 

@@ -63,6 +63,10 @@ impl fmt::Display for PathError {
 /// upstream see the same path.
 pub fn apply(session: &mut pingora::proxy::Session) -> Result<(), PathError> {
     let raw = session.req_header().raw_path();
+    if is_plain(raw) {
+        // Nothing to normalize, and nothing to allocate for.
+        return Ok(());
+    }
     let normalized = normalize(raw)?;
     if normalized.as_bytes() != raw {
         let uri = normalized
@@ -71,6 +75,16 @@ pub fn apply(session: &mut pingora::proxy::Session) -> Result<(), PathError> {
         session.req_header_mut().set_uri(uri);
     }
     Ok(())
+}
+
+/// Letters, digits, `-`, `_`, `~` and single slashes from a leading one:
+/// a path that normalizes to itself (the common case, checked cheaply).
+fn is_plain(target: &[u8]) -> bool {
+    target.first() == Some(&b'/')
+        && target
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'~'))
+        && !target.windows(2).any(|pair| pair == b"//")
 }
 
 /// The normalized origin-form target (`/path?query`) of a raw request
@@ -268,6 +282,14 @@ mod properties {
                 prop_assert!(!only_path.split('/').any(|s| s == "." || s == ".."));
                 prop_assert!(!only_path.contains("//"));
                 prop_assert_eq!(normalize(path.as_bytes()), Ok(path.clone()));
+            }
+        }
+
+        /// The cheap check is right: a plain path normalizes to itself.
+        #[test]
+        fn plain_paths_are_already_normal(target in "/[a-zA-Z0-9_~/-]{0,40}") {
+            if is_plain(target.as_bytes()) {
+                prop_assert_eq!(normalize(target.as_bytes()), Ok(target.clone()));
             }
         }
 

@@ -6,7 +6,7 @@ use pingora::Error;
 
 use super::RequestCtx;
 use crate::config::AccessLog;
-use crate::observability::access_log::AccessRecord;
+use crate::observability::access_log::{AccessRecord, Timestamp};
 use crate::observability::metrics::{method_label, metrics, status_label};
 
 /// Counts the request in `http_requests_total` and its duration.
@@ -55,11 +55,12 @@ pub fn access_log(
     let identity = ctx.identity();
     let usage = ctx.response.usage;
     AccessRecord {
-        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        time: Timestamp(std::time::SystemTime::now()),
         request_id: &ctx.request_id,
-        client: session
-            .client_addr()
-            .map_or_else(|| "-".to_string(), |a| a.to_string()),
+        client: match session.client_addr() {
+            Some(addr) => addr,
+            None => &"-",
+        },
         method: method_label(&req.method),
         path: req.uri.path(),
         route: ctx.route_label,
@@ -71,18 +72,15 @@ pub fn access_log(
         team: identity.and_then(|i| i.team.as_deref()),
         upstream: ctx.upstream.backend.as_ref().map(|b| b.label.as_str()),
         status,
-        latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
-        ttfb_ms: ctx
-            .response
-            .first_byte_at
-            .map(|t| (t - ctx.started).as_secs_f64() * 1000.0),
+        latency: ctx.started.elapsed(),
+        ttfb: ctx.response.first_byte_at.map(|t| t - ctx.started),
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
         attempts: ctx.attempts(),
         input_tokens: usage.map(|u| u.input),
         output_tokens: usage.map(|u| u.output),
         stream: ctx.model_request().is_some_and(|m| m.stream),
-        error: error.map(|e| e.etype().as_str().to_string()),
+        error: error.map(|e| e.etype().as_str()),
     }
     .emit(settings.format);
 }

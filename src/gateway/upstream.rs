@@ -1,5 +1,6 @@
 //! How a client request becomes the upstream request.
 
+use http::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::Result;
 
@@ -7,16 +8,19 @@ use crate::routing::Backend;
 
 /// Client credentials: the gateway authenticates callers itself and never
 /// passes their secrets on to a provider.
-const CLIENT_CREDENTIAL_HEADERS: [&str; 4] = [
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "proxy-authorization",
+const CLIENT_CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
+    http::header::PROXY_AUTHORIZATION,
 ];
 
 /// Headers of the client's dialect that mean nothing, or something else,
 /// to a backend of the other: dropped from a translated request.
-const DIALECT_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+const DIALECT_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+];
 
 /// `path`: the path a translated request goes to (the upstream dialect's),
 /// in place of the client's.
@@ -47,7 +51,7 @@ pub fn rewrite_request(
     req.insert_header(http::header::HOST, backend.url.host_header.clone())?;
     // Identity encoding keeps event streams flowing event by event and lets
     // the gateway read usage from responses.
-    let translated: &[&str] = if path.is_some() {
+    let translated: &[HeaderName] = if path.is_some() {
         &DIALECT_HEADERS
     } else {
         &[]
@@ -55,11 +59,11 @@ pub fn rewrite_request(
     for name in CLIENT_CREDENTIAL_HEADERS
         .iter()
         .chain(translated)
-        .chain(&[http::header::ACCEPT_ENCODING.as_str()])
+        .chain([&http::header::ACCEPT_ENCODING])
     {
         // Lookups are cheaper than Pingora's case-preserving removal.
-        if req.headers.contains_key(*name) {
-            req.remove_header(*name);
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
         }
     }
     for (name, value) in &backend.upstream_headers {

@@ -13,7 +13,7 @@ pub struct RequestFacts<'a> {
     pub team: Option<&'a str>,
     pub model: Option<&'a str>,
     pub route: &'a str,
-    pub client_ip: Option<String>,
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +50,14 @@ impl Rule {
                 LimitKeyPart::Team => ("t", facts.team),
                 LimitKeyPart::Model => ("m", facts.model),
                 LimitKeyPart::Route => ("r", Some(facts.route)),
-                LimitKeyPart::ClientIp => ("ip", facts.client_ip.as_deref()),
+                LimitKeyPart::ClientIp => {
+                    // Formatted only for the rules keyed by it.
+                    let _ = match facts.client_ip {
+                        Some(ip) => write!(parts, "|ip={ip}"),
+                        None => write!(parts, "|ip=-"),
+                    };
+                    continue;
+                }
                 LimitKeyPart::Global => ("g", Some("*")),
             };
             let _ = write!(parts, "|{label}={}", value.unwrap_or("-"));
@@ -125,7 +132,7 @@ mod tests {
             api_key: Some("alice"),
             model: Some("gpt"),
             route: "chat",
-            client_ip: Some("10.0.0.1".into()),
+            client_ip: Some([10, 0, 0, 1].into()),
             ..Default::default()
         };
         let r = rule(vec![LimitKeyPart::ApiKey, LimitKeyPart::Model]);

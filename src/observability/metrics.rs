@@ -32,6 +32,7 @@ pub struct Metrics {
     pub draining: IntGauge,
     pub malformed_requests: IntCounter,
     pub client_disconnects: IntCounter,
+    pub access_log_dropped: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -171,6 +172,10 @@ impl Metrics {
             client_disconnects: b.counter(
                 "client_disconnects_total",
                 "Requests whose client closed the connection before the answer ended.",
+            )?,
+            access_log_dropped: b.counter(
+                "access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind or could not write.",
             )?,
             registry: b.registry,
         };
@@ -344,6 +349,7 @@ mod tests {
             .collect();
         exported.sort();
         let mut expected = vec![
+            "access_log_dropped_total",
             "auth_failures_total",
             "client_connections",
             "client_connections_refused_total",
