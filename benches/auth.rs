@@ -1,5 +1,6 @@
 //! What authentication costs per request: an API-key check, and RS256 and
-//! ES256 JWT verification with configured keys.
+//! ES256 JWT verification with configured keys, verified in full
+//! (`cache_tokens: 0`) and remembered (the default).
 //!   cargo bench --bench auth
 
 use std::hint::black_box;
@@ -37,15 +38,18 @@ fn api_keys(c: &mut Criterion) {
     });
 }
 
-fn jwt(c: &mut Criterion) {
+fn verifier(cache_tokens: usize) -> JwtVerifier {
     let config = config(&format!(
-        "  jwt:\n    issuer: bench\n    audience: [gateway]\n    keys:\n\
+        "  jwt:\n    issuer: bench\n    audience: [gateway]\n    cache_tokens: {cache_tokens}\n    keys:\n\
          \x20     - {{kid: rs, algorithms: [RS256], public_key_file: {}}}\n\
          \x20     - {{kid: es, algorithms: [ES256], public_key_file: {}}}\n",
         key_file("rsa1.pub"),
         key_file("ec1.pub")
     ));
-    let verifier = JwtVerifier::new(config.auth.jwt.as_ref().expect("jwt"));
+    JwtVerifier::new(config.auth.jwt.as_ref().expect("jwt"))
+}
+
+fn jwt(c: &mut Criterion) {
     let claims = serde_json::json!({"sub": "u", "iss": "bench", "aud": "gateway",
         "exp": jsonwebtoken::get_current_timestamp() + 3600});
     let token = |alg: Algorithm, kid: &str, key: &str| {
@@ -64,7 +68,13 @@ fn jwt(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    for (name, t) in [("jwt_verify_rs256", &rs), ("jwt_verify_es256", &es)] {
+    let (full, remembered) = (verifier(0), verifier(10_000));
+    for (name, verifier, t) in [
+        ("jwt_verify_rs256", &full, &rs),
+        ("jwt_verify_es256", &full, &es),
+        ("jwt_remembered_rs256", &remembered, &rs),
+        ("jwt_remembered_es256", &remembered, &es),
+    ] {
         assert!(
             rt.block_on(verifier.verify(t)).is_ok(),
             "{name} must verify"

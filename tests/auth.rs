@@ -395,9 +395,9 @@ fn base64_encode(text: &str) -> String {
     out
 }
 
-#[test]
-fn a_rotated_key_is_accepted_after_one_shared_refetch() {
-    let s = setup();
+/// A token signed with the JWKS key `rsa1`, once the gateway accepts it
+/// (the key set is fetched in the background at start).
+fn accepted_rsa1_token(s: &Setup) -> String {
     let rsa1 = sign(
         Algorithm::RS256,
         "rsa1",
@@ -407,6 +407,13 @@ fn a_rotated_key_is_accepted_after_one_shared_refetch() {
     assert!(eventually(Duration::from_secs(10), || {
         call(&s.gw, &[("authorization", &bearer(&rsa1))], "mock-gpt").status == 200
     }));
+    rsa1
+}
+
+#[test]
+fn a_rotated_key_is_accepted_after_one_shared_refetch() {
+    let s = setup();
+    accepted_rsa1_token(&s);
     let rotated = sign(
         Algorithm::RS256,
         "rsa2",
@@ -437,6 +444,39 @@ fn a_rotated_key_is_accepted_after_one_shared_refetch() {
     let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     assert_eq!(s.issuer.fetches() - before, 1, "single flight");
+}
+
+/// Verified tokens are remembered (`auth.jwt.cache_tokens`), but never past
+/// a key change: once a refresh drops the key that signed a token, the
+/// token is refused even though it was accepted a moment before.
+#[test]
+fn a_remembered_token_does_not_outlive_the_key_that_signed_it() {
+    let s = setup();
+    let rsa1 = accepted_rsa1_token(&s);
+    for _ in 0..5 {
+        assert_eq!(
+            call(&s.gw, &[("authorization", &bearer(&rsa1))], "mock-gpt").status,
+            200
+        );
+    }
+    // The issuer drops rsa1; a token with a kid the gateway does not know
+    // makes it refetch the key set at once.
+    s.issuer.set_jwks(&jwks_of(&["rsa2"], &[]));
+    std::thread::sleep(Duration::from_millis(400)); // past the refetch cooldown
+    let before = s.issuer.fetches();
+    let rsa2 = sign(
+        Algorithm::RS256,
+        "rsa2",
+        &pem_key(Algorithm::RS256, "rsa2.key"),
+        &claims(),
+    );
+    assert_eq!(
+        call(&s.gw, &[("authorization", &bearer(&rsa2))], "mock-gpt").status,
+        200
+    );
+    assert_eq!(s.issuer.fetches() - before, 1);
+    call(&s.gw, &[("authorization", &bearer(&rsa1))], "mock-gpt")
+        .assert_error(401, "invalid_credentials");
 }
 
 #[test]

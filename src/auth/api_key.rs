@@ -2,6 +2,7 @@
 //! key itself, and a lookup's timing depends on the hash, not the key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -15,7 +16,7 @@ pub fn hash_key(key: &str) -> String {
 }
 
 struct Entry {
-    identity: Identity,
+    identity: Arc<Identity>,
     enabled: bool,
 }
 
@@ -39,7 +40,7 @@ impl ApiKeyStore {
                     limits: key.limits.clone(),
                 };
                 let entry = Entry {
-                    identity,
+                    identity: Arc::new(identity),
                     enabled: key.enabled,
                 };
                 (key.sha256, entry)
@@ -49,7 +50,7 @@ impl ApiKeyStore {
     }
 
     /// The identity of an enabled key; unknown and disabled keys look alike.
-    pub fn lookup(&self, key: &str) -> Result<Identity, Failure> {
+    pub fn lookup(&self, key: &str) -> Result<Arc<Identity>, Failure> {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         match self.by_hash.get(&hash) {
             Some(entry) if entry.enabled => Ok(entry.identity.clone()),

@@ -4,6 +4,7 @@
 //! when a fetch fails. `kty: oct` keys are dropped: from a JWKS they would
 //! become HMAC secrets anyone holding the public set could sign with.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ pub struct JwksCache {
     fetch_timeout: Duration,
     ca: Option<Arc<[WrappedX509]>>,
     keys: ArcSwap<Vec<Arc<VerifyingKey>>>,
+    /// Bumped after each new key set is stored: tokens verified under an
+    /// older one are verified again (`token_cache.rs`).
+    generation: AtomicU64,
     /// Serialises fetches (single flight) and remembers the last one.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -43,12 +47,18 @@ impl JwksCache {
             fetch_timeout: settings.fetch_timeout,
             ca: settings.ca.as_ref().map(|ca| ca.certificates.clone()),
             keys: ArcSwap::from_pointee(Vec::new()),
+            generation: AtomicU64::new(0),
             last_fetch: tokio::sync::Mutex::new(None),
         }
     }
 
     pub fn keys(&self) -> Arc<Vec<Arc<VerifyingKey>>> {
         self.keys.load_full()
+    }
+
+    /// Which key set is current.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Fetches the key set now; on failure the cached keys stay.
@@ -74,6 +84,8 @@ impl JwksCache {
         }
         let count = keys.len();
         self.keys.store(Arc::new(keys));
+        // After the store: whoever sees the new generation sees the new keys.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(count)
     }
 

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::credentials::MAX_CREDENTIAL_LEN;
 use super::jwks::{JwksCache, JwksRefresher};
 use super::keys::{ValidationTemplate, VerifyingKey};
+use super::token_cache::{self, TokenCache};
 use super::{Failure, Identity};
 use crate::config::{self, AuthMethod, ClaimNames, Glob};
 
@@ -17,6 +18,8 @@ pub struct JwtVerifier {
     static_keys: Vec<VerifyingKey>,
     jwks: Option<Arc<JwksCache>>,
     claims: ClaimNames,
+    /// Tokens verified before, until their `exp` or the next key change.
+    verified: TokenCache,
 }
 
 impl JwtVerifier {
@@ -43,6 +46,7 @@ impl JwtVerifier {
             static_keys,
             jwks,
             claims: settings.claims.clone(),
+            verified: TokenCache::new(settings.cache_tokens),
         }
     }
 
@@ -52,10 +56,33 @@ impl JwtVerifier {
             .map(|cache| JwksRefresher::new(cache.clone()))
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Identity, Failure> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, Failure> {
         if token.len() > MAX_CREDENTIAL_LEN {
             return Err(Failure::TooLarge);
         }
+        if !self.verified.is_enabled() {
+            return self
+                .verify_signature(token)
+                .await
+                .map(|(id, _)| Arc::new(id));
+        }
+        // Read before the keys are: a key change during the verification
+        // leaves the entry in the old generation, where it is never found.
+        let generation = self.jwks.as_ref().map_or(0, |jwks| jwks.generation());
+        let digest = token_cache::digest(token);
+        if let Some(identity) = self.verified.get(&digest, generation) {
+            return Ok(identity);
+        }
+        let (identity, expires_at) = self.verify_signature(token).await?;
+        let identity = Arc::new(identity);
+        self.verified
+            .insert(digest, &identity, expires_at, generation);
+        Ok(identity)
+    }
+
+    /// The full check: the signature against the candidate keys, then the
+    /// claims. Returns the identity and the token's `exp`.
+    async fn verify_signature(&self, token: &str) -> Result<(Identity, u64), Failure> {
         // The header only picks candidate keys; it is trusted for nothing else.
         let header = jsonwebtoken::decode_header(token).map_err(|_| Failure::Malformed)?;
         let kid = header.kid.as_deref();
@@ -92,11 +119,15 @@ impl JwtVerifier {
         &self,
         token: &str,
         keys: impl Iterator<Item = &'a VerifyingKey>,
-    ) -> Result<Identity, Failure> {
+    ) -> Result<(Identity, u64), Failure> {
         let mut last = Failure::UnknownKey;
         for key in keys {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &key.validation) {
-                Ok(data) => return self.identity(&data.claims),
+                Ok(data) => {
+                    // Required and checked by the validation.
+                    let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+                    return self.identity(&data.claims).map(|id| (id, exp));
+                }
                 Err(e) => {
                     last = failure_of(e.kind());
                     // Another key with the same kid-less fit may still verify it.
@@ -188,7 +219,7 @@ mod tests {
         .unwrap()
     }
 
-    fn verify(v: &JwtVerifier, t: &str) -> Result<Identity, Failure> {
+    fn verify(v: &JwtVerifier, t: &str) -> Result<Arc<Identity>, Failure> {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()

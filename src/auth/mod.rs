@@ -7,6 +7,7 @@ mod fetch;
 mod jwks;
 mod jwt;
 mod keys;
+mod token_cache;
 
 use std::sync::Arc;
 
@@ -197,7 +198,7 @@ impl Authenticator {
         &self,
         headers: &HeaderMap,
         methods: &[AuthMethod],
-    ) -> Result<Option<Identity>, Failure> {
+    ) -> Result<Option<Arc<Identity>>, Failure> {
         if methods.contains(&AuthMethod::None) {
             return Ok(None);
         }

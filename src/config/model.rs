@@ -169,6 +169,8 @@ pub struct Jwt {
     pub keys: Vec<JwtKey>,
     pub oidc: Option<Oidc>,
     pub claims: ClaimNames,
+    /// Verified tokens remembered until their `exp` (0: none).
+    pub cache_tokens: usize,
 }
 
 /// A key configured for JWTs, parsed, with the algorithms pinned to it.

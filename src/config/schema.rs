@@ -375,6 +375,13 @@ pub struct Jwt {
     pub oidc: Option<Oidc>,
     #[serde(default)]
     pub claims: ClaimNames,
+    /// Verified tokens remembered until their `exp` (0: verify every time).
+    #[serde(default = "default_token_cache")]
+    pub cache_tokens: usize,
+}
+
+fn default_token_cache() -> usize {
+    10_000
 }
 
 fn default_leeway() -> Duration {

@@ -669,6 +669,7 @@ fn jwt(j: &schema::Jwt, env: Env<'_>) -> Result<Jwt> {
             scopes: c.scopes.clone(),
             limits: c.limits.clone(),
         },
+        cache_tokens: count_in("auth.jwt.cache_tokens", j.cache_tokens, 0, 10_000_000)?,
     })
 }
 

@@ -73,7 +73,7 @@ pub async fn admit(
     };
     let identity = authenticate(state, session, &first.auth).await?;
     if !by_model {
-        authorize_route(&first, identity.as_ref())?;
+        authorize_route(&first, identity.as_deref())?;
         return charge_limits(state, session, first, identity, None, dialect).await;
     }
     let body = body::read_body(session, state.request.max_body_bytes).await?;
@@ -90,7 +90,7 @@ pub async fn admit(
     } else {
         authenticate(state, session, &route.auth).await?
     };
-    authorize_route(&route, identity.as_ref())?;
+    authorize_route(&route, identity.as_deref())?;
     if identity
         .as_ref()
         .is_some_and(|id| !id.may_use(&inspected.model))
@@ -175,7 +175,7 @@ async fn charge_limits(
     state: &GatewayState,
     session: &Session,
     route: Arc<RouteEntry>,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     model_request: Option<ModelRequest>,
     dialect: Dialect,
 ) -> Result<Admitted, Refusal> {
@@ -183,7 +183,7 @@ async fn charge_limits(
         state,
         session,
         &route,
-        identity.as_ref(),
+        identity.as_deref(),
         model_request.as_ref(),
     )
     .await
@@ -246,7 +246,7 @@ async fn authenticate(
     state: &GatewayState,
     session: &Session,
     methods: &[AuthMethod],
-) -> Result<Option<Identity>, ApiError> {
+) -> Result<Option<Arc<Identity>>, ApiError> {
     let headers = &session.req_header().headers;
     state
         .auth

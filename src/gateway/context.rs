@@ -43,7 +43,7 @@ pub struct RequestCtx {
 pub struct Admitted {
     pub route: Arc<RouteEntry>,
     /// The authenticated caller; `None` on routes that need no credentials.
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// On routes that choose by model: the request as read from its body.
     pub model_request: Option<ModelRequest>,
     /// Limits charged, settled by the limiter that charged them (even
@@ -163,7 +163,7 @@ impl RequestCtx {
     }
 
     pub fn identity(&self) -> Option<&Identity> {
-        self.admitted.as_ref().and_then(|a| a.identity.as_ref())
+        self.admitted.as_ref().and_then(|a| a.identity.as_deref())
     }
 
     pub fn model_request(&self) -> Option<&ModelRequest> {

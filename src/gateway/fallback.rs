@@ -169,7 +169,7 @@ async fn next_admitted(
             &fallbacks.state,
             session,
             &route,
-            identity.as_ref(),
+            identity.as_deref(),
             Some(&model_request),
         )
         .await;
@@ -224,7 +224,7 @@ async fn next_admitted(
 /// A fallback model the caller may use, with its body ready for its pool.
 struct Candidate {
     route: Arc<RouteEntry>,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     model_request: ModelRequest,
 }
 
@@ -256,9 +256,9 @@ async fn admit_model(
             .await
             .map_err(|failure| format!("the caller lacks its credentials ({})", failure.reason()))?
     };
-    admission::authorize_route(&route, identity.as_ref())
+    admission::authorize_route(&route, identity.as_deref())
         .map_err(|_| "the caller lacks the scopes of its route".to_string())?;
-    if identity.as_ref().is_some_and(|id| !id.may_use(model)) {
+    if identity.as_deref().is_some_and(|id| !id.may_use(model)) {
         return Err("the caller may not use it".into());
     }
     let client_body = &current
