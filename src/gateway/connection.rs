@@ -197,20 +197,32 @@ impl GuardedStream {
             Waiting::Headers(since) => since + self.timeouts.header,
             Waiting::Expired => return Poll::Ready(()),
         };
-        let timer = match &mut self.timer {
+        let (timer, armed_for) = match &mut self.timer {
             Some((timer, armed_for)) => {
-                if *armed_for != deadline {
+                // Deadlines move later with every request: a timer armed
+                // for an earlier one is left to fire and is moved on then,
+                // once per idle period instead of once per request.
+                if *armed_for > deadline {
                     timer.as_mut().reset(deadline);
                     *armed_for = deadline;
                 }
-                timer
+                (timer, armed_for)
             }
             None => {
                 let timer = Box::pin(tokio::time::sleep_until(deadline));
-                &mut self.timer.insert((timer, deadline)).0
+                let (timer, armed_for) = self.timer.insert((timer, deadline));
+                (timer, armed_for)
             }
         };
-        timer.as_mut().poll(cx)
+        while timer.as_mut().poll(cx).is_ready() {
+            if *armed_for >= deadline {
+                return Poll::Ready(());
+            }
+            // It fired for an earlier deadline: on to this one.
+            timer.as_mut().reset(deadline);
+            *armed_for = deadline;
+        }
+        Poll::Pending
     }
 }
 

@@ -71,9 +71,11 @@ impl ProxyHttp for Gateway {
         // A client that stalls while sending its body is cut off, whether the
         // gateway reads the body itself or Pingora streams it upstream.
         session.set_read_timeout(Some(state.request.body_timeout));
-        // Pingora's own keep-alive timeout (whole seconds, per read) stays a
-        // backstop just above the connection's idle deadline.
-        session.set_keepalive(Some(state.request.idle_timeout.as_secs() + 1));
+        // Keep-alive with no timer of Pingora's: the connection guard ends
+        // idle connections (`request.idle_timeout`) with one timer per idle
+        // period, where Pingora's would arm one for every wait between
+        // requests.
+        session.set_keepalive(Some(0));
         if let Err(e) = admission::header_limits(&state, session) {
             respond::send_error(session, &e, ctx).await?;
             return Ok(true);

@@ -57,21 +57,37 @@ thread_local! {
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-impl Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// Appends `2026-11-27T16:02:30.123Z` (no escaping needed).
+    fn write_to(&self, out: &mut Vec<u8>) {
         let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
         let (secs, millis) = (since.as_secs(), since.subsec_millis());
         SECOND.with_borrow_mut(|(cached, text)| {
             if *cached != secs {
                 *cached = secs;
                 text.clear();
-                let whole = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+                let whole = UNIX_EPOCH + Duration::from_secs(secs);
                 // `2026-11-27T16:02:30Z`: keep all but the `Z`.
                 let _ = write!(text, "{}", humantime::format_rfc3339_seconds(whole));
                 text.pop();
             }
-            write!(f, "{text}.{millis:03}Z")
-        })
+            out.extend_from_slice(text.as_bytes());
+        });
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+        ]);
+    }
+}
+
+impl Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = Vec::with_capacity(24);
+        self.write_to(&mut text);
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -98,7 +114,10 @@ impl AccessRecord<'_> {
     /// decimals (microseconds).
     pub fn write_json(&self, line: &mut Vec<u8>) {
         let mut json = JsonObject::new(line);
-        json.display("time", &self.time);
+        json.key("time");
+        json.out.push(b'"');
+        self.time.write_to(json.out);
+        json.out.push(b'"');
         json.string("request_id", self.request_id);
         json.display("client", self.client);
         json.string("method", self.method);
@@ -249,9 +268,19 @@ fn escape_into(out: &mut Vec<u8>, value: &str) {
 /// `fmt::Write` into a line, escaping for a JSON string.
 struct EscapedWriter<'a>(&'a mut Vec<u8>);
 
+/// Bytes a JSON string cannot hold as they are.
+const fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
+}
+
 impl EscapedWriter<'_> {
     fn push_escaped(&mut self, value: &str) {
         let bytes = value.as_bytes();
+        if !bytes.iter().any(|&b| needs_escape(b)) {
+            // Ids, paths, names: the common case, one copy.
+            self.0.extend_from_slice(bytes);
+            return;
+        }
         let mut start = 0;
         for (i, &b) in bytes.iter().enumerate() {
             let escape: &[u8] = match b {
