@@ -8,7 +8,7 @@
 #     connections;
 #   kb_per_stream: the proxy's RSS growth per open stream, HELD streams held
 #     open after their first event (x-mock-hold), each target in a fresh
-#     process.
+#     process; RSS before, during, and 5 s after the streams closed.
 # On a 2-core machine the proxy is pinned to core 1, wrk and the mock to core 0.
 # Usage: benches/streams.sh [seconds_per_round] [connections] [events] [held] [rounds]
 # Needs wrk, nginx and python3 (apt-get install -y wrk nginx-light).
@@ -113,7 +113,7 @@ path_of() { [ "${API[$1]}" = anthropic ] && echo /v1/messages || echo /v1/chat/c
 auth_of() { [ "${API[$1]}" = anthropic ] && echo "x-api-key:$KEY" || echo "authorization:Bearer $KEY"; }
 
 # Memory first, on fresh processes: RSS before and with HELD open streams.
-declare -A KB
+declare -A KB BEFORE DURING AFTER
 for name in "${TARGETS[@]}"; do
   before=$(rss_kb "${PID[$name]}")
   mkfifo "$WORK/$name.in"
@@ -128,6 +128,8 @@ for name in "${TARGETS[@]}"; do
   KB[$name]=$(awk -v a="$after" -v b="$before" -v n="$HELD" 'BEGIN {printf "%.1f", (a-b)/n}')
   exec 3>&-
   wait "$holder" || true
+  sleep 5
+  AFTER[$name]=$(rss_kb "${PID[$name]}"); BEFORE[$name]=$before; DURING[$name]=$after
 done
 
 declare -A TICKS REQS
@@ -162,4 +164,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo
 echo "cpu per event vs passthrough: nginx $(ratio "${US[nginx]}" "${US[passthrough]}"), gateway $(ratio "${US[gateway]}" "${US[passthrough]}"), translated $(ratio "${US[translated]}" "${US[passthrough]}"), translated_reverse $(ratio "${US[translated_reverse]}" "${US[passthrough]}")"
 echo "memory per open stream vs passthrough: gateway $(ratio "${KB[gateway]}" "${KB[passthrough]}"), translated $(ratio "${KB[translated]}" "${KB[passthrough]}"), translated_reverse $(ratio "${KB[translated_reverse]}" "${KB[passthrough]}")"
+echo
+printf "%-20s %12s %12s %12s\n" target rss_before_kb rss_during_kb rss_after_kb
+for name in "${TARGETS[@]}"; do
+  printf "%-20s %12s %12s %12s\n" "$name" "${BEFORE[$name]}" "${DURING[$name]}" "${AFTER[$name]}"
+done
 echo "($EVENTS content events per stream, $CONNS connections, $ROUNDS rounds of ${DURATION}s; $HELD streams held)"

@@ -119,6 +119,7 @@ fn check_redis_command() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    ai_api_gateway::memory::disable_transparent_huge_pages();
     match std::env::args().nth(1).as_deref() {
         Some("hash-key") => return hash_key_command(),
         Some("check-redis") => return check_redis_command(),
