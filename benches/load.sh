@@ -181,10 +181,11 @@ fi
 CONNS=1
 for round in $(seq "$ROUNDS"); do
   run direct1 "$MOCK"
+  run pass1 "$PASS" "$PASS_PID"
   run gateway1 "$GW" "$GW_PID"
   run full1 "$GWF" "$GWF_PID"
 done
 echo
-echo "one connection: direct p50 ${P50[direct1]} ms p99 ${P99[direct1]} ms; gateway p50 ${P50[gateway1]} ms p99 ${P99[gateway1]} ms"
+echo "one connection: direct p50 ${P50[direct1]} ms p99 ${P99[direct1]} ms; passthrough p50 ${P50[pass1]} ms p99 ${P99[pass1]} ms; gateway p50 ${P50[gateway1]} ms p99 ${P99[gateway1]} ms"
 echo "every feature on, one connection: p50 ${P50[full1]} ms p99 ${P99[full1]} ms; added at p50 $(awk -v g="${P50[full1]}" -v d="${P50[direct1]}" 'BEGIN {printf "%.3f ms", g-d}'), at p99 $(awk -v g="${P99[full1]}" -v d="${P99[direct1]}" 'BEGIN {printf "%.3f ms", g-d}') (floors 0.15 / 0.5 ms)"
 echo "latency added by the gateway at p50: $(awk -v g="${P50[gateway1]}" -v d="${P50[direct1]}" 'BEGIN {printf "%.3f ms", g-d}'), at p99: $(awk -v g="${P99[gateway1]}" -v d="${P99[direct1]}" 'BEGIN {printf "%.3f ms", g-d}')"
