@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::auth::Authenticator;
 use crate::config::{AccessLog, Config, RequestLimits};
 use crate::limits::Limiter;
+use crate::llm::Pricing;
 use crate::routing::{Pool, RouteEntry, RouteTable};
 
 pub struct GatewayState {
@@ -21,6 +22,7 @@ pub struct GatewayState {
     /// Answer `/metrics` on the proxy port too.
     pub metrics_on_proxy: bool,
     pub access_log: AccessLog,
+    pub pricing: Pricing,
     pub started: Instant,
 }
 
@@ -58,6 +60,7 @@ impl GatewayState {
             max_connections: config.max_connections,
             metrics_on_proxy: config.metrics_on_proxy,
             access_log: config.access_log,
+            pricing: Pricing::new(&config.pricing),
             started: Instant::now(),
         }
     }

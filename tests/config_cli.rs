@@ -135,6 +135,18 @@ fn bad_files_fail_with_file_field_and_fault() {
             "upstreams:\n  a:\n    strategy: fastest\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "upstreams.a.strategy: unknown value `fastest` (expected `round_robin`, `weighted` or `least_requests`)",
         ),
+        (
+            "pricing:\n  - {model: m, input_per_million: -1, output_per_million: 1}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "pricing[0].input_per_million: must be a number of USD between 0 and 1000000",
+        ),
+        (
+            "pricing:\n  - {model: m, input_per_million: 1, output_per_million: .nan}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "pricing[0].output_per_million: must be a number of USD between 0 and 1000000",
+        ),
+        (
+            "pricing:\n  - {model: '', input_per_million: 1, output_per_million: 1}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "pricing[0].model: must not be empty",
+        ),
         ("{{{", "line 1 column 2"),
     ];
     for (text, expected) in cases {

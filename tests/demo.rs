@@ -86,6 +86,20 @@ fn the_demo_shows_limits_and_tokens() {
         .contains("llm_tokens_total{model=\"mock-gpt\"")),
         "no token counts on the proxy port's /metrics"
     );
+    // The demo prices its models: one request shows what it cost.
+    let cost = |metrics: &str| {
+        metric_value(
+            metrics,
+            r#"llm_cost_usd_total{model="mock-gpt",route="chat"}"#,
+        )
+    };
+    let admin_metrics = || get(&format!("http://127.0.0.1:{}/metrics", demo.admin)).1;
+    assert!(
+        eventually(Duration::from_secs(5), || cost(&admin_metrics())
+            .is_some_and(|usd| usd > 0.0)),
+        "no cost after one request\n{}",
+        admin_metrics()
+    );
 }
 
 /// The README's promise: both demo models answer through both APIs, the

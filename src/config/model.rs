@@ -40,6 +40,16 @@ pub struct Config {
     pub limits: Limits,
     pub pools: Vec<Pool>,
     pub routes: Vec<Route>,
+    pub pricing: Vec<Price>,
+}
+
+/// What a model's tokens cost, in USD per million (validated: finite, not
+/// negative).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price {
+    pub model: Glob,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
 }
 
 /// What a running process cannot change. A reload compares it whole, so a

@@ -32,6 +32,17 @@ pub struct File {
     pub limits: Option<Limits>,
     pub upstreams: BTreeMap<String, Pool>,
     pub routes: Vec<Route>,
+    /// USD per million tokens, by model name or glob; the first match wins.
+    #[serde(default)]
+    pub pricing: Vec<Price>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub model: String,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -322,7 +322,39 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         limits,
         pools,
         routes,
+        pricing: pricing(&file.pricing)?,
     })
+}
+
+/// A price above this (USD per million tokens) is a typo, not a model.
+const MAX_PRICE_PER_MILLION: f64 = 1_000_000.0;
+
+fn pricing(prices: &[schema::Price]) -> Result<Vec<Price>> {
+    prices
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let model = Glob::new(&p.model).ok_or_else(|| Fault {
+                field: format!("pricing[{i}].model"),
+                message: "must not be empty".into(),
+            })?;
+            for (name, value) in [
+                ("input_per_million", p.input_per_million),
+                ("output_per_million", p.output_per_million),
+            ] {
+                ensure(
+                    value.is_finite() && (0.0..=MAX_PRICE_PER_MILLION).contains(&value),
+                    || format!("pricing[{i}].{name}"),
+                    "must be a number of USD between 0 and 1000000",
+                )?;
+            }
+            Ok(Price {
+                model,
+                input_per_million: p.input_per_million,
+                output_per_million: p.output_per_million,
+            })
+        })
+        .collect()
 }
 
 fn server(s: &schema::Server) -> Result<Server> {

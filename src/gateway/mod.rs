@@ -291,8 +291,9 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         limiting::settle(ctx).await;
         report::record_metrics(session, ctx, status);
-        let access_log = self.state.load().access_log;
-        report::access_log(access_log, session, ctx, status, e);
+        let state = self.state.load();
+        let cost = report::cost(&state.pricing, ctx);
+        report::access_log(state.access_log, session, ctx, status, cost, e);
     }
 }
 

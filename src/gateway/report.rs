@@ -6,6 +6,7 @@ use pingora::Error;
 
 use super::RequestCtx;
 use crate::config::AccessLog;
+use crate::llm::Pricing;
 use crate::observability::access_log::{AccessRecord, Timestamp};
 use crate::observability::metrics::{method_label, metrics, status_label};
 
@@ -40,12 +41,31 @@ fn count(route: &str, method: &str, status: u16) {
         .inc();
 }
 
+/// What the answer cost (nano-USD), counted in `llm_cost_usd_total`, or in
+/// `llm_unpriced_requests_total` when its model has no price. `None` as well
+/// when no usage was reported.
+pub fn cost(pricing: &Pricing, ctx: &RequestCtx) -> Option<u64> {
+    let usage = ctx.response.usage?;
+    let request = ctx.model_request()?;
+    let labels = [ctx.route_label, request.model_label];
+    let cost = pricing.cost_nano_usd(&request.model, usage);
+    match cost {
+        Some(nanos) => metrics()
+            .llm_cost
+            .with_label_values(&labels)
+            .inc_by(nanos as f64 / 1e9),
+        None => metrics().llm_unpriced.with_label_values(&labels).inc(),
+    }
+    cost
+}
+
 /// Writes the request's access-log line, when the access log is on.
 pub fn access_log(
     settings: AccessLog,
     session: &Session,
     ctx: &RequestCtx,
     status: u16,
+    cost_nano_usd: Option<u64>,
     error: Option<&Error>,
 ) {
     if !settings.enabled {
@@ -79,6 +99,7 @@ pub fn access_log(
         attempts: ctx.attempts(),
         input_tokens: usage.map(|u| u.input),
         output_tokens: usage.map(|u| u.output),
+        cost_nano_usd,
         stream: ctx.model_request().is_some_and(|m| m.stream),
         error: error.map(|e| e.etype().as_str()),
     }

@@ -2,11 +2,13 @@
 //! usage read from answers, and translation between the two dialects
 //! (OpenAI Chat Completions and Anthropic Messages).
 
+mod cost;
 mod dialect;
 mod request;
 pub mod translate;
 mod usage;
 
+pub use cost::Pricing;
 pub use dialect::Dialect;
 pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
 pub use usage::{Usage, UsageScanner};

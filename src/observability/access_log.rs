@@ -41,6 +41,9 @@ pub struct AccessRecord<'a> {
     pub bytes_out: usize,
     pub attempts: u32,
     pub input_tokens: Option<u64>,
+    /// What the answer cost, in nano-USD (`llm/cost.rs`); `None` when its
+    /// model has no price or no usage was reported.
+    pub cost_nano_usd: Option<u64>,
     pub output_tokens: Option<u64>,
     pub stream: bool,
     /// Left out when the request did not fail.
@@ -142,6 +145,7 @@ impl AccessRecord<'_> {
         json.number("attempts", self.attempts);
         json.optional_number("input_tokens", self.input_tokens);
         json.optional_number("output_tokens", self.output_tokens);
+        json.usd("cost_usd", self.cost_nano_usd);
         json.raw("stream", if self.stream { "true" } else { "false" });
         if let Some(error) = self.error {
             json.string("error", error);
@@ -235,6 +239,20 @@ impl<'a> JsonObject<'a> {
             Some(value) => self.number(key, value),
             None => self.raw(key, "null"),
         }
+    }
+
+    /// Dollars from nano-dollars, nine decimals: `0.000012500`.
+    fn usd(&mut self, key: &str, nanos: Option<u64>) {
+        let Some(nanos) = nanos else {
+            return self.raw(key, "null");
+        };
+        self.number(key, nanos / 1_000_000_000);
+        let fraction = nanos % 1_000_000_000;
+        self.out.push(b'.');
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(fraction);
+        self.out.extend(std::iter::repeat_n(b'0', 9 - digits.len()));
+        self.out.extend_from_slice(digits.as_bytes());
     }
 
     /// Milliseconds with three decimals: `12.345`.
@@ -348,6 +366,7 @@ mod tests {
             bytes_out: 2,
             attempts: 1,
             input_tokens: Some(3),
+            cost_nano_usd: Some(12_500),
             output_tokens: None,
             stream: false,
             error: None,
@@ -371,6 +390,7 @@ mod tests {
         assert_eq!(value["latency_ms"], 1234.567);
         assert_eq!(value["ttfb_ms"], 0.005);
         assert_eq!(value["input_tokens"], 3);
+        assert_eq!(value["cost_usd"], 0.0000125);
         assert!(value["output_tokens"].is_null() && value["caller"].is_null());
         assert_eq!(value["stream"], false);
         assert!(value.get("fallbacks").is_none() && value.get("error").is_none());

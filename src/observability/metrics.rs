@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -18,6 +18,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
     pub llm_fallbacks: IntCounterVec,
+    pub llm_cost: CounterVec,
+    pub llm_unpriced: IntCounterVec,
     pub rate_limit_hits: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub rate_limit_redis_errors: IntCounter,
@@ -110,6 +112,18 @@ impl Metrics {
                 "llm_fallbacks_total",
                 "Requests moved to a fallback model, by the client's route and the models (as labels) from and to.",
                 &["route", "from", "to"],
+            )?,
+            llm_cost: b.add(CounterVec::new(
+                Opts::new(
+                    "llm_cost_usd_total",
+                    "What answers cost in USD, from their usage and `pricing`, by route and model (as labels).",
+                ),
+                &["route", "model"],
+            ))?,
+            llm_unpriced: b.counters(
+                "llm_unpriced_requests_total",
+                "Answers with usage whose model has no price in `pricing`, by route and model (as labels).",
+                &["route", "model"],
             )?,
             rate_limit_hits: b.counters(
                 "rate_limit_hits_total",
@@ -336,6 +350,8 @@ mod tests {
         m.upstream_requests
             .with_label_values(&["p", "p/h:1", "200"]);
         m.llm_fallbacks.with_label_values(&["r", "a", "b"]);
+        m.llm_cost.with_label_values(&["r", "m"]);
+        m.llm_unpriced.with_label_values(&["r", "m"]);
         m.rate_limit_hits.with_label_values(&["rule", "requests"]);
         m.auth_failures.with_label_values(&["missing"]);
         m.llm_tokens
@@ -361,6 +377,8 @@ mod tests {
             "inflight_requests",
             "llm_time_to_first_token_seconds",
             "llm_fallbacks_total",
+            "llm_cost_usd_total",
+            "llm_unpriced_requests_total",
             "llm_tokens_total",
             "malformed_requests_total",
             "client_disconnects_total",

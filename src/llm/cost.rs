@@ -1,0 +1,66 @@
+//! What an answer cost: its settled usage at the configured prices
+//! (`pricing`), in integer nano-dollars so that sums stay exact.
+
+use crate::config::Price;
+
+use super::Usage;
+
+/// The configured prices; the first entry whose glob matches a model wins.
+#[derive(Default)]
+pub struct Pricing {
+    prices: Vec<Price>,
+}
+
+impl Pricing {
+    pub fn new(prices: &[Price]) -> Self {
+        Self {
+            prices: prices.to_vec(),
+        }
+    }
+
+    /// The cost of `usage` on `model` in nano-USD; `None` when the model has
+    /// no price (never a silent zero).
+    pub fn cost_nano_usd(&self, model: &str, usage: Usage) -> Option<u64> {
+        let price = self.prices.iter().find(|p| p.model.matches(model))?;
+        // USD per million tokens is nano-USD per thousandth of a token:
+        // tokens x price x 1000 nano-USD.
+        let nanos = (usage.input as f64 * price.input_per_million
+            + usage.output as f64 * price.output_per_million)
+            * 1000.0;
+        // Prices are bounded at config time; the cast saturates anyway.
+        Some(nanos.round() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Glob;
+
+    fn price(model: &str, input: f64, output: f64) -> Price {
+        Price {
+            model: Glob::new(model).unwrap(),
+            input_per_million: input,
+            output_per_million: output,
+        }
+    }
+
+    #[test]
+    fn the_first_matching_price_applies_and_unpriced_models_have_no_cost() {
+        let pricing = Pricing::new(&[price("gpt-4o-mini", 0.15, 0.60), price("gpt-*", 2.50, 10.0)]);
+        let usage = Usage {
+            input: 1000,
+            output: 500,
+        };
+        // 1000 x 0.15 + 500 x 0.60 = 450 micro-USD.
+        assert_eq!(pricing.cost_nano_usd("gpt-4o-mini", usage), Some(450_000));
+        // 1000 x 2.50 + 500 x 10 = 7500 micro-USD.
+        assert_eq!(pricing.cost_nano_usd("gpt-4o", usage), Some(7_500_000));
+        assert_eq!(pricing.cost_nano_usd("claude-3", usage), None);
+        let huge = Usage {
+            input: u64::MAX,
+            output: u64::MAX,
+        };
+        assert_eq!(pricing.cost_nano_usd("gpt-4o", huge), Some(u64::MAX));
+    }
+}

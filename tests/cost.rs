@@ -1,0 +1,82 @@
+//! Cost per answer, over the real binary: `pricing` prices a model's usage,
+//! JSON and streamed alike, into the access log's `cost_usd` and
+//! `llm_cost_usd_total`; a model with no price gets `null` and is counted in
+//! `llm_unpriced_requests_total`, never priced as 0.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const PRICING: &str =
+    "pricing:\n  - {model: mock-gpt, input_per_million: 2.5, output_per_million: 10}\n";
+
+fn expected_usd(line: &serde_json::Value) -> f64 {
+    let input = line["input_tokens"].as_f64().expect("input tokens");
+    let output = line["output_tokens"].as_f64().expect("output tokens");
+    assert!(input > 0.0 && output > 0.0, "{line}");
+    (input * 2.5 + output * 10.0) / 1e6
+}
+
+#[test]
+fn answers_are_priced_from_their_usage_and_unpriced_models_are_counted() {
+    let mock = Mock::start("m");
+    let gw = chat_gateway(&[&mock], PRICING, "mock-gpt, mock-*", "");
+    assert_eq!(chat(&gw, "mock-gpt").status, 200);
+    let streamed = post_json(
+        &gw.url("/v1/chat/completions"),
+        &json!({"model": "mock-gpt", "stream": true,
+                "messages": [{"role": "user", "content": "tell me more"}]}),
+        &[],
+    );
+    assert_eq!(streamed.status, 200);
+    assert!(streamed.body.contains("[DONE]"), "{}", streamed.body);
+    assert_eq!(chat(&gw, "mock-unpriced").status, 200);
+
+    let lines = gw.access_lines_at_least(3);
+    let priced: Vec<_> = lines.iter().filter(|l| l["model"] == "mock-gpt").collect();
+    assert_eq!(priced.len(), 2, "{lines:?}");
+    let mut total = 0.0;
+    for line in &priced {
+        let cost = line["cost_usd"].as_f64().expect("a cost");
+        let expected = expected_usd(line);
+        assert!(
+            (cost - expected).abs() < 1e-9,
+            "{cost} != {expected}: {line}"
+        );
+        total += cost;
+    }
+    assert!(
+        priced.iter().any(|l| l["stream"] == true),
+        "a streamed answer is priced"
+    );
+    let unpriced = lines
+        .iter()
+        .find(|l| l["model"] == "mock-unpriced")
+        .expect("the unpriced line");
+    assert!(unpriced["input_tokens"].as_u64().is_some(), "{unpriced}");
+    assert!(
+        unpriced["cost_usd"].is_null(),
+        "never a silent 0: {unpriced}"
+    );
+
+    let metrics = gw.metrics();
+    let counted = metric_value(
+        &metrics,
+        r#"llm_cost_usd_total{model="mock-gpt",route="chat"}"#,
+    )
+    .expect("llm_cost_usd_total for mock-gpt");
+    assert!((counted - total).abs() < 1e-9, "{counted} != {total}");
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"llm_unpriced_requests_total{model="mock-*",route="chat"}"#
+        ),
+        Some(1.0),
+        "labels come from config: the route's pattern, not the client's model\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("mock-unpriced"),
+        "no client string as a label"
+    );
+}
