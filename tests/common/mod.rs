@@ -13,11 +13,40 @@ use std::time::{Duration, Instant};
 /// they assert nothing about speed.
 const START_WAIT: Duration = Duration::from_secs(30);
 
+/// A port no other test process was handed recently. The kernel may give
+/// the same ephemeral port to two test processes that probe at once (each
+/// closes its probe before its gateway binds); the second gateway would
+/// then wait for the port while its test talks to the first one's. A claim
+/// file per port, made exclusively and honoured for ten minutes, keeps
+/// every port to one test process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    const CLAIMS: &str = "/tmp/ai-api-gateway-test-ports";
+    const HONOURED: Duration = Duration::from_secs(600);
+    let _ = std::fs::create_dir_all(CLAIMS);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let claim = Path::new(CLAIMS).join(port.to_string());
+        let stale = std::fs::metadata(&claim)
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().unwrap_or_default() > HONOURED);
+        if stale {
+            let _ = std::fs::remove_file(&claim);
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&claim)
+        {
+            Ok(_) => return port,
+            // Claimed by another test process: probe again.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            // No claims possible here: the kernel's word alone.
+            Err(_) => return port,
+        }
+    }
 }
 
 /// A mock upstream process.
