@@ -158,8 +158,9 @@ pub fn add_standing_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> ping
     Ok(())
 }
 
-/// Records the real usage: token metrics, and settlement of token rules.
-pub async fn settle(ctx: &mut RequestCtx) {
+/// Records the real usage: token and cost metrics (`cost_nano_usd` from
+/// `report::cost`), and settlement of token rules.
+pub async fn settle(ctx: &mut RequestCtx, cost_nano_usd: Option<u64>) {
     let usage = ctx.response.usage;
     let reached_upstream = ctx.upstream.backend.is_some();
     let provider = ctx
@@ -178,7 +179,7 @@ pub async fn settle(ctx: &mut RequestCtx) {
         admitted
             .route
             .metrics
-            .add_tokens(model, provider, usage.input, usage.output);
+            .add_usage(model, provider, usage.input, usage.output, cost_nano_usd);
     }
     if let Some((limiter, admission)) = admitted.limits.take() {
         let actual = match (usage, reached_upstream) {

@@ -289,10 +289,10 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         connection::request_finished(session);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        limiting::settle(ctx).await;
-        report::record_metrics(session, ctx, status);
         let state = self.state.load();
         let cost = report::cost(&state.pricing, ctx);
+        limiting::settle(ctx, cost).await;
+        report::record_metrics(session, ctx, status);
         report::access_log(state.access_log, session, ctx, status, cost, e);
     }
 }

@@ -41,22 +41,11 @@ fn count(route: &str, method: &str, status: u16) {
         .inc();
 }
 
-/// What the answer cost (nano-USD), counted in `llm_cost_usd_total`, or in
-/// `llm_unpriced_requests_total` when its model has no price. `None` as well
-/// when no usage was reported.
+/// What the answer cost in nano-USD: `None` when no usage was reported or
+/// its model has no price.
 pub fn cost(pricing: &Pricing, ctx: &RequestCtx) -> Option<u64> {
     let usage = ctx.response.usage?;
-    let request = ctx.model_request()?;
-    let labels = [ctx.route_label, request.model_label];
-    let cost = pricing.cost_nano_usd(&request.model, usage);
-    match cost {
-        Some(nanos) => metrics()
-            .llm_cost
-            .with_label_values(&labels)
-            .inc_by(nanos as f64 / 1e9),
-        None => metrics().llm_unpriced.with_label_values(&labels).inc(),
-    }
-    cost
+    pricing.cost_nano_usd(&ctx.model_request()?.model, usage)
 }
 
 /// Writes the request's access-log line, when the access log is on.

@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -221,10 +221,21 @@ pub struct RouteMetrics {
     pub post_ok: IntCounter,
     pub duration: Histogram,
     pub ttft: Histogram,
-    /// `llm_tokens_total` (input, output) per (model label, provider) seen
-    /// on the route: a short list (both labels come from config), scanned
-    /// without hashing label strings.
-    tokens: std::sync::Mutex<Vec<(&'static str, &'static str, IntCounter, IntCounter)>>,
+    /// The usage counters per (model label, provider) seen on the route: a
+    /// short list (both labels come from config), scanned without hashing
+    /// label strings.
+    usage: std::sync::Mutex<Vec<UsageCounters>>,
+}
+
+/// `llm_tokens_total` (input, output), `llm_cost_usd_total` and
+/// `llm_unpriced_requests_total` of one model and provider on a route.
+struct UsageCounters {
+    model: &'static str,
+    provider: &'static str,
+    input: IntCounter,
+    output: IntCounter,
+    cost: Counter,
+    unpriced: IntCounter,
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -234,33 +245,54 @@ impl std::fmt::Debug for RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// Counts reported token usage; `model` is the model's label (a name or
-    /// pattern from config, or `other`).
-    pub fn add_tokens(&self, model: &'static str, provider: &'static str, input: u64, output: u64) {
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        let found = tokens
+    /// Counts reported token usage and what it cost (nano-USD; `None`: the
+    /// model has no price); `model` is the model's label (a name or pattern
+    /// from config, or `other`).
+    pub fn add_usage(
+        &self,
+        model: &'static str,
+        provider: &'static str,
+        input: u64,
+        output: u64,
+        cost_nano_usd: Option<u64>,
+    ) {
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let found = usage
             .iter()
-            .position(|(m, p, _, _)| *m == model && *p == provider);
+            .position(|c| c.model == model && c.provider == provider);
         let index = match found {
             Some(i) => i,
             None => {
-                let vec = &metrics().llm_tokens;
-                let input = vec.with_label_values(&[&self.route, model, provider, "input"]);
-                let output = vec.with_label_values(&[&self.route, model, provider, "output"]);
-                tokens.push((model, provider, input, output));
-                tokens.len() - 1
+                let m = metrics();
+                let tokens = |kind| {
+                    m.llm_tokens
+                        .with_label_values(&[&self.route, model, provider, kind])
+                };
+                usage.push(UsageCounters {
+                    model,
+                    provider,
+                    input: tokens("input"),
+                    output: tokens("output"),
+                    cost: m.llm_cost.with_label_values(&[&self.route, model]),
+                    unpriced: m.llm_unpriced.with_label_values(&[&self.route, model]),
+                });
+                usage.len() - 1
             }
         };
-        let (_, _, input_counter, output_counter) = &tokens[index];
-        input_counter.inc_by(input);
-        output_counter.inc_by(output);
+        let counters = &usage[index];
+        counters.input.inc_by(input);
+        counters.output.inc_by(output);
+        match cost_nano_usd {
+            Some(nanos) => counters.cost.inc_by(nanos as f64 / 1e9),
+            None => counters.unpriced.inc(),
+        }
     }
 
     pub fn new(route: &str) -> Self {
         let m = metrics();
         Self {
             route: route.to_string(),
-            tokens: std::sync::Mutex::new(Vec::new()),
+            usage: std::sync::Mutex::new(Vec::new()),
             post_ok: m.http_requests.with_label_values(&[route, "POST", "200"]),
             duration: m.http_duration.with_label_values(&[route]),
             ttft: m.llm_ttft.with_label_values(&[route]),
