@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
@@ -511,34 +509,16 @@ fn errors_on_the_messages_api_are_anthropic_shaped() {
     // Only the head, declaring a body over the limit: the gateway refuses it
     // on the declared length and closes, and a client still writing the body
     // could find the connection gone before it reads the answer.
-    let mut stream = TcpStream::connect(("127.0.0.1", s.gw.proxy_port)).expect("connect");
     let head = format!(
         "POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\nContent-Length: {}\r\n\r\n",
         100 * 1024
     );
-    stream.write_all(head.as_bytes()).expect("send the head");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut answer = String::new();
-    // The gateway closes after refusing: read to the end.
-    let _ = stream.read_to_string(&mut answer);
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let r = Response {
-        status,
-        headers,
-        body: body.to_string(),
-    };
+    // The gateway closes after refusing: raw_exchange reads to the end.
+    let r = Response::from_raw(&raw_exchange(
+        s.gw.proxy_port,
+        head.as_bytes(),
+        Duration::from_secs(10),
+    ));
     assert_anthropic_error(&r, 413, "request_too_large");
     // A limit: Anthropic's headers on the 429.
     let tiny = json!({"model": "mock-claude-tiny", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});

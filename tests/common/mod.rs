@@ -275,6 +275,27 @@ pub struct Response {
 }
 
 impl Response {
+    /// An answer read off a raw socket (`raw_exchange`): status line,
+    /// headers (names lowercased) and body; status 0 when there was none.
+    pub fn from_raw(answer: &str) -> Self {
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Self {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
