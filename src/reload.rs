@@ -85,6 +85,8 @@ impl Supervisor {
     }
 
     /// Loads, validates and swaps; the old state stays on any fault.
+    /// Loads the file and makes it the running state; returns the state
+    /// it replaced.
     fn reload(&self) -> Result<Arc<GatewayState>, String> {
         let config = config::load_file(&self.path).map_err(|e| e.to_string())?;
         for secret in &config.secrets {
@@ -94,9 +96,7 @@ impl Supervisor {
         for warning in needs_upgrade(&self.started_with, &config.process) {
             log::warn!("config reload: {warning} changed; it takes a graceful upgrade (start a new process with -u) to apply");
         }
-        let state = Arc::new(state);
-        self.state.store(state.clone());
-        Ok(state)
+        Ok(self.state.swap(Arc::new(state)))
     }
 
     fn file_stamp(&self) -> Option<SystemTime> {
@@ -177,11 +177,14 @@ impl BackgroundService for Supervisor {
                 }
             };
             match self.reload() {
-                Ok(state) => {
+                Ok(replaced) => {
                     metrics().config_reloads.with_label_values(&["ok"]).inc();
                     log::warn!("config reloaded from {} ({cause})", self.path.display());
-                    let old = std::mem::replace(&mut generation, Generation::start(&state));
-                    old.stop().await;
+                    let new = Generation::start(&self.state.load());
+                    std::mem::replace(&mut generation, new).stop().await;
+                    let limiter = replaced.limiter.clone();
+                    drop(replaced);
+                    tokio::spawn(limiter.retire());
                 }
                 Err(e) => {
                     metrics().config_reloads.with_label_values(&["error"]).inc();

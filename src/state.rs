@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::auth::Authenticator;
+use crate::auth::{AdminToken, Authenticator};
 use crate::config::{AccessLog, Config, RequestLimits};
 use crate::limits::Limiter;
 use crate::llm::Pricing;
@@ -23,6 +23,8 @@ pub struct GatewayState {
     pub metrics_on_proxy: bool,
     pub access_log: AccessLog,
     pub pricing: Pricing,
+    /// `None`: the admin endpoints beyond health and metrics answer 401.
+    pub admin_token: Option<AdminToken>,
     pub started: Instant,
 }
 
@@ -61,6 +63,10 @@ impl GatewayState {
             metrics_on_proxy: config.metrics_on_proxy,
             access_log: config.access_log,
             pricing: Pricing::new(&config.pricing),
+            admin_token: config
+                .admin_token
+                .as_ref()
+                .map(|token| AdminToken::new(token.expose())),
             started: Instant::now(),
         }
     }

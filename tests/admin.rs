@@ -88,10 +88,12 @@ fn metrics_in_prometheus_format() {
         text.contains(r#"auth_failures_total{reason="expired"} 0"#),
         "{text}"
     );
-    // The admin port is not the proxy: it knows only its own paths.
+    // The admin port is not the proxy, and without `admin.token` every path
+    // beyond the probes and metrics is closed (tests/budgets.rs has the
+    // token's side).
     let resp = send("GET", &gw.admin_url("/v1/models"), &[], None);
-    assert_eq!(resp.status, 404);
-    assert_eq!(resp.json()["error"]["code"], "unknown_url");
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.json()["error"]["code"], "invalid_admin_token");
 }
 
 #[test]

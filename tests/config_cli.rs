@@ -113,7 +113,7 @@ fn bad_files_fail_with_file_field_and_fault() {
         ),
         (
             "limits:\n  rules:\n    - {name: big, key: [global], counts: total_tokens, limit: 281474976710657}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
-            "limits.rules[0].limit: must be at most 2^48",
+            "limits.rules[0].limit: must be a whole number from 1 to 2^48 (281474976710656)",
         ),
         (
             "server:\n  grace_period_seconds: 5\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
@@ -146,6 +146,30 @@ fn bad_files_fail_with_file_field_and_fault() {
         (
             "pricing:\n  - {model: '', input_per_million: 1, output_per_million: 1}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "pricing[0].model: must not be empty",
+        ),
+        (
+            "limits:\n  rules:\n    - {name: b, key: [team], counts: cost_usd, limit: 10, window: month}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.rules[0].counts: `cost_usd` needs a `pricing` table",
+        ),
+        (
+            "pricing:\n  - {model: m, input_per_million: 1, output_per_million: 1}\nlimits:\n  rules:\n    - {name: b, key: [team], counts: cost_usd, limit: 0, window: day}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.rules[0].limit: must be a number of USD above 0 and at most 281474976",
+        ),
+        (
+            "limits:\n  rules:\n    - {name: b, key: [team], counts: requests, limit: 1.5, window: day}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.rules[0].limit: must be a whole number from 1 to 2^48",
+        ),
+        (
+            "limits:\n  rules:\n    - {name: b, key: [team], counts: requests, limit: 5, window: week}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.rules[0].window: unknown value `week` (expected `second`, `minute`, `hour`, `day` or `month`)",
+        ),
+        (
+            "admin: {token: short}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "admin.token: must be at least 16 characters",
+        ),
+        (
+            "admin: {token: \"${NO_SUCH_ADMIN_TOKEN_VAR}\"}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "admin.token: environment variable `NO_SUCH_ADMIN_TOKEN_VAR` is not set",
         ),
         ("{{{", "line 1 column 2"),
     ];

@@ -80,3 +80,50 @@ fn answers_are_priced_from_their_usage_and_unpriced_models_are_counted() {
         "no client string as a label"
     );
 }
+
+#[test]
+fn translated_answers_are_priced_from_the_usage_the_client_sees() {
+    // An Anthropic client on `/v1/messages` reaching a model whose pool
+    // speaks OpenAI's API: the request and answer are translated.
+    let mock = Mock::start("m");
+    let gw = Gateway::start(&format!(
+        "{PRICING}{}routes:\n  - name: messages\n    paths: [/v1/messages]\n    models: [mock-gpt]\n    upstream: openai-pool\n",
+        provider_pools(&mock.url(), "http://127.0.0.1:1")
+    ));
+    let json_answer = post_json(
+        &gw.url("/v1/messages"),
+        &json!({"model": "mock-gpt", "max_tokens": 50,
+                "messages": [{"role": "user", "content": "how much?"}]}),
+        &[],
+    );
+    assert_eq!(json_answer.status, 200, "{}", json_answer.body);
+    let usage = json_answer.json()["usage"].clone();
+    let streamed = post_json(
+        &gw.url("/v1/messages"),
+        &json!({"model": "mock-gpt", "max_tokens": 50, "stream": true,
+                "messages": [{"role": "user", "content": "and streamed?"}]}),
+        &[],
+    );
+    assert_eq!(streamed.status, 200, "{}", streamed.body);
+    assert!(streamed.body.contains("message_stop"), "{}", streamed.body);
+
+    let lines = gw.access_lines_at_least(2);
+    for line in &lines {
+        let cost = line["cost_usd"].as_f64().expect("a cost");
+        let expected = expected_usd(line);
+        assert!(
+            (cost - expected).abs() < 1e-9,
+            "{cost} != {expected}: {line}"
+        );
+    }
+    // The log's tokens are the ones the client was told.
+    let json_line = lines
+        .iter()
+        .find(|l| l["stream"] == false)
+        .expect("json line");
+    assert_eq!(json_line["input_tokens"], usage["input_tokens"], "{usage}");
+    assert_eq!(
+        json_line["output_tokens"], usage["output_tokens"],
+        "{usage}"
+    );
+}

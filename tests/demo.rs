@@ -100,6 +100,22 @@ fn the_demo_shows_limits_and_tokens() {
         "no cost after one request\n{}",
         admin_metrics()
     );
+    // And the demo team's budget shows what it spent.
+    let spend = send(
+        "GET",
+        &format!("http://127.0.0.1:{}/v1/spend", demo.admin),
+        &[("authorization", "Bearer demo-admin-token-change-me")],
+        None,
+    );
+    assert_eq!(spend.status, 200, "{}", spend.body);
+    let line = &spend.json()["data"][0];
+    assert_eq!(line["rule"], "demo-team-monthly", "{}", spend.body);
+    assert_eq!(line["key"]["team"], "demo", "{}", spend.body);
+    assert!(
+        line["spent_usd"].as_f64().is_some_and(|usd| usd > 0.0),
+        "{}",
+        spend.body
+    );
 }
 
 /// The README's promise: both demo models answer through both APIs, the

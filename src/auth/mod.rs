@@ -1,6 +1,7 @@
 //! Authentication: API keys, JWTs with configured keys, and JWTs with keys
 //! from an OIDC issuer's JWKS. Every method produces one [`Identity`].
 
+mod admin_token;
 mod api_key;
 mod credentials;
 mod fetch;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+pub use admin_token::AdminToken;
 pub use api_key::{hash_key, ApiKeyStore};
 pub use jwks::JwksRefresher;
 pub use jwt::JwtVerifier;

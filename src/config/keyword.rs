@@ -129,6 +129,8 @@ keywords! {
         OutputTokens = "output_tokens",
         TotalTokens = "total_tokens",
         Concurrent = "concurrent",
+        /// Spend in USD at the configured `pricing` (a budget).
+        CostUsd = "cost_usd",
     }
 }
 
@@ -139,6 +141,11 @@ impl LimitCounts {
             LimitCounts::InputTokens | LimitCounts::OutputTokens | LimitCounts::TotalTokens
         )
     }
+
+    /// Reserved on admission and settled on the real usage: tokens and cost.
+    pub fn is_metered(self) -> bool {
+        self.is_tokens() || self == LimitCounts::CostUsd
+    }
 }
 
 keywords! {
@@ -148,16 +155,20 @@ keywords! {
         Minute = "minute",
         Hour = "hour",
         Day = "day",
+        /// A calendar month in UTC.
+        Month = "month",
     }
 }
 
 impl LimitWindow {
+    /// The window's length; for a month, the longest one (31 days).
     pub fn seconds(self) -> u64 {
         match self {
             LimitWindow::Second => 1,
             LimitWindow::Minute => 60,
             LimitWindow::Hour => 3600,
             LimitWindow::Day => 86_400,
+            LimitWindow::Month => 31 * 86_400,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct Config {
     pub pools: Vec<Pool>,
     pub routes: Vec<Route>,
     pub pricing: Vec<Price>,
+    /// The bearer token of the admin endpoints beyond health and metrics;
+    /// `None`: they answer 401.
+    pub admin_token: Option<Secret>,
 }
 
 /// What a model's tokens cost, in USD per million (validated: finite, not

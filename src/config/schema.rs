@@ -35,6 +35,16 @@ pub struct File {
     /// USD per million tokens, by model name or glob; the first match wins.
     #[serde(default)]
     pub pricing: Vec<Price>,
+    #[serde(default)]
+    pub admin: Option<Admin>,
+}
+
+/// The admin port's endpoints beyond `/health`, `/ready` and `/metrics`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// A bearer token (`${ENV}`); without it those endpoints answer 401.
+    pub token: Secret,
 }
 
 #[derive(Debug, Deserialize)]
@@ -524,7 +534,8 @@ pub struct LimitRule {
     pub name: String,
     pub key: Vec<String>,
     pub counts: String,
-    pub limit: u64,
+    /// A count, or USD for a `cost_usd` rule.
+    pub limit: f64,
     /// Not used by `concurrent` rules.
     #[serde(default = "default_window")]
     pub window: String,

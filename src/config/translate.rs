@@ -250,7 +250,7 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         None => Auth::default(),
     };
     let limits = match &file.limits {
-        Some(limits) => self::limits(limits, env)?,
+        Some(limits) => self::limits(limits, !file.pricing.is_empty(), env)?,
         None => Limits::default(),
     };
     let rule_names: HashSet<&str> = limits.rules.iter().map(|r| r.name.as_str()).collect();
@@ -310,6 +310,10 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
             }
         }
     }
+    let admin_token = match &file.admin {
+        Some(admin) => Some(self::admin_token(&admin.token, env)?),
+        None => None,
+    };
     let secrets = env.found.take();
     Ok(Config {
         process,
@@ -323,7 +327,21 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         pools,
         routes,
         pricing: pricing(&file.pricing)?,
+        admin_token,
     })
+}
+
+/// Shorter than this, a token can be guessed by a patient scanner.
+const MIN_ADMIN_TOKEN: usize = 16;
+
+fn admin_token(token: &Secret, env: Env<'_>) -> Result<Secret> {
+    let token = expand("admin.token", token, env)?;
+    ensure(
+        token.expose().len() >= MIN_ADMIN_TOKEN,
+        || "admin.token".into(),
+        &format!("must be at least {MIN_ADMIN_TOKEN} characters"),
+    )?;
+    Ok(token)
 }
 
 /// A price above this (USD per million tokens) is a typo, not a model.
@@ -737,7 +755,29 @@ fn oidc(o: &schema::Oidc) -> Result<Oidc> {
     })
 }
 
-fn limits(l: &schema::Limits, env: Env<'_>) -> Result<Limits> {
+/// A rule's limit: a whole count from 1 to 2^48, or for a budget USD above
+/// zero, counted inside in micro-USD.
+fn rule_limit(field: &str, counts: LimitCounts, limit: f64) -> Result<u64> {
+    if counts == LimitCounts::CostUsd {
+        let most = MAX_LIMIT / 1_000_000;
+        if !(limit > 0.0 && limit <= most as f64) {
+            return fault(
+                field,
+                format!("must be a number of USD above 0 and at most {most}"),
+            );
+        }
+        return Ok(((limit * 1e6).round() as u64).max(1));
+    }
+    if !(limit.fract() == 0.0 && (1.0..=MAX_LIMIT as f64).contains(&limit)) {
+        return fault(
+            field,
+            format!("must be a whole number from 1 to 2^48 ({MAX_LIMIT})"),
+        );
+    }
+    Ok(limit as u64)
+}
+
+fn limits(l: &schema::Limits, priced: bool, env: Env<'_>) -> Result<Limits> {
     let mut names = HashSet::new();
     let mut rules = Vec::with_capacity(l.rules.len());
     for (i, rule) in l.rules.iter().enumerate() {
@@ -754,19 +794,20 @@ fn limits(l: &schema::Limits, env: Env<'_>) -> Result<Limits> {
             .enumerate()
             .map(|(j, part)| word!(LimitKeyPart, &format!("{at}.key[{j}]"), part))
             .collect::<Result<Vec<_>>>()?;
-        if rule.limit > MAX_LIMIT {
-            return fault(
-                format!("{at}.limit"),
-                format!("must be at most 2^48 ({MAX_LIMIT})"),
-            );
-        }
+        let counts = word!(LimitCounts, &format!("{at}.counts"), &rule.counts)?;
         rules.push(LimitRule {
             name: rule.name.clone(),
             key,
-            counts: word!(LimitCounts, &format!("{at}.counts"), &rule.counts)?,
-            limit: count_in(&format!("{at}.limit"), rule.limit, 1, MAX_LIMIT)?,
+            counts,
+            limit: rule_limit(&format!("{at}.limit"), counts, rule.limit)?,
             window: word!(LimitWindow, &format!("{at}.window"), &rule.window)?,
         });
+        if counts == LimitCounts::CostUsd && !priced {
+            return fault(
+                format!("{at}.counts"),
+                "`cost_usd` needs a `pricing` table: without prices nothing costs anything",
+            );
+        }
     }
     let mode = match &l.mode {
         Some(mode) => word!(LimitMode, "limits.mode", mode)?,

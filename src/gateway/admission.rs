@@ -17,7 +17,7 @@ use crate::auth::{Failure, Identity};
 use crate::config::AuthMethod;
 use crate::error::ApiError;
 use crate::limits::{Admission, Charge, Limiter, Rejection, RequestFacts};
-use crate::llm::{self, translate, Dialect};
+use crate::llm::{self, translate, Dialect, Usage};
 use crate::observability::metrics::metrics;
 use crate::routing::{PathMatch, RouteEntry};
 use crate::state::GatewayState;
@@ -232,9 +232,19 @@ pub async fn reserve(
             .and_then(|a| a.as_inet())
             .map(|a| a.ip()),
     };
-    let reservation = model_request.map_or(Charge::default(), |m| Charge {
-        input_tokens: (m.client_body.len() as u64).div_ceil(4),
-        output_tokens: m.max_tokens.unwrap_or(route.default_max_tokens),
+    let reservation = model_request.map_or(Charge::default(), |m| {
+        let worst_case = Usage {
+            input: (m.client_body.len() as u64).div_ceil(4),
+            output: m.max_tokens.unwrap_or(route.default_max_tokens),
+        };
+        Charge {
+            input_tokens: worst_case.input,
+            output_tokens: worst_case.output,
+            cost_micro_usd: state
+                .pricing
+                .cost_nano_usd(&m.model, worst_case)
+                .map_or(0, llm::micro_usd),
+        }
     });
     let admission = limiter.admit(&rules, &facts, reservation).await?;
     Ok(Some((limiter.clone(), admission)))

@@ -23,6 +23,23 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
                 r.rule
             ),
         )
+    } else if r.counts == LimitCounts::CostUsd {
+        // A budget: its standing is in dollars, not in any `x-ratelimit-*`
+        // header's unit.
+        let mut error = ApiError::new(
+            429,
+            "rate_limit_error",
+            "budget_exceeded",
+            format!(
+                "Budget `{}` reached: ${} per {}. Retry in {} s.",
+                r.rule,
+                usd(r.standing.limit),
+                r.window.as_str(),
+                r.retry_after_secs
+            ),
+        );
+        error.extra_headers = vec![("retry-after", r.retry_after_secs.to_string())];
+        return error;
     } else {
         let what = match r.counts {
             LimitCounts::Requests => "requests",
@@ -54,6 +71,17 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
             .map(|(name, value)| (name, value.to_str().unwrap_or_default().to_string())),
     );
     error
+}
+
+/// Micro-USD in dollars, with as many decimals as it takes (at most 6).
+pub fn usd(micro: u64) -> String {
+    let (whole, frac) = (micro / 1_000_000, micro % 1_000_000);
+    if frac == 0 {
+        return format!("{whole}.00");
+    }
+    let digits = format!("{frac:06}");
+    let digits = digits.trim_end_matches('0');
+    format!("{whole}.{digits:0<2}")
 }
 
 /// What a standing counts, for header names.
@@ -116,12 +144,7 @@ fn standing_headers(
 fn window_word(r: &Rejection) -> &'static str {
     match r.counts {
         LimitCounts::Concurrent => "moment",
-        _ => match r.standing.reset_ms {
-            0..=1_000 => "second",
-            1_001..=60_000 => "minute",
-            60_001..=3_600_000 => "hour",
-            _ => "day",
-        },
+        _ => r.window.as_str(),
     }
 }
 
@@ -186,6 +209,8 @@ pub async fn settle(ctx: &mut RequestCtx, cost_nano_usd: Option<u64>) {
             (Some(u), _) => Some(Charge {
                 input_tokens: u.input,
                 output_tokens: u.output,
+                // An unpriced model costs no budget (it is counted apart).
+                cost_micro_usd: cost_nano_usd.map_or(0, crate::llm::micro_usd),
             }),
             // Never reached an upstream: nothing was used.
             (None, false) => Some(Charge::default()),
@@ -198,7 +223,15 @@ pub async fn settle(ctx: &mut RequestCtx, cost_nano_usd: Option<u64>) {
 
 #[cfg(test)]
 mod tests {
-    use super::format_reset;
+    use super::{format_reset, usd};
+
+    #[test]
+    fn budgets_read_in_dollars() {
+        assert_eq!(usd(25_000_000), "25.00");
+        assert_eq!(usd(1_500_000), "1.50");
+        assert_eq!(usd(2_000_450), "2.00045");
+        assert_eq!(usd(7), "0.000007");
+    }
 
     #[test]
     fn resets_read_like_openai() {

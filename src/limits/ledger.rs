@@ -64,7 +64,8 @@ impl Ledger {
         let rule = at.rule;
         match self {
             Ledger::Local => {
-                let (admitted, used) = local.charge(rule.window, at.counter, rule.limit, amount);
+                let (admitted, used) =
+                    local.charge(rule.window, at.window_id, at.counter, rule.limit, amount);
                 if admitted {
                     Charge::Admitted {
                         remaining: rule.limit.saturating_sub(used),
@@ -108,7 +109,7 @@ impl Ledger {
             return;
         }
         match self {
-            Ledger::Local => local.adjust(rule.window, counter, delta),
+            Ledger::Local => local.adjust(rule.window, window_id, counter, delta),
             Ledger::Lease { store, leases, .. } => {
                 let same_window = leases
                     .find(counter)

@@ -1,8 +1,10 @@
 //! Counters inside one replica: pingora-limits' `Rate` per window length
-//! (local mode, and the fallback while Redis is away) and `Inflight` for
-//! concurrency rules.
+//! (local mode, and the fallback while Redis is away), exact counters for
+//! calendar months (a `Rate` turns over at a fixed period from the process'
+//! start, never on the 1st), and `Inflight` for concurrency rules.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use pingora_limits::inflight::{Guard, Inflight};
@@ -18,6 +20,9 @@ const SLOTS: usize = 16 * 1024;
 
 pub struct LocalCounters {
     rates: HashMap<LimitWindow, Rate>,
+    /// Month rules: each counter's month and its use in it. One entry per
+    /// counter, replaced when its month turns over.
+    months: Mutex<HashMap<Counter, (u64, i64)>>,
     inflight: Inflight,
 }
 
@@ -39,15 +44,33 @@ impl Default for LocalCounters {
         .collect();
         Self {
             rates,
+            months: Mutex::default(),
             inflight: Inflight::new(),
         }
     }
 }
 
 impl LocalCounters {
-    /// Charges `n` against `limit` in this window; refused charges are undone.
-    /// Returns (admitted, used after).
-    pub fn charge(&self, window: LimitWindow, key: &Counter, limit: u64, n: u64) -> (bool, u64) {
+    /// Charges `n` against `limit` in window `window_id` of `window`;
+    /// refused charges are undone. Returns (admitted, used after).
+    pub fn charge(
+        &self,
+        window: LimitWindow,
+        window_id: u64,
+        key: &Counter,
+        limit: u64,
+        n: u64,
+    ) -> (bool, u64) {
+        if window == LimitWindow::Month {
+            let mut months = self.months.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = month_entry(&mut months, key, window_id);
+            let used = (*entry).max(0) as u64 + n;
+            if used > limit {
+                return (false, used - n);
+            }
+            *entry += n as i64;
+            return (true, used);
+        }
         let Some(rate) = self.rates.get(&window) else {
             return (true, 0);
         };
@@ -60,7 +83,17 @@ impl LocalCounters {
     }
 
     /// Adds `delta` (negative gives back) without a check.
-    pub fn adjust(&self, window: LimitWindow, key: &Counter, delta: i64) {
+    pub fn adjust(&self, window: LimitWindow, window_id: u64, key: &Counter, delta: i64) {
+        if window == LimitWindow::Month {
+            let mut months = self.months.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((id, used)) = months.get_mut(key) {
+                // A settlement for a month that has ended changes nothing.
+                if *id == window_id {
+                    *used += delta;
+                }
+            }
+            return;
+        }
         if let Some(rate) = self.rates.get(&window) {
             rate.observe(key, delta as isize);
         }
@@ -73,6 +106,19 @@ impl LocalCounters {
     }
 }
 
+/// A counter's use in month `window_id`, started at 0 when its month turned.
+fn month_entry<'a>(
+    months: &'a mut HashMap<Counter, (u64, i64)>,
+    key: &Counter,
+    window_id: u64,
+) -> &'a mut i64 {
+    let entry = months.entry(key.clone()).or_insert((window_id, 0));
+    if entry.0 != window_id {
+        *entry = (window_id, 0);
+    }
+    &mut entry.1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,15 +127,29 @@ mod tests {
     fn charges_stop_at_the_limit_and_refusals_cost_nothing() {
         let c = LocalCounters::default();
         let k = Counter::new(0, "|g=*");
-        assert_eq!(c.charge(LimitWindow::Minute, &k, 3, 2), (true, 2));
-        assert_eq!(c.charge(LimitWindow::Minute, &k, 3, 2), (false, 2));
-        assert_eq!(c.charge(LimitWindow::Minute, &k, 3, 1), (true, 3));
-        c.adjust(LimitWindow::Minute, &k, -2);
-        assert!(c.charge(LimitWindow::Minute, &k, 3, 2).0);
+        assert_eq!(c.charge(LimitWindow::Minute, 0, &k, 3, 2), (true, 2));
+        assert_eq!(c.charge(LimitWindow::Minute, 0, &k, 3, 2), (false, 2));
+        assert_eq!(c.charge(LimitWindow::Minute, 0, &k, 3, 1), (true, 3));
+        c.adjust(LimitWindow::Minute, 0, &k, -2);
+        assert!(c.charge(LimitWindow::Minute, 0, &k, 3, 2).0);
         assert!(
-            c.charge(LimitWindow::Minute, &Counter::new(1, "|g=*"), 3, 3)
+            c.charge(LimitWindow::Minute, 0, &Counter::new(1, "|g=*"), 3, 3)
                 .0
         );
+    }
+
+    #[test]
+    fn month_counts_are_exact_and_start_over_each_month() {
+        let c = LocalCounters::default();
+        let k = Counter::new(0, "|t=ml");
+        assert_eq!(c.charge(LimitWindow::Month, 5, &k, 10, 7), (true, 7));
+        assert_eq!(c.charge(LimitWindow::Month, 5, &k, 10, 4), (false, 7));
+        c.adjust(LimitWindow::Month, 5, &k, -2);
+        assert_eq!(c.charge(LimitWindow::Month, 5, &k, 10, 5), (true, 10));
+        // A late settlement of last month leaves this month alone.
+        assert_eq!(c.charge(LimitWindow::Month, 6, &k, 10, 1), (true, 1));
+        c.adjust(LimitWindow::Month, 5, &k, 5);
+        assert_eq!(c.charge(LimitWindow::Month, 6, &k, 10, 9), (true, 10));
     }
 
     #[test]
@@ -117,7 +177,7 @@ mod properties {
             let counters = LocalCounters::default();
             let admitted: u64 = charges
                 .iter()
-                .filter(|&&n| counters.charge(LimitWindow::Hour, &Counter::new(0, "k"), limit, n).0)
+                .filter(|&&n| counters.charge(LimitWindow::Hour, 0, &Counter::new(0, "k"), limit, n).0)
                 .sum();
             prop_assert!(admitted <= limit);
         }

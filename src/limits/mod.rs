@@ -8,10 +8,12 @@
 //! [`ledger::Ledger`]'s business. Concurrency rules hold a slot per request
 //! in this replica.
 
+mod calendar;
 pub mod lease;
 mod ledger;
 mod local;
 mod rules;
+mod spend;
 mod store;
 
 use std::collections::HashMap;
@@ -27,11 +29,13 @@ use pingora_limits::inflight::Guard;
 pub use rules::{Counter, RequestFacts, Rule};
 
 pub use crate::config::MAX_LIMIT as MAX_CHARGE;
-use crate::config::{self, LimitCounts, LimitMode, RedisFailure};
+use crate::config::{self, LimitCounts, LimitMode, LimitWindow, RedisFailure};
 use crate::observability::metrics::metrics;
 use ledger::{Charge as Outcome, Ledger, Spot};
 use local::LocalCounters;
-use rules::{reset_in_ms, window_id};
+use rules::{reset_in_ms, ttl_secs, window_id};
+use spend::{Source, SpendBook};
+pub use spend::{SpendError, SpendLine, SpendQuery};
 use store::{epoch_ms, RedisStore};
 
 /// What one request is charged, by kind.
@@ -39,6 +43,8 @@ use store::{epoch_ms, RedisStore};
 pub struct Charge {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// At the configured prices; 0 for a model without a price.
+    pub cost_micro_usd: u64,
 }
 
 impl Charge {
@@ -51,6 +57,7 @@ impl Charge {
             LimitCounts::InputTokens => input,
             LimitCounts::OutputTokens => output,
             LimitCounts::TotalTokens => (input + output).min(MAX_CHARGE),
+            LimitCounts::CostUsd => self.cost_micro_usd.min(MAX_CHARGE),
         }
     }
 }
@@ -88,6 +95,7 @@ pub struct Admission {
 pub struct Rejection {
     pub rule: String,
     pub counts: LimitCounts,
+    pub window: LimitWindow,
     pub status: u16,
     pub retry_after_secs: u64,
     pub standing: Standing,
@@ -105,6 +113,10 @@ pub struct Limiter {
     sync_interval: Duration,
     /// Local mode's counts, the fallback shares, concurrency slots.
     local: LocalCounters,
+    /// What budget rules spent, for `/v1/spend`.
+    spend: SpendBook,
+    /// How this process signs the reservations it publishes in Redis.
+    replica: String,
     redis_down: AtomicBool,
 }
 
@@ -155,6 +167,8 @@ impl Limiter {
             replicas: redis.map_or(1, |r| u64::from(r.expected_replicas.max(1))),
             sync_interval: redis.map_or(Duration::from_secs(1), |r| r.sync_interval),
             local: LocalCounters::default(),
+            spend: SpendBook::default(),
+            replica: replica_name(),
             redis_down: AtomicBool::new(false),
         }
     }
@@ -221,6 +235,9 @@ impl Limiter {
                         c if c.is_tokens() && admission.tokens.is_none() => {
                             admission.tokens = Some(standing)
                         }
+                        LimitCounts::CostUsd => {
+                            self.spend.reserve(&counter, spot.window_id, amount)
+                        }
                         _ => {}
                     }
                     admission.charged.push(Charged {
@@ -249,6 +266,7 @@ impl Limiter {
         Rejection {
             rule: rule.name.clone(),
             counts: rule.counts,
+            window: rule.window,
             status,
             retry_after_secs,
             standing: Standing {
@@ -316,7 +334,9 @@ impl Limiter {
             RedisFailure::Open => {
                 let rule = at.rule;
                 let share = (rule.limit / self.replicas).max(1);
-                let (admitted, used) = self.local.charge(rule.window, at.counter, share, amount);
+                let (admitted, used) =
+                    self.local
+                        .charge(rule.window, at.window_id, at.counter, share, amount);
                 if admitted {
                     Ok((share.saturating_sub(used), true))
                 } else {
@@ -332,12 +352,16 @@ impl Limiter {
     async fn undo(&self, admission: &Admission) {
         for c in &admission.charged {
             self.adjust(c, -(c.amount as i64)).await;
+            if c.rule.counts == LimitCounts::CostUsd {
+                self.spend.settle(&c.counter, c.window_id, c.amount, 0);
+            }
         }
     }
 
     async fn adjust(&self, c: &Charged, delta: i64) {
         if c.fallback {
-            self.local.adjust(c.rule.window, &c.counter, delta);
+            self.local
+                .adjust(c.rule.window, c.window_id, &c.counter, delta);
         } else {
             self.ledger
                 .adjust(&self.local, &c.rule, &c.counter, c.window_id, delta)
@@ -352,18 +376,19 @@ impl Limiter {
         self.undo(&admission).await;
     }
 
-    /// Settles token rules with the real usage (`None`: unknown, keep the reservation).
+    /// Settles token and budget rules with the real usage (`None`: unknown,
+    /// the reservation stands as what was used).
     pub async fn settle(&self, admission: Admission, actual: Option<Charge>) {
-        let Some(actual) = actual else {
-            return;
-        };
         for c in admission
             .charged
             .iter()
-            .filter(|c| c.rule.counts.is_tokens())
+            .filter(|c| c.rule.counts.is_metered())
         {
-            let used = actual.amount(c.rule.counts) as i64;
-            self.adjust(c, used - c.amount as i64).await;
+            let used = actual.map_or(c.amount, |a| a.amount(c.rule.counts));
+            self.adjust(c, used as i64 - c.amount as i64).await;
+            if c.rule.counts == LimitCounts::CostUsd {
+                self.spend.settle(&c.counter, c.window_id, c.amount, used);
+            }
         }
     }
 
@@ -375,11 +400,82 @@ impl Limiter {
     }
 
     /// Hands every unspent lease back to Redis (hybrid mode), so a process
-    /// that exits does not take a slice of every limit with it.
+    /// that exits does not take a slice of every limit with it, and sends
+    /// the spend it booked since the last sync.
     pub async fn return_leases(&self) {
         let returned = self.ledger.hand_back(&self.rules, u64::MAX).await;
         if returned > 0 {
             log::info!("handed {returned} unspent units of limit leases back to Redis");
+        }
+        self.send_spend().await;
+    }
+
+    /// A reload replaced this limiter, but requests it admitted still settle
+    /// here: keep handing idle leases back and sending spend until the last
+    /// of them has ended (an hour at most), then return everything.
+    pub async fn retire(self: Arc<Self>) {
+        if self.ledger.store().is_none() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(3600);
+        while Arc::strong_count(&self) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(self.sync_interval).await;
+            self.sync_once().await;
+        }
+        self.return_leases().await;
+    }
+
+    /// Whether counts are shared through Redis (hybrid and redis modes).
+    pub fn is_shared(&self) -> bool {
+        self.ledger.store().is_some()
+    }
+
+    /// The current window's spend of the budget rules the query names:
+    /// this replica's in local mode, the cluster's (from Redis) otherwise.
+    pub async fn spend(&self, query: SpendQuery<'_>) -> Result<Vec<SpendLine>, SpendError> {
+        let now = self.now_ms();
+        let source = match self.ledger.store() {
+            None => Source::Book,
+            Some(store) => Source::Redis {
+                store,
+                // A replica republishes what it holds every sync.
+                fresh_after_ms: now
+                    .saturating_sub(3 * self.sync_interval.as_millis() as u64 + 2000),
+            },
+        };
+        spend::report(&self.rules, &self.spend, source, now, query).await
+    }
+
+    /// Adds the spend settled since the last sync to Redis and publishes the
+    /// reservations this replica holds; what fails is sent next time.
+    async fn send_spend(&self) {
+        let Some(store) = self.ledger.store() else {
+            return;
+        };
+        let now = store.now_ms();
+        let updates = self.spend.take_updates(|counter, wid| {
+            self.rules
+                .get(counter.rule)
+                .is_some_and(|rule| window_id(now, rule.window) == wid)
+        });
+        let mut failed = Vec::new();
+        for update in updates {
+            let Some(rule) = self.rules.get(update.counter.rule) else {
+                continue;
+            };
+            let keys = rule.spend_keys(&update.counter, update.window_id);
+            let reserved = update.reserved.map(|r| (self.replica.as_str(), r, now));
+            if let Err(e) = store
+                .send_spend(&keys, update.spent, reserved, ttl_secs(rule.window))
+                .await
+            {
+                metrics().rate_limit_redis_errors.inc();
+                log::debug!("cannot send budget spend to Redis: {}", e.0);
+                failed.push(update);
+            }
+        }
+        if !failed.is_empty() {
+            self.spend.restore(failed);
         }
     }
 
@@ -425,7 +521,15 @@ impl Limiter {
             .now_ms()
             .saturating_sub(self.sync_interval.as_millis() as u64);
         self.ledger.hand_back(&self.rules, idle_before).await;
+        self.send_spend().await;
     }
+}
+
+/// This process among the replicas: the pod's name (Kubernetes sets
+/// `HOSTNAME`) and the pid, which differs across a graceful upgrade.
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "-".into());
+    format!("{host}/{}", std::process::id())
 }
 
 /// Re-reads Redis' clock, hands idle lease budget back, and keeps the

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use super::calendar;
+use super::store::SpendKeys;
 use crate::config::{self, LimitCounts, LimitKeyPart, LimitWindow};
 
 /// What a request is known by, for building limit keys.
@@ -74,10 +76,55 @@ impl Rule {
     pub fn redis_key(&self, counter: &Counter, window_id: u64) -> String {
         format!("aigw:rl:{}{}:{window_id}", self.name, counter.parts)
     }
+
+    /// The Redis keys of a budget counter's spend in a window.
+    pub fn spend_keys(&self, counter: &Counter, window_id: u64) -> SpendKeys {
+        let spent = format!("aigw:spend:{}{}:{window_id}", self.name, counter.parts);
+        SpendKeys {
+            reserved: format!("{spent}:reserved"),
+            spent,
+        }
+    }
+
+    /// A `SCAN` pattern for the spend keys of every counter of this rule in
+    /// a window (the rule's name taken literally).
+    pub fn spend_pattern(&self, window_id: u64) -> String {
+        let mut name = String::with_capacity(self.name.len());
+        for c in self.name.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                name.push('\\');
+            }
+            name.push(c);
+        }
+        format!("aigw:spend:{name}|*:{window_id}*")
+    }
+
+    /// The counter whose spend key (or reservations key) is `key`, if it is
+    /// one of this rule's in the window.
+    pub fn counter_of_spend_key(&self, key: &str, window_id: u64) -> Option<Counter> {
+        let key = key.strip_suffix(":reserved").unwrap_or(key);
+        let parts = key
+            .strip_prefix("aigw:spend:")?
+            .strip_prefix(self.name.as_str())?
+            .strip_suffix(&format!(":{window_id}"))?;
+        parts
+            .starts_with('|')
+            .then(|| Counter::new(self.index, parts))
+    }
+
+    /// The values of a counter's key parts, named as in config.
+    pub fn key_values<'c>(&self, counter: &'c Counter) -> Vec<(&'static str, &'c str)> {
+        let values = counter
+            .parts
+            .split('|')
+            .skip(1)
+            .map(|part| part.split_once('=').map_or(part, |(_, value)| value));
+        self.key.iter().map(|p| p.as_str()).zip(values).collect()
+    }
 }
 
 /// One counter: a rule and the request's values of the rule's key parts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Counter {
     /// The rule's index in the limiter.
     pub rule: usize,
@@ -94,15 +141,32 @@ impl Counter {
     }
 }
 
-/// The window holding `now_ms` (milliseconds on the shared clock).
+/// The window holding `now_ms` (milliseconds on the shared clock): its
+/// number since the epoch.
 pub fn window_id(now_ms: u64, window: LimitWindow) -> u64 {
-    now_ms / (window.seconds() * 1000)
+    match window {
+        LimitWindow::Month => calendar::month_index(now_ms),
+        fixed => now_ms / (fixed.seconds() * 1000),
+    }
+}
+
+/// When window number `id` starts and ends (ms on the shared clock).
+pub fn window_bounds(id: u64, window: LimitWindow) -> (u64, u64) {
+    match window {
+        LimitWindow::Month => (
+            calendar::month_start_ms(id),
+            calendar::month_start_ms(id + 1),
+        ),
+        fixed => {
+            let len = fixed.seconds() * 1000;
+            (id * len, (id + 1) * len)
+        }
+    }
 }
 
 /// Milliseconds until the window that holds `now_ms` ends.
 pub fn reset_in_ms(now_ms: u64, window: LimitWindow) -> u64 {
-    let len = window.seconds() * 1000;
-    len - now_ms % len
+    window_bounds(window_id(now_ms, window), window).1 - now_ms
 }
 
 /// How long a window's Redis key lives: the window, the next one (a replica
@@ -156,11 +220,42 @@ mod tests {
     }
 
     #[test]
+    fn spend_keys_name_their_counter_and_scan_literally() {
+        let mut r = rule(vec![LimitKeyPart::Team, LimitKeyPart::Model]);
+        let counter = Counter::new(3, "|t=ml|m=gpt-4o");
+        let keys = r.spend_keys(&counter, 670);
+        assert_eq!(keys.spent, "aigw:spend:r1|t=ml|m=gpt-4o:670");
+        assert_eq!(keys.reserved, "aigw:spend:r1|t=ml|m=gpt-4o:670:reserved");
+        assert_eq!(
+            r.counter_of_spend_key(&keys.spent, 670),
+            Some(counter.clone())
+        );
+        assert_eq!(
+            r.counter_of_spend_key(&keys.reserved, 670),
+            Some(counter.clone())
+        );
+        assert_eq!(r.counter_of_spend_key(&keys.spent, 671), None);
+        assert_eq!(
+            r.key_values(&counter),
+            vec![("team", "ml"), ("model", "gpt-4o")]
+        );
+        r.name = "a*b".into();
+        assert_eq!(r.spend_pattern(1), "aigw:spend:a\\*b|*:1*");
+    }
+
+    #[test]
     fn windows_align_to_the_clock() {
         assert_eq!(window_id(59_999, LimitWindow::Minute), 0);
         assert_eq!(window_id(60_000, LimitWindow::Minute), 1);
         assert_eq!(reset_in_ms(61_500, LimitWindow::Minute), 58_500);
         assert_eq!(reset_in_ms(1_000, LimitWindow::Second), 1_000);
         assert_eq!(ttl_secs(LimitWindow::Minute), 121);
+        assert_eq!(window_bounds(2, LimitWindow::Hour), (7_200_000, 10_800_000));
+        // 2026-11-27T12:00:00Z: the month ends at 2026-12-01T00:00:00Z.
+        let now = 1_795_780_800_000;
+        let december = 1_796_083_200_000;
+        assert_eq!(reset_in_ms(now, LimitWindow::Month), december - now);
+        let november = window_id(now, LimitWindow::Month);
+        assert_eq!(window_bounds(november, LimitWindow::Month).1, december);
     }
 }

@@ -68,6 +68,14 @@ pub struct RedisStore {
 #[derive(Debug)]
 pub struct StoreError(pub String);
 
+/// The Redis keys of a budget counter's window (see `limits/spend.rs`).
+pub struct SpendKeys {
+    /// Settled spend (micro-USD).
+    pub spent: String,
+    /// Reservations in flight: one field per replica, `amount@time_ms`.
+    pub reserved: String,
+}
+
 impl RedisStore {
     pub fn new(client: &RedisClient, timeout: Duration) -> Self {
         Self {
@@ -136,15 +144,8 @@ impl RedisStore {
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        let result = tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut conn))
+        self.query(|mut conn| async move { invocation.invoke_async::<T>(&mut conn).await })
             .await
-            .map_err(|_| StoreError("timed out".into()))?
-            .map_err(|e| StoreError(e.to_string()));
-        if result.is_ok() {
-            self.last_ok_ms.store(epoch_ms(), Ordering::Relaxed);
-        }
-        result
     }
 
     /// Leases up to `want` of the window's budget: (granted, used after).
@@ -179,6 +180,91 @@ impl RedisStore {
         let mut inv = self.adjust.prepare_invoke();
         inv.key(key).arg(delta).arg(ttl_secs);
         self.run(inv).await
+    }
+
+    /// One script, command or pipeline on a connection, bounded by the
+    /// timeout.
+    async fn query<T, Run, Answer>(&self, run: Run) -> Result<T, StoreError>
+    where
+        Run: FnOnce(ConnectionManager) -> Answer,
+        Answer: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.connection().await?;
+        let result = tokio::time::timeout(self.timeout, run(conn))
+            .await
+            .map_err(|_| StoreError("timed out".into()))?
+            .map_err(|e| StoreError(e.to_string()));
+        if result.is_ok() {
+            self.last_ok_ms.store(epoch_ms(), Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Adds settled spend to a window's spend key and publishes this
+    /// replica's reservation (`amount@time_ms`) in the window's hash.
+    pub async fn send_spend(
+        &self,
+        keys: &SpendKeys,
+        spent: u64,
+        reserved: Option<(&str, u64, u64)>,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if spent > 0 {
+            pipe.cmd("INCRBY").arg(&keys.spent).arg(spent).ignore();
+            pipe.cmd("EXPIRE").arg(&keys.spent).arg(ttl_secs).ignore();
+        }
+        if let Some((replica, amount, now_ms)) = reserved {
+            pipe.cmd("HSET")
+                .arg(&keys.reserved)
+                .arg(replica)
+                .arg(format!("{amount}@{now_ms}"))
+                .ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&keys.reserved)
+                .arg(ttl_secs)
+                .ignore();
+        }
+        self.query(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await
+    }
+
+    /// A window's settled spend and every replica's published reservation.
+    pub async fn read_spend(
+        &self,
+        keys: &SpendKeys,
+    ) -> Result<(u64, Vec<(String, String)>), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&keys.spent);
+        pipe.cmd("HGETALL").arg(&keys.reserved);
+        let (spent, reserved): (Option<u64>, Vec<(String, String)>) = self
+            .query(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok((spent.unwrap_or(0), reserved))
+    }
+
+    /// Keys matching `pattern` (`SCAN`, so Redis never blocks), at most `max`.
+    pub async fn scan(&self, pattern: &str, max: usize) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, batch): (u64, Vec<String>) = self
+                .query(|mut conn| async move { cmd.query_async(&mut conn).await })
+                .await?;
+            keys.extend(batch);
+            if next == 0 || keys.len() >= max {
+                keys.truncate(max);
+                return Ok(keys);
+            }
+            cursor = next;
+        }
     }
 
     /// Where the store connects (`host:port`; never the password).

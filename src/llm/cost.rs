@@ -32,6 +32,12 @@ impl Pricing {
     }
 }
 
+/// Nano-USD as the micro-USD budgets count in, rounded up: a request that
+/// cost anything costs a budget at least one micro-dollar.
+pub fn micro_usd(nanos: u64) -> u64 {
+    nanos.div_ceil(1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

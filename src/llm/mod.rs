@@ -8,7 +8,7 @@ mod request;
 pub mod translate;
 mod usage;
 
-pub use cost::Pricing;
+pub use cost::{micro_usd, Pricing};
 pub use dialect::Dialect;
 pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
 pub use usage::{Usage, UsageScanner};

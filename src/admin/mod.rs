@@ -1,6 +1,9 @@
 //! The admin service (its own Pingora service and port): `/health`, `/ready`
-//! and `/metrics`. The proxy port answers `/health` and `/ready` with the
-//! same functions.
+//! and `/metrics` for probes and scrapers, and behind `admin.token` the
+//! endpoints that show what callers did (`/v1/spend`). The proxy port
+//! answers `/health` and `/ready` with the same functions.
+
+mod spend;
 
 use std::time::SystemTime;
 
@@ -97,16 +100,43 @@ impl ServeHttp for Admin {
             let e = ApiError::invalid_request(405, "method_not_allowed", "Use GET.");
             return respond(e.status, JSON, e.body());
         }
+        let state = self.state.load();
         match req.uri.path() {
             "/health" => {
-                let (status, body) = health(&self.state.load());
-                respond(status, JSON, body)
+                let (status, body) = health(&state);
+                return respond(status, JSON, body);
             }
             "/ready" => {
-                let (status, body) = ready(&self.state.load());
-                respond(status, JSON, body)
+                let (status, body) = ready(&state);
+                return respond(status, JSON, body);
             }
-            "/metrics" => respond(200, PROMETHEUS, metrics().render()),
+            "/metrics" => return respond(200, PROMETHEUS, metrics().render()),
+            _ => {}
+        }
+        // Everything else needs the token, unknown paths too: a caller
+        // without it learns nothing of what is here.
+        let admitted = state
+            .admin_token
+            .as_ref()
+            .is_some_and(|token| token.admits(&req.headers));
+        if !admitted {
+            let e = ApiError::new(
+                401,
+                "authentication_error",
+                "invalid_admin_token",
+                if state.admin_token.is_some() {
+                    "This endpoint needs `Authorization: Bearer` with the admin token."
+                } else {
+                    "Admin endpoints are off: set `admin.token` to use them."
+                },
+            );
+            return respond(e.status, JSON, e.body());
+        }
+        match req.uri.path() {
+            "/v1/spend" => match spend::answer(&state.limiter, req.uri.query()).await {
+                Ok(body) => respond(200, JSON, body),
+                Err(e) => respond(e.status, JSON, e.body()),
+            },
             path => {
                 let e = ApiError::unknown_path(req.method.as_str(), path);
                 respond(e.status, JSON, e.body())
