@@ -29,8 +29,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::observability::access_writer;
 use crate::observability::metrics::metrics;
+use crate::observability::{access_writer, traces};
 
 /// How long a keep-alive connection idle at the signal stays open: a request
 /// the client sent just before it still arrives and is answered (with
@@ -252,6 +252,9 @@ pub fn exit(code: i32) -> ! {
     }
     if !access_writer::flush(ACCESS_LOG_FLUSH) {
         log::warn!("the access log did not finish writing within {ACCESS_LOG_FLUSH:?}");
+    }
+    if !traces::flush(ACCESS_LOG_FLUSH) {
+        log::warn!("trace spans were still being exported after {ACCESS_LOG_FLUSH:?}");
     }
     log::logger().flush();
     std::process::exit(code)

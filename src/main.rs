@@ -21,7 +21,7 @@ use ai_api_gateway::gateway::connection::ConnectionGuard;
 use ai_api_gateway::gateway::{self, Gateway};
 use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
-use ai_api_gateway::observability::{access_writer, redact};
+use ai_api_gateway::observability::{access_writer, redact, traces};
 use ai_api_gateway::reload::Supervisor;
 use ai_api_gateway::state::GatewayState;
 
@@ -162,6 +162,12 @@ fn main() -> ExitCode {
     ) {
         eprintln!("cannot start: {}: access_log.path: {e}", path.display());
         return ExitCode::from(2);
+    }
+    if let Some(tracing) = &config.process.tracing {
+        if let Err(e) = traces::start(tracing) {
+            eprintln!("cannot start: {}: tracing: {e}", path.display());
+            return ExitCode::from(2);
+        }
     }
     let process = config.process.clone();
     let mut pingora_conf = process.server.to_pingora();

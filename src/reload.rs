@@ -123,6 +123,9 @@ fn needs_upgrade(old: &Process, new: &Process) -> Vec<&'static str> {
     if old.reload != new.reload {
         out.push("`reload`");
     }
+    if old.tracing != new.tracing {
+        out.push("`tracing`");
+    }
     if old.access_log_output != new.access_log_output {
         out.push("`access_log.path` or `access_log.queue_lines`");
     }

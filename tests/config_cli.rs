@@ -171,6 +171,18 @@ fn bad_files_fail_with_file_field_and_fault() {
             "admin: {token: \"${NO_SUCH_ADMIN_TOKEN_VAR}\"}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "admin.token: environment variable `NO_SUCH_ADMIN_TOKEN_VAR` is not set",
         ),
+        (
+            "tracing: {enabled: true, endpoint: \"https://collector:4318/v1/traces\"}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "tracing.endpoint: must be an http:// URL of an OTLP collector",
+        ),
+        (
+            "tracing: {enabled: true, sample_ratio: 1.5}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "tracing.sample_ratio: must be between 0 and 1",
+        ),
+        (
+            "tracing: {enabled: true, queue_size: 1}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "tracing.queue_size: must be between 16 and 1048576",
+        ),
         ("{{{", "line 1 column 2"),
     ];
     for (text, expected) in cases {

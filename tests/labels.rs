@@ -179,6 +179,10 @@ fn label_values_come_from_config_whatever_clients_and_upstreams_send() {
         "too_large",
         "forbidden_model",
         "insufficient_scope",
+        // otel_spans_dropped_total
+        "queue_full",
+        "export_failed",
+        "export_stopped",
     ];
     let allowed = |label: &str, value: &str| -> bool {
         match label {

@@ -66,6 +66,22 @@ pub struct Process {
     pub reload: Reload,
     /// Where the access log goes: its writer starts with the process.
     pub access_log_output: AccessLogOutput,
+    /// OpenTelemetry trace export, started with the process; `None`: off.
+    pub tracing: Option<TracingSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// The traces URL; `None`: from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// `None`: from `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `None`: from `OTEL_TRACES_SAMPLER` / `_ARG`.
+    pub sample_ratio: Option<f64>,
+    pub queue_size: usize,
+    pub export_interval: Duration,
+    pub export_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

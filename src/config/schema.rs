@@ -37,6 +37,41 @@ pub struct File {
     pub pricing: Vec<Price>,
     #[serde(default)]
     pub admin: Option<Admin>,
+    #[serde(default)]
+    pub tracing: Tracing,
+}
+
+/// OpenTelemetry traces over OTLP/HTTP; unset fields follow the `OTEL_*`
+/// environment variables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tracing {
+    pub enabled: bool,
+    /// The full traces URL (`http://collector:4318/v1/traces`).
+    pub endpoint: Option<String>,
+    pub service_name: Option<String>,
+    /// Parent-based trace-id ratio sampling (0 to 1).
+    pub sample_ratio: Option<f64>,
+    /// Finished spans that may wait for the exporter before new ones drop.
+    pub queue_size: usize,
+    #[serde(with = "duration")]
+    pub export_interval: Duration,
+    #[serde(with = "duration")]
+    pub export_timeout: Duration,
+}
+
+impl Default for Tracing {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: None,
+            service_name: None,
+            sample_ratio: None,
+            queue_size: 8192,
+            export_interval: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The admin port's endpoints beyond `/health`, `/ready` and `/metrics`.

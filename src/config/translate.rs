@@ -225,6 +225,7 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
                 1 << 30,
             )?,
         },
+        tracing: tracing(&file.tracing)?,
     };
     let request = request(&file.request)?;
     let access_log = AccessLog {
@@ -329,6 +330,53 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         pricing: pricing(&file.pricing)?,
         admin_token,
     })
+}
+
+/// `None` when tracing is off (`enabled: false`, or `OTEL_SDK_DISABLED=true`
+/// as the OpenTelemetry SDKs agree).
+fn tracing(t: &schema::Tracing) -> Result<Option<TracingSettings>> {
+    let disabled_by_env =
+        std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !t.enabled || disabled_by_env {
+        return Ok(None);
+    }
+    if let Some(endpoint) = &t.endpoint {
+        // The exporter's HTTP client speaks cleartext: a collector on the
+        // pod or cluster network (sidecar, DaemonSet agent, gateway).
+        let uri: http::Uri = endpoint
+            .parse()
+            .or_else(|e| fault("tracing.endpoint", format!("not a URL: {e}")))?;
+        ensure(
+            uri.scheme_str() == Some("http") && uri.host().is_some(),
+            || "tracing.endpoint".into(),
+            "must be an http:// URL of an OTLP collector (e.g. http://otel-collector:4318/v1/traces)",
+        )?;
+    }
+    if let Some(ratio) = t.sample_ratio {
+        ensure(
+            (0.0..=1.0).contains(&ratio),
+            || "tracing.sample_ratio".into(),
+            "must be between 0 and 1",
+        )?;
+    }
+    Ok(Some(TracingSettings {
+        endpoint: t.endpoint.clone(),
+        service_name: t.service_name.clone(),
+        sample_ratio: t.sample_ratio,
+        queue_size: count_in("tracing.queue_size", t.queue_size, 16, 1 << 20)?,
+        export_interval: duration_in(
+            "tracing.export_interval",
+            t.export_interval,
+            Duration::from_millis(10),
+            MINUTE,
+        )?,
+        export_timeout: duration_in(
+            "tracing.export_timeout",
+            t.export_timeout,
+            Duration::from_millis(10),
+            MINUTE,
+        )?,
+    }))
 }
 
 /// Shorter than this, a token can be guessed by a patient scanner.

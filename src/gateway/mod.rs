@@ -14,6 +14,7 @@ mod report;
 mod request_id;
 mod respond;
 mod response;
+mod tracing;
 mod upstream;
 
 use std::time::{Duration, Instant};
@@ -65,6 +66,7 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.request_id = request_id::for_session(session);
+        ctx.trace = tracing::start(session);
         // One snapshot of the config for the whole admission: a reload in the
         // middle cannot pair one config's route with another's limiter.
         let state = self.state.load_full();
@@ -134,7 +136,10 @@ impl ProxyHttp for Gateway {
         loop {
             fallback::move_if_armed(session, ctx).await;
             match attempts::next_peer(ctx) {
-                Ok(peer) => return Ok(peer),
+                Ok(peer) => {
+                    tracing::attempt_started(ctx);
+                    return Ok(peer);
+                }
                 // A pool with no backend to offer hands over, like a failed one.
                 Err(_) if fallback::arm_after_spent_pool(ctx) => continue,
                 Err(e) => return Err(e),
@@ -165,7 +170,8 @@ impl ProxyHttp for Gateway {
             body_len,
             translated_path,
             &ctx.request_id,
-        )
+        )?;
+        tracing::inject(ctx, upstream_request)
     }
 
     async fn upstream_response_filter(
@@ -174,6 +180,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        tracing::attempt_answered(ctx, upstream_response.status.as_u16());
         if let Err(retry) = attempts::on_response_status(ctx, upstream_response.status.as_u16()) {
             // A move to a fallback is made here, while this answer is still
             // in hand: when no fallback admits the request, the client gets
@@ -294,6 +301,7 @@ impl ProxyHttp for Gateway {
         limiting::settle(ctx, cost).await;
         report::record_metrics(session, ctx, status);
         report::access_log(state.access_log, session, ctx, status, cost, e);
+        tracing::finish(ctx, status, e);
     }
 }
 

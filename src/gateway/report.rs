@@ -63,6 +63,7 @@ pub fn access_log(
     let req = session.req_header();
     let identity = ctx.identity();
     let usage = ctx.response.usage;
+    let trace_id = super::tracing::trace_id(ctx);
     AccessRecord {
         time: Timestamp(std::time::SystemTime::now()),
         request_id: &ctx.request_id,
@@ -91,6 +92,7 @@ pub fn access_log(
         cost_nano_usd,
         stream: ctx.model_request().is_some_and(|m| m.stream),
         error: error.map(|e| e.etype().as_str()),
+        trace_id: trace_id.as_deref(),
     }
     .emit(settings.format);
 }

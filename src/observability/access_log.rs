@@ -48,6 +48,8 @@ pub struct AccessRecord<'a> {
     pub stream: bool,
     /// Left out when the request did not fail.
     pub error: Option<&'a str>,
+    /// The request's trace (32 hex digits); left out with tracing off.
+    pub trace_id: Option<&'a str>,
 }
 
 /// A moment as RFC 3339 UTC with milliseconds (`2026-11-27T16:02:30.123Z`).
@@ -150,6 +152,9 @@ impl AccessRecord<'_> {
         if let Some(error) = self.error {
             json.string("error", error);
         }
+        if let Some(trace_id) = self.trace_id {
+            json.string("trace_id", trace_id);
+        }
         json.close();
     }
 
@@ -177,6 +182,9 @@ impl AccessRecord<'_> {
             self.attempts,
             self.fallbacks,
         );
+        if let Some(trace_id) = self.trace_id {
+            let _ = write!(line, " trace_id={trace_id}");
+        }
     }
 }
 
@@ -370,6 +378,7 @@ mod tests {
             output_tokens: None,
             stream: false,
             error: None,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
         }
     }
 
@@ -391,6 +400,7 @@ mod tests {
         assert_eq!(value["ttfb_ms"], 0.005);
         assert_eq!(value["input_tokens"], 3);
         assert_eq!(value["cost_usd"], 0.0000125);
+        assert_eq!(value["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(value["output_tokens"].is_null() && value["caller"].is_null());
         assert_eq!(value["stream"], false);
         assert!(value.get("fallbacks").is_none() && value.get("error").is_none());

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub malformed_requests: IntCounter,
     pub client_disconnects: IntCounter,
     pub access_log_dropped: IntCounter,
+    pub otel_spans_exported: IntCounter,
+    pub otel_spans_dropped: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -191,6 +193,15 @@ impl Metrics {
                 "access_log_dropped_total",
                 "Access-log lines dropped because the writer fell behind or could not write.",
             )?,
+            otel_spans_exported: b.counter(
+                "otel_spans_exported_total",
+                "Trace spans the collector accepted.",
+            )?,
+            otel_spans_dropped: b.counters(
+                "otel_spans_dropped_total",
+                "Trace spans dropped, by reason: queue_full (the exporter fell behind), export_failed (the collector refused or did not answer), export_stopped.",
+                &["reason"],
+            )?,
             registry: b.registry,
         };
         // Bounded label sets start at zero, so rate() and alerts work from
@@ -200,6 +211,9 @@ impl Metrics {
         }
         for phase in ["idle", "header"] {
             metrics.client_timeouts.with_label_values(&[phase]);
+        }
+        for reason in ["queue_full", "export_failed", "export_stopped"] {
+            metrics.otel_spans_dropped.with_label_values(&[reason]);
         }
         Ok(metrics)
     }
@@ -414,6 +428,8 @@ mod tests {
             "llm_tokens_total",
             "malformed_requests_total",
             "client_disconnects_total",
+            "otel_spans_dropped_total",
+            "otel_spans_exported_total",
             "rate_limit_hits_total",
             "rate_limit_last_sync_age_seconds",
             "rate_limit_redis_errors_total",
