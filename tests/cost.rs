@@ -127,3 +127,51 @@ fn translated_answers_are_priced_from_the_usage_the_client_sees() {
         "{usage}"
     );
 }
+
+#[test]
+fn cached_input_tokens_are_priced_apart_in_both_dialects() {
+    // An OpenAI-style and an Anthropic-style pool on one mock; each model
+    // answers on both APIs (translated when the client's is not the pool's).
+    let mock = Mock::start("m");
+    let gw = Gateway::start(&format!(
+        "pricing:\n  - {{model: \"mock-*\", input_per_million: 4, output_per_million: 10, cached_input_per_million: 1}}\n\
+         {}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: openai-pool\n\
+         \x20 - name: messages\n    paths: [/v1/messages]\n    models: [mock-claude]\n    upstream: anthropic-pool\n\
+         \x20 - name: translated\n    paths: [/v1/messages]\n    models: [mock-gpt]\n    upstream: openai-pool\n",
+        provider_pools(&mock.url(), &mock.url())
+    ));
+    let cached = [("x-mock-cached-tokens", "3")];
+    let asks = [
+        (
+            "/v1/chat/completions",
+            json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "a longer prompt with some words in it"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "mock-claude", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "a longer prompt with some words in it"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "mock-gpt", "max_tokens": 50, "messages": [{"role": "user", "content": "a longer prompt with some words in it"}]}),
+        ),
+    ];
+    for (path, body) in &asks {
+        let answer = post_json(&gw.url(path), body, &cached);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+    }
+    let lines = gw.access_lines_at_least(3);
+    for line in &lines {
+        let input = line["input_tokens"].as_f64().expect("input");
+        let cached = line["cached_input_tokens"].as_f64().expect("cached");
+        let output = line["output_tokens"].as_f64().expect("output");
+        assert_eq!(cached, 3.0, "{line}");
+        assert!(input > cached, "{line}");
+        // (input - cached) x 4 + cached x 1 + output x 10, per million.
+        let expected = ((input - cached) * 4.0 + cached * 1.0 + output * 10.0) / 1e6;
+        let cost = line["cost_usd"].as_f64().expect("cost");
+        assert!(
+            (cost - expected).abs() < 1e-12,
+            "{cost} != {expected}: {line}"
+        );
+    }
+}

@@ -152,6 +152,20 @@ fn string(attributes: &[KeyValue], key: &str) -> Option<String> {
     }
 }
 
+fn strings(attributes: &[KeyValue], key: &str) -> Vec<String> {
+    match attribute(attributes, key) {
+        Some(AnyValue::ArrayValue(array)) => array
+            .values
+            .iter()
+            .filter_map(|v| match &v.value {
+                Some(AnyValue::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn int(attributes: &[KeyValue], key: &str) -> Option<i64> {
     match attribute(attributes, key) {
         Some(AnyValue::IntValue(n)) => Some(*n),
@@ -265,6 +279,11 @@ fn a_request_is_a_server_span_continuing_the_clients_trace() {
         usage["completion_tokens"].as_i64()
     );
     assert_eq!(int(a, "http.response.status_code"), Some(200));
+    assert_eq!(
+        string(a, "gen_ai.response.id").as_deref(),
+        Some("chatcmpl-mock")
+    );
+    assert_eq!(strings(a, "gen_ai.response.finish_reasons"), vec!["stop"]);
     assert_eq!(string(a, "http.route").as_deref(), Some("chat"));
     assert_eq!(string(a, "user.id").as_deref(), Some("ml-caller"));
     assert_eq!(string(a, "ai_gateway.team").as_deref(), Some("ml"));

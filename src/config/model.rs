@@ -53,6 +53,9 @@ pub struct Price {
     pub model: Glob,
     pub input_per_million: f64,
     pub output_per_million: f64,
+    /// Input tokens read from the prompt cache (the input price when unset
+    /// in config: never silently cheaper).
+    pub cached_input_per_million: f64,
 }
 
 /// What a running process cannot change. A reload compares it whole, so a

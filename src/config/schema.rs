@@ -88,6 +88,10 @@ pub struct Price {
     pub model: String,
     pub input_per_million: f64,
     pub output_per_million: f64,
+    /// Input tokens read from the provider's prompt cache; unset: the
+    /// input price.
+    #[serde(default)]
+    pub cached_input_per_million: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

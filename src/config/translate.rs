@@ -404,9 +404,11 @@ fn pricing(prices: &[schema::Price]) -> Result<Vec<Price>> {
                 field: format!("pricing[{i}].model"),
                 message: "must not be empty".into(),
             })?;
+            let cached = p.cached_input_per_million.unwrap_or(p.input_per_million);
             for (name, value) in [
                 ("input_per_million", p.input_per_million),
                 ("output_per_million", p.output_per_million),
+                ("cached_input_per_million", cached),
             ] {
                 ensure(
                     value.is_finite() && (0.0..=MAX_PRICE_PER_MILLION).contains(&value),
@@ -418,6 +420,7 @@ fn pricing(prices: &[schema::Price]) -> Result<Vec<Price>> {
                 model,
                 input_per_million: p.input_per_million,
                 output_per_million: p.output_per_million,
+                cached_input_per_million: cached,
             })
         })
         .collect()

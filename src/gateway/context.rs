@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::lifecycle::{drain, RequestInFlight};
 use crate::limits::{Admission, Limiter};
 use crate::llm::translate::StreamTranslator;
-use crate::llm::{Dialect, Usage, UsageScanner};
+use crate::llm::{AnswerDetails, Dialect, Usage, UsageScanner};
 use crate::routing::{Backend, InflightGuard, RouteEntry};
 
 use super::fallback::Fallbacks;
@@ -127,6 +127,8 @@ pub struct ResponseAccounting {
     /// Another dialect: the answer translated as it passes.
     pub translation: Option<Translation>,
     pub usage: Option<Usage>,
+    /// With tracing on: the answer's id and finish reasons.
+    pub details: Option<AnswerDetails>,
 }
 
 /// An answer on its way from the upstream's dialect to the client's.

@@ -12,7 +12,7 @@ use pingora::http::ResponseHeader;
 use super::context::Translation;
 use super::RequestCtx;
 use crate::llm::translate::{self, StreamTranslator};
-use crate::llm::{Usage, UsageScanner};
+use crate::llm::{AnswerDetails, Usage, UsageScanner};
 
 /// The most of a whole answer held for translation.
 const MAX_WHOLE: usize = 16 * 1024 * 1024;
@@ -23,6 +23,9 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
     let status = response.status.as_u16();
     let client = ctx.dialect;
     let upstream = ctx.upstream.dialect.unwrap_or(client);
+    if ctx.trace.is_some() && ctx.model_request().is_some() && (200..300).contains(&status) {
+        ctx.response.details = Some(AnswerDetails::default());
+    }
     let Some(request) = ctx.model_request() else {
         return Ok(());
     };
@@ -79,6 +82,9 @@ pub fn body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool)
                 .observe(ctx.started.elapsed().as_secs_f64());
         }
     }
+    if let (Some(details), Some(piece)) = (ctx.response.details.as_mut(), body.as_ref()) {
+        details.feed(piece);
+    }
     let client = ctx.dialect;
     if let Some(translation) = ctx.response.translation.as_mut() {
         let (out, usage) = translate_piece(translation, client, body.take(), end_of_stream);
@@ -130,6 +136,7 @@ fn translate_piece(
             let usage = stream.usage().map(|u| Usage {
                 input: u.input,
                 output: u.output,
+                cached_input: u.cache_read,
             });
             (out, usage)
         }
@@ -150,6 +157,7 @@ fn translate_piece(
                         Some(Usage {
                             input: usage.input,
                             output: usage.output,
+                            cached_input: usage.cache_read,
                         }),
                     ),
                     None => (

@@ -7,7 +7,7 @@
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::Span;
 use pingora::http::RequestHeader;
@@ -179,6 +179,22 @@ pub fn finish(ctx: &mut RequestCtx, status: u16, error: Option<&pingora::Error>)
         None => {
             let method = ctx.route().map_or("request", |r| r.name.as_str());
             span.update_name(method.to_string());
+        }
+    }
+    if let Some(details) = &ctx.response.details {
+        if let Some(id) = &details.id {
+            attributes.push(KeyValue::new("gen_ai.response.id", id.clone()));
+        }
+        if !details.finish_reasons.is_empty() {
+            let reasons: Vec<StringValue> = details
+                .finish_reasons
+                .iter()
+                .map(|r| StringValue::from(r.clone()))
+                .collect();
+            attributes.push(KeyValue::new(
+                "gen_ai.response.finish_reasons",
+                Value::Array(Array::String(reasons)),
+            ));
         }
     }
     if let Some(usage) = ctx.response.usage {

@@ -23,8 +23,10 @@ impl Pricing {
     pub fn cost_nano_usd(&self, model: &str, usage: Usage) -> Option<u64> {
         let price = self.prices.iter().find(|p| p.model.matches(model))?;
         // USD per million tokens is nano-USD per thousandth of a token:
-        // tokens x price x 1000 nano-USD.
-        let nanos = (usage.input as f64 * price.input_per_million
+        // tokens x price x 1000 nano-USD. Cached input is part of `input`.
+        let cached = usage.cached_input.min(usage.input);
+        let nanos = ((usage.input - cached) as f64 * price.input_per_million
+            + cached as f64 * price.cached_input_per_million
             + usage.output as f64 * price.output_per_million)
             * 1000.0;
         // Prices are bounded at config time; the cast saturates anyway.
@@ -48,6 +50,7 @@ mod tests {
             model: Glob::new(model).unwrap(),
             input_per_million: input,
             output_per_million: output,
+            cached_input_per_million: input,
         }
     }
 
@@ -57,6 +60,7 @@ mod tests {
         let usage = Usage {
             input: 1000,
             output: 500,
+            cached_input: 0,
         };
         // 1000 x 0.15 + 500 x 0.60 = 450 micro-USD.
         assert_eq!(pricing.cost_nano_usd("gpt-4o-mini", usage), Some(450_000));
@@ -66,7 +70,28 @@ mod tests {
         let huge = Usage {
             input: u64::MAX,
             output: u64::MAX,
+            cached_input: 0,
         };
         assert_eq!(pricing.cost_nano_usd("gpt-4o", huge), Some(u64::MAX));
+    }
+
+    #[test]
+    fn cached_input_costs_its_own_price() {
+        let mut cheap_cache = price("gpt-4o", 2.50, 10.0);
+        cheap_cache.cached_input_per_million = 1.25;
+        let pricing = Pricing::new(&[cheap_cache]);
+        let usage = Usage {
+            input: 1000,
+            output: 500,
+            cached_input: 800,
+        };
+        // 200 x 2.50 + 800 x 1.25 + 500 x 10 = 6500 micro-USD.
+        assert_eq!(pricing.cost_nano_usd("gpt-4o", usage), Some(6_500_000));
+        // More cached than input (a confused upstream) is capped at input.
+        let odd = Usage {
+            cached_input: 5000,
+            ..usage
+        };
+        assert_eq!(pricing.cost_nano_usd("gpt-4o", odd), Some(6_250_000));
     }
 }

@@ -3,12 +3,14 @@
 //! (OpenAI Chat Completions and Anthropic Messages).
 
 mod cost;
+mod details;
 mod dialect;
 mod request;
 pub mod translate;
 mod usage;
 
 pub use cost::{micro_usd, Pricing};
+pub use details::AnswerDetails;
 pub use dialect::Dialect;
 pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
 pub use usage::{Usage, UsageScanner};

@@ -11,18 +11,32 @@ const JSON_TAIL: usize = 16 * 1024;
 /// Longest event line kept while waiting for its end.
 const MAX_PENDING_LINE: usize = 1024 * 1024;
 
+/// An answer's tokens, the same for both dialects: `input` counts every
+/// prompt token, those read from or written to the provider's prompt cache
+/// included (OpenAI's `prompt_tokens`; Anthropic's `input_tokens` plus its
+/// cache reads and writes), and `cached_input` those of them read from the
+/// cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
+    pub cached_input: u64,
 }
 
 #[derive(Deserialize, Default)]
 struct UsageFields {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<PromptDetails>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -140,8 +154,21 @@ impl UsageScanner {
             .or_else(|| envelope.message.as_ref().and_then(|m| m.usage.as_ref()));
         let Some(fields) = fields else { return };
         let usage = self.usage.get_or_insert_with(Usage::default);
-        if let Some(n) = fields.prompt_tokens.or(fields.input_tokens) {
+        if let Some(n) = fields.prompt_tokens {
             usage.input = usage.input.max(n);
+            let cached = fields
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens);
+            usage.cached_input = usage.cached_input.max(cached.unwrap_or(0).min(n));
+        } else if let Some(n) = fields.input_tokens {
+            // Anthropic: cache reads and writes are counted apart.
+            let read = fields.cache_read_input_tokens.unwrap_or(0);
+            let written = fields.cache_creation_input_tokens.unwrap_or(0);
+            usage.input = usage
+                .input
+                .max(n.saturating_add(read).saturating_add(written));
+            usage.cached_input = usage.cached_input.max(read);
         }
         if let Some(n) = fields.completion_tokens.or(fields.output_tokens) {
             usage.output = usage.output.max(n);
@@ -254,7 +281,8 @@ mod tests {
                 usage,
                 Some(Usage {
                     input: 11,
-                    output: 7
+                    output: 7,
+                    cached_input: 0,
                 }),
                 "{sizes:?}"
             );
@@ -270,7 +298,8 @@ mod tests {
                 usage,
                 Some(Usage {
                     input: 11,
-                    output: 7
+                    output: 7,
+                    cached_input: 0,
                 })
             );
             assert!(!out.contains("usage"), "{out}");
@@ -287,11 +316,39 @@ mod tests {
                 usage,
                 Some(Usage {
                     input: 25,
-                    output: 15
+                    output: 15,
+                    cached_input: 0,
                 })
             );
             assert_eq!(out, ANTHROPIC_STREAM);
         }
+    }
+
+    #[test]
+    fn cached_input_is_part_of_input_in_both_dialects() {
+        let mut s = UsageScanner::new(false, false);
+        s.feed(br#"{"usage":{"prompt_tokens":100,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":60}}}"#);
+        let openai = s.finish().0;
+        assert_eq!(
+            openai,
+            Some(Usage {
+                input: 100,
+                output: 4,
+                cached_input: 60,
+            })
+        );
+        // Anthropic counts cache reads and writes apart from input_tokens.
+        let mut s = UsageScanner::new(true, false);
+        s.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":30,\"cache_read_input_tokens\":60,\"cache_creation_input_tokens\":10,\"output_tokens\":1}}}\n\n");
+        s.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n");
+        assert_eq!(
+            s.finish().0,
+            Some(Usage {
+                input: 100,
+                output: 4,
+                cached_input: 60,
+            })
+        );
     }
 
     #[test]
@@ -303,7 +360,8 @@ mod tests {
             s.finish().0,
             Some(Usage {
                 input: 3,
-                output: 4
+                output: 4,
+                cached_input: 0,
             })
         );
         let mut s = UsageScanner::new(false, false);
@@ -312,7 +370,8 @@ mod tests {
             s.finish().0,
             Some(Usage {
                 input: 5,
-                output: 6
+                output: 6,
+                cached_input: 0,
             })
         );
         let mut s = UsageScanner::new(false, false);
@@ -327,7 +386,8 @@ mod tests {
             s.finish().0,
             Some(Usage {
                 input: 8,
-                output: 9
+                output: 9,
+                cached_input: 0,
             })
         );
     }
@@ -384,7 +444,7 @@ mod properties {
             let (whole, _) = run(&text, &[], false);
             let (usage, out) = run(&text, &cuts, false);
             prop_assert_eq!(usage, whole);
-            prop_assert_eq!(usage, Some(Usage { input, output }));
+            prop_assert_eq!(usage, Some(Usage { input, output, cached_input: 0 }));
             prop_assert_eq!(out, text.as_bytes().to_vec());
         }
 
@@ -393,7 +453,7 @@ mod properties {
         fn stripping_removes_only_the_usage_chunk(n in 0usize..20, cuts in proptest::collection::vec(any::<usize>(), 0..40)) {
             let text = stream(n, 7, 9);
             let (usage, out) = run(&text, &cuts, true);
-            prop_assert_eq!(usage, Some(Usage { input: 7, output: 9 }));
+            prop_assert_eq!(usage, Some(Usage { input: 7, output: 9, cached_input: 0 }));
             let expected = text.replace("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":9}}\n\n", "");
             prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
         }

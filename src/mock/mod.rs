@@ -10,6 +10,7 @@
 //! | `x-mock-response-size` | bytes of generated content |
 //! | `x-mock-drop-after` | close the connection after this many stream events |
 //! | `x-mock-hold` | send the first stream event, then wait for `POST /mock/release/<key>` |
+//! | `x-mock-cached-tokens` | report this many of the prompt's tokens as read from the prompt cache (OpenAI `prompt_tokens_details.cached_tokens`, Anthropic `cache_read_input_tokens`) |
 //!
 //! Requests are checked as strictly as the providers check them (required
 //! fields, `anthropic-version` on `/v1/messages`, no parameter of the other

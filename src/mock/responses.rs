@@ -41,6 +41,8 @@ pub struct Knobs {
     pub response_size: Option<usize>,
     pub drop_after: Option<usize>,
     pub hold: Option<String>,
+    /// Of the prompt's tokens, this many were read from the prompt cache.
+    pub cached_tokens: u64,
 }
 
 impl Knobs {
@@ -55,6 +57,7 @@ impl Knobs {
             response_size: number("x-mock-response-size").map(|n| n.min(64 << 20) as usize),
             drop_after: number("x-mock-drop-after").map(|n| n as usize),
             hold: get("x-mock-hold").map(str::to_string),
+            cached_tokens: number("x-mock-cached-tokens").unwrap_or(0),
         }
     }
 }
@@ -167,9 +170,31 @@ pub fn chat_completion(
         "created": 0,
         "model": model_of(request),
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": openai_usage(prompt_tokens, completion_tokens, knobs),
     })
+}
+
+/// OpenAI counts cached prompt tokens inside `prompt_tokens`.
+fn openai_usage(prompt_tokens: u64, completion_tokens: u64, knobs: &Knobs) -> serde_json::Value {
+    let mut usage = serde_json::json!({"prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
+    if knobs.cached_tokens > 0 {
+        usage["prompt_tokens_details"] =
+            serde_json::json!({"cached_tokens": knobs.cached_tokens.min(prompt_tokens)});
+    }
+    usage
+}
+
+/// Anthropic counts cache reads apart from `input_tokens`.
+fn anthropic_usage(prompt_tokens: u64, output_tokens: u64, knobs: &Knobs) -> serde_json::Value {
+    let cached = knobs.cached_tokens.min(prompt_tokens);
+    let mut usage =
+        serde_json::json!({"input_tokens": prompt_tokens - cached, "output_tokens": output_tokens});
+    if cached > 0 {
+        usage["cache_read_input_tokens"] = cached.into();
+        usage["cache_creation_input_tokens"] = 0.into();
+    }
+    usage
 }
 
 pub fn chat_stream(request: &serde_json::Value, knobs: &Knobs, prompt_tokens: u64) -> Vec<String> {
@@ -218,8 +243,7 @@ pub fn chat_stream(request: &serde_json::Value, knobs: &Knobs, prompt_tokens: u6
     if request["stream_options"]["include_usage"].as_bool() == Some(true) {
         let value = serde_json::json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
             "model": model, "choices": [],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}});
+            "usage": openai_usage(prompt_tokens, completion_tokens, knobs)});
         events.push(format!("data: {value}\n\n"));
     }
     events.push("data: [DONE]\n\n".to_string());
@@ -252,7 +276,7 @@ pub fn anthropic_message(
         "id": "msg_mock", "type": "message", "role": "assistant", "model": model_of(request),
         "content": content,
         "stop_reason": stop, "stop_sequence": null,
-        "usage": {"input_tokens": prompt_tokens, "output_tokens": output_tokens},
+        "usage": anthropic_usage(prompt_tokens, output_tokens as u64, knobs),
     })
 }
 
@@ -266,7 +290,7 @@ pub fn anthropic_stream(
         "message_start",
         serde_json::json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
             "role": "assistant", "model": model_of(request), "content": [], "stop_reason": null,
-            "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}}),
+            "usage": anthropic_usage(prompt_tokens, 1, knobs)}}),
     )];
     let (stop, output_tokens) = match tool_call(request, Dialect::Anthropic) {
         Some((name, arguments)) => {

@@ -41,6 +41,8 @@ pub struct AccessRecord<'a> {
     pub bytes_out: usize,
     pub attempts: u32,
     pub input_tokens: Option<u64>,
+    /// Of `input_tokens`, read from the provider's prompt cache.
+    pub cached_input_tokens: Option<u64>,
     /// What the answer cost, in nano-USD (`llm/cost.rs`); `None` when its
     /// model has no price or no usage was reported.
     pub cost_nano_usd: Option<u64>,
@@ -146,6 +148,7 @@ impl AccessRecord<'_> {
         json.number("bytes_out", self.bytes_out);
         json.number("attempts", self.attempts);
         json.optional_number("input_tokens", self.input_tokens);
+        json.optional_number("cached_input_tokens", self.cached_input_tokens);
         json.optional_number("output_tokens", self.output_tokens);
         json.usd("cost_usd", self.cost_nano_usd);
         json.raw("stream", if self.stream { "true" } else { "false" });
@@ -374,6 +377,7 @@ mod tests {
             bytes_out: 2,
             attempts: 1,
             input_tokens: Some(3),
+            cached_input_tokens: Some(0),
             cost_nano_usd: Some(12_500),
             output_tokens: None,
             stream: false,
