@@ -28,6 +28,7 @@ MOCK=127.0.0.1:18000; NGINX=127.0.0.1:18001; PASS=127.0.0.1:18002; GW=127.0.0.1:
 GWL=127.0.0.1:18005; ADMINL=127.0.0.1:18006; REDIS_PORT=18007
 GWB=127.0.0.1:18008; ADMINB=127.0.0.1:18009
 GWF=127.0.0.1:18010; ADMINF=127.0.0.1:18011
+GWT=127.0.0.1:18012; ADMINT=127.0.0.1:18013; SINK_PORT=18014
 
 source benches/common.sh
 
@@ -117,6 +118,20 @@ GWL_PID=$!; wait_port "$GWL"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-full.yaml" >"$WORK/gateway-full.log" 2>&1 & PIDS+=($!)
 GWF_PID=$!; wait_port "$GWF"
 
+# Every feature on plus OpenTelemetry traces, every request sampled, to an
+# OTLP sink (on the load generator's core).
+taskset -c "$LOAD_CPU" python3 benches/otlp_sink.py "$SINK_PORT" & PIDS+=($!)
+wait_port "127.0.0.1:$SINK_PORT"
+sed -e "s|$GWF|$GWT|; s|$ADMINF|$ADMINT|; s|/upgrade-f\.sock|/upgrade-t.sock|; s|/gateway-f\.pid|/gateway-t.pid|; s|access-full\.log|access-traced.log|" "$WORK/gateway-full.yaml" > "$WORK/gateway-traced.yaml"
+cat >> "$WORK/gateway-traced.yaml" <<YAML
+tracing:
+  enabled: true
+  endpoint: http://127.0.0.1:$SINK_PORT/v1/traces
+  sample_ratio: 1.0
+YAML
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-traced.yaml" >"$WORK/gateway-traced.log" 2>&1 & PIDS+=($!)
+GWT_PID=$!; wait_port "$GWT"
+
 # wrk's latency lines are "50%  1.23ms"; normalise to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
 declare -A RPS P50 P99 CPU REQS SECS TICKS
@@ -143,9 +158,9 @@ run() {
 }
 # Warm every target up, then interleave the rounds so that drift in the
 # machine's speed falls on all targets alike.
-TARGETS=(direct nginx passthrough gateway gateway_limits gateway_full)
+TARGETS=(direct nginx passthrough gateway gateway_limits gateway_full gateway_traced)
 [ -n "$BASE_PID" ] && TARGETS+=(baseline)
-for addr in "$MOCK" "$NGINX" "$PASS" "$GW" "$GWL" "$GWF" ${BASE_PID:+"$GWB"}; do
+for addr in "$MOCK" "$NGINX" "$PASS" "$GW" "$GWL" "$GWF" "$GWT" ${BASE_PID:+"$GWB"}; do
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s benches/wrk/chat.lua "http://$addr" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
@@ -155,6 +170,7 @@ for round in $(seq "$ROUNDS"); do
   run gateway "$GW" "$GW_PID"
   run gateway_limits "$GWL" "$GWL_PID"
   run gateway_full "$GWF" "$GWF_PID"
+  run gateway_traced "$GWT" "$GWT_PID"
   [ -n "$BASE_PID" ] && run baseline "$GWB" "$BASE_PID"
 done
 
@@ -173,6 +189,8 @@ echo "every feature on, cpu per request: $(ratio "${CPU[gateway_full]}" "${CPU[p
 lines=$(wc -l < "$WORK/access-full.log")
 dropped=$(curl -s "http://$ADMINF/metrics" | awk '$1=="access_log_dropped_total" {print $2}')
 echo "every feature on: $lines access-log lines written for ${REQS[gateway_full]} requests (and the warm-up), $dropped dropped"
+traced_metrics=$(curl -s "http://$ADMINT/metrics")
+echo "traces on (every request sampled), cpu per request: $(ratio "${CPU[gateway_traced]}" "${CPU[gateway_full]}")x every feature on without them, $(ratio "${CPU[gateway_traced]}" "${CPU[passthrough]}")x the passthrough; spans exported $(echo "$traced_metrics" | awk '$1=="otel_spans_exported_total" {print $2}'), dropped $(echo "$traced_metrics" | awk '/^otel_spans_dropped_total/ {s+=$2} END {print s+0}')"
 if [ -n "$BASE_PID" ]; then
   echo "cpu per request, gateway/baseline ($BASELINE_BIN): $(ratio "${CPU[gateway]}" "${CPU[baseline]}")"
 fi

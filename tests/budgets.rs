@@ -272,13 +272,13 @@ fn flood_budget(gateways: &[Gateway], max_tokens: u64) -> (u64, usize) {
         .fold((0, 0), |(s, a), (s1, a1)| (s + s1, a + a1))
 }
 
-fn budget_across_replicas(mode: &str) {
+fn budget_across_replicas(mode: &str, window: &str) {
     let redis = Redis::start();
     let mock = Mock::start("m");
-    // $0.05 a month for team ml: 50,000 micro-USD; a request reserves about
-    // 1020 (100 output tokens at 10) and costs about 60.
+    // $0.05 a day or month for team ml: 50,000 micro-USD; a request
+    // reserves about 1020 (100 output tokens at 10) and costs about 80.
     let limits = format!(
-        "limits:\n  mode: {mode}\n  redis: {{url: \"{}\", expected_replicas: 3, timeout: 500ms, sync_interval: 200ms}}\n  rules:\n    - {{name: team-monthly, key: [team], counts: cost_usd, limit: 0.05, window: month}}\n  global_rules: [team-monthly]\n",
+        "limits:\n  mode: {mode}\n  redis: {{url: \"{}\", expected_replicas: 3, timeout: 500ms, sync_interval: 200ms}}\n  rules:\n    - {{name: team-budget, key: [team], counts: cost_usd, limit: 0.05, window: {window}}}\n  global_rules: [team-budget]\n",
         redis.url()
     );
     let config =
@@ -286,7 +286,7 @@ fn budget_across_replicas(mode: &str) {
     let gateways: Vec<Gateway> = (0..3).map(|_| start(&config)).collect();
     let (spent, admitted) = flood_budget(&gateways, 100);
     let reservation = 1100;
-    eprintln!("{mode}: {admitted} answers admitted, {spent} of 50000 micro-USD spent");
+    eprintln!("{mode}, {window}: {admitted} answers admitted, {spent} of 50000 micro-USD spent");
     assert!(
         spent <= 50_000 + 3 * reservation,
         "{mode}: {spent} spent over a budget of 50000"
@@ -300,11 +300,11 @@ fn budget_across_replicas(mode: &str) {
     // every replica answers the same.
     let settled = eventually(Duration::from_secs(10), || {
         gateways.iter().all(|gw| {
-            let line = spend(gw, "?rule=team-monthly&key=ml").json()["data"][0].clone();
+            let line = spend(gw, "?rule=team-budget&key=ml").json()["data"][0].clone();
             line["spent_micro_usd"] == spent && line["reserved_micro_usd"] == 0
         })
     });
-    let line = spend(&gateways[0], "?rule=team-monthly&key=ml").json();
+    let line = spend(&gateways[0], "?rule=team-budget&key=ml").json();
     assert!(
         settled,
         "{mode}: spend shown {line}, usage reported {spent}"
@@ -312,7 +312,7 @@ fn budget_across_replicas(mode: &str) {
     assert_eq!(line["source"], "redis");
     // The limit counter itself holds exactly what was used once idle leases
     // are back.
-    let window = redis.keys("aigw:rl:team-monthly|t=ml:*");
+    let window = redis.keys("aigw:rl:team-budget|t=ml:*");
     assert_eq!(window.len(), 1, "{window:?}");
     assert!(
         eventually(Duration::from_secs(10), || redis.get(&window[0])
@@ -323,9 +323,10 @@ fn budget_across_replicas(mode: &str) {
 }
 
 /// Hybrid and redis mode one after the other (3 gateways each would compete
-/// for the two cores otherwise).
+/// for the two cores otherwise), a day budget in one and a month budget in
+/// the other.
 #[test]
-fn a_month_budget_holds_across_three_replicas() {
-    budget_across_replicas("hybrid");
-    budget_across_replicas("redis");
+fn day_and_month_budgets_hold_across_three_replicas() {
+    budget_across_replicas("hybrid", "day");
+    budget_across_replicas("redis", "month");
 }
