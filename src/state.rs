@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::{AdminToken, Authenticator};
-use crate::config::{AccessLog, Config, RequestLimits};
+use crate::config::{AccessLog, Cidr, Config, RequestLimits};
 use crate::limits::Limiter;
 use crate::llm::Pricing;
 use crate::routing::{Pool, RouteEntry, RouteTable};
@@ -23,6 +23,8 @@ pub struct GatewayState {
     pub metrics_on_proxy: bool,
     pub access_log: AccessLog,
     pub pricing: Pricing,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<Cidr>,
     /// `None`: the admin endpoints beyond health and metrics answer 401.
     pub admin_token: Option<AdminToken>,
     pub started: Instant,
@@ -63,6 +65,7 @@ impl GatewayState {
             metrics_on_proxy: config.metrics_on_proxy,
             access_log: config.access_log,
             pricing: Pricing::new(&config.pricing),
+            trusted_proxies: config.trusted_proxies.clone(),
             admin_token: config
                 .admin_token
                 .as_ref()

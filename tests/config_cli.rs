@@ -183,6 +183,10 @@ fn bad_files_fail_with_file_field_and_fault() {
             "tracing: {enabled: true, queue_size: 1}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "tracing.queue_size: must be between 16 and 1048576",
         ),
+        (
+            "listen:\n  trusted_proxies: [10.0.0.1/8]\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "listen.trusted_proxies[0]: `10.0.0.1/8` has host bits set (the network is 10.0.0.0/8)",
+        ),
         ("{{{", "line 1 column 2"),
     ];
     for (text, expected) in cases {

@@ -5,6 +5,7 @@
 //! validation: every fault names the file, the field and what is wrong, so
 //! `-t`, a failed start and a refused reload say the same thing.
 
+mod cidr;
 mod duration;
 mod glob;
 mod keyword;
@@ -18,6 +19,7 @@ mod url;
 use std::fmt;
 use std::path::Path;
 
+pub use cidr::Cidr;
 pub use glob::Glob;
 pub use keyword::{
     AccessLogFormat, AuthMethod, LimitCounts, LimitKeyPart, LimitMode, LimitWindow, ProviderKind,

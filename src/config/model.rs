@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use super::cidr::Cidr;
 use super::glob::Glob;
 use super::keyword::{
     AccessLogFormat, AuthMethod, LimitCounts, LimitKeyPart, LimitMode, LimitWindow, ProviderKind,
@@ -34,6 +35,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Answer `/metrics` on the proxy port too; follows reloads.
     pub metrics_on_proxy: bool,
+    /// Peers whose `X-Forwarded-For` names the client; follows reloads.
+    pub trusted_proxies: Vec<Cidr>,
     pub request: RequestLimits,
     pub access_log: AccessLog,
     pub auth: Auth,

@@ -137,6 +137,8 @@ pub struct Listen {
     pub read_buffer_bytes: usize,
     /// Also answer `/metrics` on the proxy port.
     pub metrics_on_proxy: bool,
+    /// Peers whose `X-Forwarded-For` names the client (CIDRs).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Listen {
@@ -147,6 +149,7 @@ impl Default for Listen {
             max_connections: 0,
             read_buffer_bytes: 16 * 1024,
             metrics_on_proxy: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }

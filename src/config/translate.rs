@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use sha2::{Digest, Sha256};
 
+use super::cidr::Cidr;
 use super::glob::Glob;
 use super::keyword::{
     choices, AccessLogFormat, AuthMethod, LimitCounts, LimitKeyPart, LimitMode, LimitWindow,
@@ -321,6 +322,15 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         secrets,
         max_connections: file.listen.max_connections,
         metrics_on_proxy: file.listen.metrics_on_proxy,
+        trusted_proxies: file
+            .listen
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                Cidr::parse(text).or_else(|e| fault(format!("listen.trusted_proxies[{i}]"), e))
+            })
+            .collect::<Result<_>>()?,
         request,
         access_log,
         auth,

@@ -5,6 +5,7 @@
 //! caller's rights to the model and the route, the body sent upstream, and
 //! the limits. The result is one [`Admitted`] value or one answer.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -56,11 +57,12 @@ pub fn header_limits(state: &GatewayState, session: &Session) -> Result<(), ApiE
 }
 
 /// Decides whether the request goes upstream, and with what. `dialect` is
-/// the client's.
+/// the client's; `client_ip` the client's address (see `client.rs`).
 pub async fn admit(
     state: &GatewayState,
     session: &mut Session,
     dialect: Dialect,
+    client_ip: Option<IpAddr>,
 ) -> Result<Admitted, Refusal> {
     let path = session.req_header().uri.path().to_string();
     let (first, by_model) = match state.routes.match_path(&path) {
@@ -74,7 +76,7 @@ pub async fn admit(
     let identity = authenticate(state, session, &first.auth).await?;
     if !by_model {
         authorize_route(&first, identity.as_deref())?;
-        return charge_limits(state, session, first, identity, None, dialect).await;
+        return charge_limits(state, client_ip, first, identity, None, dialect).await;
     }
     let body = body::read_body(session, state.request.max_body_bytes).await?;
     let inspected =
@@ -100,7 +102,7 @@ pub async fn admit(
     let model_request = prepare(&route, body, inspected, dialect)?;
     charge_limits(
         state,
-        session,
+        client_ip,
         route,
         identity,
         Some(model_request),
@@ -173,7 +175,7 @@ fn body_error(e: llm::BodyError) -> ApiError {
 /// Charges the route's, the caller's and the global limit rules.
 async fn charge_limits(
     state: &GatewayState,
-    session: &Session,
+    client_ip: Option<IpAddr>,
     route: Arc<RouteEntry>,
     identity: Option<Arc<Identity>>,
     model_request: Option<ModelRequest>,
@@ -181,7 +183,7 @@ async fn charge_limits(
 ) -> Result<Admitted, Refusal> {
     match reserve(
         state,
-        session,
+        client_ip,
         &route,
         identity.as_deref(),
         model_request.as_ref(),
@@ -206,7 +208,7 @@ async fn charge_limits(
 /// its answer may take. `None` when no rule applies.
 pub async fn reserve(
     state: &GatewayState,
-    session: &Session,
+    client_ip: Option<IpAddr>,
     route: &RouteEntry,
     identity: Option<&Identity>,
     model_request: Option<&ModelRequest>,
@@ -227,10 +229,7 @@ pub async fn reserve(
         team: identity.and_then(|i| i.team.as_deref()),
         model: model_request.map(|m| m.model.as_str()),
         route: &route.name,
-        client_ip: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
+        client_ip,
     };
     let reservation = model_request.map_or(Charge::default(), |m| {
         let worst_case = Usage {

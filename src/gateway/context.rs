@@ -34,6 +34,8 @@ pub struct RequestCtx {
     /// On routes that list fallbacks: the models still to try.
     pub fallbacks: Option<Fallbacks>,
     pub response: ResponseAccounting,
+    /// The client's address (behind a trusted proxy, the forwarded one).
+    pub client: super::client::ClientAddress,
     /// The request's spans, when tracing is on.
     pub trace: Option<super::tracing::RequestTrace>,
     /// Counts the request in flight (drain waits for it) until the context drops.
@@ -158,6 +160,7 @@ impl RequestCtx {
             upstream: Attempts::default(),
             fallbacks: None,
             response: ResponseAccounting::default(),
+            client: Default::default(),
             trace: None,
             _in_flight: drain().request_started(),
         }

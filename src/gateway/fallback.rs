@@ -167,7 +167,7 @@ async fn next_admitted(
         } = candidate;
         let reserved = admission::reserve(
             &fallbacks.state,
-            session,
+            ctx.client.ip,
             &route,
             identity.as_deref(),
             Some(&model_request),

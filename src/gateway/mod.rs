@@ -4,6 +4,7 @@
 mod admission;
 mod attempts;
 mod body;
+mod client;
 pub mod connection;
 mod context;
 mod fallback;
@@ -89,10 +90,11 @@ impl ProxyHttp for Gateway {
         }
         // The path picks the client's dialect, for answers and errors alike.
         ctx.dialect = Dialect::of_path(session.req_header().uri.path()).unwrap_or(Dialect::OpenAi);
+        ctx.client = client::resolve(session, &state.trusted_proxies);
         if local::answer(&state, session, ctx).await? {
             return Ok(true);
         }
-        match admission::admit(&state, session, ctx.dialect).await {
+        match admission::admit(&state, session, ctx.dialect, ctx.client.ip).await {
             Ok(admitted) => {
                 ctx.route_label = admitted.route.label;
                 ctx.fallbacks = fallback::Fallbacks::for_request(&state, &admitted);
@@ -171,6 +173,7 @@ impl ProxyHttp for Gateway {
             translated_path,
             &ctx.request_id,
         )?;
+        client::forwarding_headers(upstream_request, &ctx.client)?;
         tracing::inject(ctx, upstream_request)
     }
 

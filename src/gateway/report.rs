@@ -64,12 +64,15 @@ pub fn access_log(
     let identity = ctx.identity();
     let usage = ctx.response.usage;
     let trace_id = super::tracing::trace_id(ctx);
+    // Behind a trusted proxy, the address it forwarded; else the peer's.
+    let forwarded = ctx.client.ip.filter(|_| ctx.client.forwarded());
     AccessRecord {
         time: Timestamp(std::time::SystemTime::now()),
         request_id: &ctx.request_id,
-        client: match session.client_addr() {
-            Some(addr) => addr,
-            None => &"-",
+        client: match (&forwarded, session.client_addr()) {
+            (Some(ip), _) => ip,
+            (None, Some(addr)) => addr,
+            _ => &"-",
         },
         method: method_label(&req.method),
         path: req.uri.path(),

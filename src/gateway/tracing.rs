@@ -146,6 +146,9 @@ pub fn finish(ctx: &mut RequestCtx, status: u16, error: Option<&pingora::Error>)
         "ai_gateway.request_id",
         ctx.request_id.clone(),
     ));
+    if let Some(ip) = ctx.client.ip {
+        attributes.push(KeyValue::new("client.address", ip.to_string()));
+    }
     if let Some(identity) = ctx.admitted.as_ref().and_then(|a| a.identity.as_ref()) {
         attributes.push(KeyValue::new("user.id", identity.id.clone()));
         if let Some(team) = &identity.team {
