@@ -304,7 +304,7 @@ impl ProxyHttp for Gateway {
         limiting::settle(ctx, cost).await;
         report::record_metrics(session, ctx, status);
         report::access_log(state.access_log, session, ctx, status, cost, e);
-        tracing::finish(ctx, status, e);
+        tracing::finish(ctx, session, status, e);
     }
 }
 

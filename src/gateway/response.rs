@@ -23,7 +23,8 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
     let status = response.status.as_u16();
     let client = ctx.dialect;
     let upstream = ctx.upstream.dialect.unwrap_or(client);
-    if ctx.trace.is_some() && ctx.model_request().is_some() && (200..300).contains(&status) {
+    let recording = ctx.trace.as_ref().is_some_and(|t| t.is_recording());
+    if recording && ctx.model_request().is_some() && (200..300).contains(&status) {
         ctx.response.details = Some(AnswerDetails::default());
     }
     let Some(request) = ctx.model_request() else {

@@ -32,13 +32,10 @@ pub fn start(session: &Session) -> Option<RequestTrace> {
     let tracer = traces::tracer()?;
     let req = session.req_header();
     let parent = TraceContextPropagator::new().extract(&Headers(&req.headers));
+    // Named and described at its end, once it is known to be recorded.
     let span = tracer
-        .span_builder(req.method.to_string())
+        .span_builder("request")
         .with_kind(SpanKind::Server)
-        .with_attributes([
-            KeyValue::new("http.request.method", req.method.to_string()),
-            KeyValue::new("url.path", req.uri.path().to_string()),
-        ])
         .start_with_context(tracer, &parent);
     let operation = if req.uri.path().ends_with("/embeddings") {
         "embeddings"
@@ -50,6 +47,13 @@ pub fn start(session: &Session) -> Option<RequestTrace> {
         operation,
         attempt: None,
     })
+}
+
+impl RequestTrace {
+    /// Sampled in: its spans are built and exported.
+    pub fn is_recording(&self) -> bool {
+        self.server.span().is_recording()
+    }
 }
 
 /// The request's trace id (32 hex digits), for the access log.
@@ -74,6 +78,16 @@ pub fn attempt_started(ctx: &mut RequestCtx) {
     let operation = trace.operation;
     if let Some((span, status)) = trace.attempt.take() {
         end_attempt(span, status, true);
+    }
+    if !trace.server.span().is_recording() {
+        // Sampled out: a span only to carry the trace upstream, nothing
+        // built for it.
+        let span = tracer
+            .span_builder(operation)
+            .with_kind(SpanKind::Client)
+            .start_with_context(tracer, &trace.server);
+        trace.attempt = Some((span, None));
+        return;
     }
     let name = match &model {
         Some(model) => format!("{operation} {model}"),
@@ -122,7 +136,12 @@ pub fn inject(ctx: &RequestCtx, upstream: &mut RequestHeader) -> pingora::Result
 }
 
 /// Ends the attempt and the request's span with what became of them.
-pub fn finish(ctx: &mut RequestCtx, status: u16, error: Option<&pingora::Error>) {
+pub fn finish(
+    ctx: &mut RequestCtx,
+    session: &Session,
+    status: u16,
+    error: Option<&pingora::Error>,
+) {
     let Some(mut trace) = ctx.trace.take() else {
         return;
     };
@@ -131,8 +150,16 @@ pub fn finish(ctx: &mut RequestCtx, status: u16, error: Option<&pingora::Error>)
         end_attempt(span, answered.or((status != 0).then_some(status)), failed);
     }
     let span = trace.server.span();
-    let mut attributes = Vec::with_capacity(16);
+    if !span.is_recording() {
+        // Sampled out: nothing will be exported, so nothing is built.
+        span.end();
+        return;
+    }
+    let mut attributes = Vec::with_capacity(18);
     let operation = trace.operation;
+    let req = session.req_header();
+    attributes.push(KeyValue::new("http.request.method", req.method.to_string()));
+    attributes.push(KeyValue::new("url.path", req.uri.path().to_string()));
     if status != 0 {
         attributes.push(KeyValue::new(
             "http.response.status_code",
@@ -179,10 +206,11 @@ pub fn finish(ctx: &mut RequestCtx, status: u16, error: Option<&pingora::Error>)
             }
             span.update_name(format!("{operation} {}", request.model));
         }
-        None => {
-            let method = ctx.route().map_or("request", |r| r.name.as_str());
-            span.update_name(method.to_string());
-        }
+        // HTTP's convention: `{method} {route}`.
+        None => span.update_name(match ctx.route() {
+            Some(route) => format!("{} {}", req.method, route.name),
+            None => req.method.to_string(),
+        }),
     }
     if let Some(details) = &ctx.response.details {
         if let Some(id) = &details.id {
@@ -221,6 +249,10 @@ pub fn finish(ctx: &mut RequestCtx, status: u16, error: Option<&pingora::Error>)
 
 fn end_attempt(mut span: Span, status: Option<u16>, failed: bool) {
     use opentelemetry::trace::Span as _;
+    if !span.is_recording() {
+        span.end();
+        return;
+    }
     if let Some(status) = status {
         span.set_attribute(KeyValue::new(
             "http.response.status_code",

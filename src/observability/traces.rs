@@ -5,11 +5,17 @@
 //! never waits for the exporter. One thread drains the queue in batches and
 //! exports them; while the collector is down or slow the queue fills and new
 //! spans are dropped and counted (`otel_spans_dropped_total`), never held.
+//! The thread never waits on the queue itself (a blocked receiver makes
+//! every send a futex wake and a context switch: measured at 20% of the
+//! traced gateway's CPU): it sleeps for the export interval and is woken
+//! early only once per full batch.
 //! The standard `OTEL_*` variables apply (endpoint, service name, resource
 //! attributes, sampler) unless the config's `tracing` section sets them.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
@@ -59,14 +65,22 @@ pub fn start(settings: &TracingSettings) -> Result<(), String> {
     exporter.set_resource(&resource);
 
     let (sender, queue) = mpsc::sync_channel(settings.queue_size);
+    let queued = Arc::new(AtomicUsize::new(0));
     let interval = settings.export_interval;
-    std::thread::Builder::new()
+    let counted = queued.clone();
+    let thread = std::thread::Builder::new()
         .name("otel-export".into())
-        .spawn(move || export_loop(exporter, queue, interval))
-        .map_err(|e| format!("cannot start the export thread: {e}"))?;
+        .spawn(move || export_loop(exporter, queue, &counted, interval))
+        .map_err(|e| format!("cannot start the export thread: {e}"))?
+        .thread()
+        .clone();
 
     let mut provider = SdkTracerProvider::builder()
-        .with_span_processor(ExportQueue { sender })
+        .with_span_processor(ExportQueue {
+            sender,
+            queued,
+            thread,
+        })
         .with_resource(resource);
     if let Some(ratio) = settings.sample_ratio {
         provider = provider.with_sampler(Sampler::ParentBased(Box::new(
@@ -96,6 +110,9 @@ enum Message {
 #[derive(Debug)]
 struct ExportQueue {
     sender: SyncSender<Message>,
+    /// Spans in the queue: a full batch wakes the export thread.
+    queued: Arc<AtomicUsize>,
+    thread: Thread,
 }
 
 impl SpanProcessor for ExportQueue {
@@ -106,7 +123,11 @@ impl SpanProcessor for ExportQueue {
             return;
         }
         match self.sender.try_send(Message::Span(Box::new(span))) {
-            Ok(()) => {}
+            Ok(()) => {
+                if self.queued.fetch_add(1, Ordering::Relaxed) + 1 == MAX_BATCH {
+                    self.thread.unpark();
+                }
+            }
             Err(TrySendError::Full(_)) => dropped("queue_full", 1),
             Err(TrySendError::Disconnected(_)) => dropped("export_stopped", 1),
         }
@@ -123,7 +144,10 @@ impl SpanProcessor for ExportQueue {
         let mut message = Message::Flush(done);
         loop {
             match self.sender.try_send(message) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.thread.unpark();
+                    break;
+                }
                 Err(TrySendError::Full(m)) if Instant::now() < deadline => {
                     message = m;
                     std::thread::sleep(Duration::from_millis(5));
@@ -149,6 +173,7 @@ fn dropped(reason: &str, n: u64) {
 fn export_loop(
     exporter: opentelemetry_otlp::SpanExporter,
     queue: Receiver<Message>,
+    queued: &AtomicUsize,
     interval: Duration,
 ) {
     // The OTLP client is async: a runtime of this thread's own, so an export
@@ -184,28 +209,29 @@ fn export_loop(
             }
         }
     };
-    let mut next_export = Instant::now() + interval;
     loop {
-        let wait = next_export.saturating_duration_since(Instant::now());
-        match queue.recv_timeout(wait) {
-            Ok(Message::Span(span)) => {
-                batch.push(*span);
-                if batch.len() >= MAX_BATCH {
+        // Woken early by a full batch or a flush; else once an interval.
+        std::thread::park_timeout(interval);
+        loop {
+            match queue.try_recv() {
+                Ok(Message::Span(span)) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    batch.push(*span);
+                    if batch.len() >= MAX_BATCH {
+                        export(&mut batch);
+                    }
+                }
+                Ok(Message::Flush(done)) => {
                     export(&mut batch);
+                    let _ = done.send(());
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    export(&mut batch);
+                    return;
                 }
             }
-            Ok(Message::Flush(done)) => {
-                export(&mut batch);
-                let _ = done.send(());
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                export(&mut batch);
-                next_export = Instant::now() + interval;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                export(&mut batch);
-                return;
-            }
         }
+        export(&mut batch);
     }
 }
