@@ -15,16 +15,28 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
-    limits: [u64; 3],
+    /// Token limits, then a budget in whole USD.
+    limits: [u64; 4],
     ops: Vec<Op>,
     lease_ops: Vec<LeaseOp>,
 }
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Admit { input: u64, output: u64 },
-    Settle { which: u8, input: u64, output: u64 },
-    SettleUnknown { which: u8 },
+    Admit {
+        input: u64,
+        output: u64,
+        cost: u64,
+    },
+    Settle {
+        which: u8,
+        input: u64,
+        output: u64,
+        cost: u64,
+    },
+    SettleUnknown {
+        which: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -35,11 +47,15 @@ enum LeaseOp {
     Collect,
 }
 
-const COUNTS: [LimitCounts; 3] = [
+const COUNTS: [LimitCounts; 4] = [
     LimitCounts::InputTokens,
     LimitCounts::OutputTokens,
     LimitCounts::TotalTokens,
+    LimitCounts::CostUsd,
 ];
+
+/// A budget of whole USD is counted in micro-USD.
+const MICRO: u64 = 1_000_000;
 
 /// What a charge costs a rule, as the gateway defines it: each part and the
 /// sum are capped, so no client number can wrap the arithmetic.
@@ -49,6 +65,7 @@ fn cost(charge: Charge, counts: LimitCounts) -> u64 {
     match counts {
         LimitCounts::InputTokens => input,
         LimitCounts::OutputTokens => output,
+        LimitCounts::CostUsd => charge.cost_micro_usd.min(MAX_CHARGE),
         _ => (input + output).min(MAX_CHARGE),
     }
 }
@@ -63,44 +80,52 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn limiter(limits: [u64; 3]) -> Limiter {
+fn limiter(limits: [u64; 4]) -> Limiter {
     let text = format!(
         "upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
          routes:\n  - name: r\n    paths: [/v1/chat/completions]\n    upstream: u\n\
-         limits:\n  global_rules: [in, out, total]\n  rules:\n\
+         pricing:\n  - {{model: m, input_per_million: 1, output_per_million: 1}}\n\
+         limits:\n  global_rules: [in, out, total, budget]\n  rules:\n\
          \x20   - {{name: in, key: [global], counts: input_tokens, limit: {}, window: day}}\n\
          \x20   - {{name: out, key: [global], counts: output_tokens, limit: {}, window: day}}\n\
-         \x20   - {{name: total, key: [global], counts: total_tokens, limit: {}, window: day}}\n",
-        limits[0], limits[1], limits[2]
+         \x20   - {{name: total, key: [global], counts: total_tokens, limit: {}, window: day}}\n\
+         \x20   - {{name: budget, key: [global], counts: cost_usd, limit: {}, window: month}}\n",
+        limits[0],
+        limits[1],
+        limits[2],
+        limits[3] / MICRO
     );
     let config = load_str(&text, "fuzz.yaml", |_| None).expect("the fuzz config loads");
     Limiter::new(&config.limits)
 }
 
 fn check_limiter(input: &Input) {
-    // Limits of zero are refused by the loader; keep them in range.
-    let limits = input.limits.map(|l| l.clamp(1, MAX_CHARGE));
+    // Limits of zero are refused by the loader; keep them in range. The
+    // budget is whole USD, held in micro-USD.
+    let mut limits = input.limits.map(|l| l.clamp(1, MAX_CHARGE));
+    limits[3] = limits[3].clamp(1, MAX_CHARGE / MICRO) * MICRO;
     let limiter = limiter(limits);
     let rules = limiter.rules_for(std::iter::empty());
     let facts = RequestFacts {
         route: "r",
         ..Default::default()
     };
-    let mut used = [0u64; 3];
+    let mut used = [0u64; 4];
     let mut open: Vec<(Admission, Charge)> = Vec::new();
     runtime().block_on(async {
         for op in input.ops.iter().take(64) {
             match *op {
-                Op::Admit { input, output } => {
+                Op::Admit { input, output, cost: usd } => {
                     let charge = Charge {
                         input_tokens: input,
                         output_tokens: output,
+                        cost_micro_usd: usd,
                     };
-                    let fits = (0..3).all(|i| used[i] + cost(charge, COUNTS[i]) <= limits[i]);
+                    let fits = (0..4).all(|i| used[i] + cost(charge, COUNTS[i]) <= limits[i]);
                     match limiter.admit(&rules, &facts, charge).await {
                         Ok(admission) => {
                             assert!(fits, "admitted over a limit: {used:?} + {charge:?} > {limits:?}");
-                            for i in 0..3 {
+                            for i in 0..4 {
                                 used[i] += cost(charge, COUNTS[i]);
                             }
                             open.push((admission, charge));
@@ -110,14 +135,15 @@ fn check_limiter(input: &Input) {
                         }
                     }
                 }
-                Op::Settle { which, input, output } if !open.is_empty() => {
+                Op::Settle { which, input, output, cost: usd } if !open.is_empty() => {
                     let (admission, reserved) = open.swap_remove(usize::from(which) % open.len());
                     let actual = Charge {
                         input_tokens: input,
                         output_tokens: output,
+                        cost_micro_usd: usd,
                     };
                     limiter.settle(admission, Some(actual)).await;
-                    for i in 0..3 {
+                    for i in 0..4 {
                         used[i] = (used[i] + cost(actual, COUNTS[i])).saturating_sub(cost(reserved, COUNTS[i]));
                     }
                 }
