@@ -40,6 +40,24 @@ fn shipped_configs_validate() {
     ];
     let (code, out) = gateway(&["-t", "-c", prod.to_str().unwrap()], &env);
     assert_eq!(code, 0, "{out}");
+
+    // The config the Kubernetes manifests ship, with the secret's variables.
+    let configmap: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_path("deploy/base/configmap.yaml")).expect("configmap"),
+    )
+    .expect("configmap YAML");
+    let text = configmap["data"]["gateway.yaml"]
+        .as_str()
+        .expect("data.gateway.yaml");
+    let (_dir, path) = write_config(text);
+    let env = [
+        ("OPENAI_API_KEY", "sk-x"),
+        ("ANTHROPIC_API_KEY", "sk-ant-x"),
+        ("GATEWAY_TEAM_A_KEY", "sk-team-a"),
+        ("ADMIN_TOKEN", "replace-me-with-a-random-token"),
+    ];
+    let (code, out) = gateway(&["-t", "-c", &path], &env);
+    assert_eq!(code, 0, "deploy/base/configmap.yaml: {out}");
 }
 
 #[test]
