@@ -205,6 +205,14 @@ fn bad_files_fail_with_file_field_and_fault() {
             "listen:\n  trusted_proxies: [10.0.0.1/8]\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "listen.trusted_proxies[0]: `10.0.0.1/8` has host bits set (the network is 10.0.0.0/8)",
         ),
+        (
+            "limits:\n  rules: []\n  redis: {url: \"redis://127.0.0.1:6379\", tls: {ca_file: /x.pem}}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.redis.tls: needs a rediss:// URL",
+        ),
+        (
+            "limits:\n  rules: []\n  redis: {url: \"redis://127.0.0.1:6379\", username: gw}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.redis.username: needs a `password` too",
+        ),
         ("{{{", "line 1 column 2"),
     ];
     for (text, expected) in cases {

@@ -542,6 +542,15 @@ fn default_output_estimate() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct Redis {
     pub url: Secret,
+    /// An ACL user (Redis 6+); `default` when only a password is set.
+    #[serde(default)]
+    pub username: Option<Secret>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// With a `rediss://` URL: the CA that signed the server's certificate
+    /// (the system's roots without it).
+    #[serde(default)]
+    pub tls: Option<RedisTls>,
     #[serde(default = "default_redis_timeout", with = "duration")]
     pub timeout: Duration,
     #[serde(default = "default_sync_interval", with = "duration")]
@@ -552,6 +561,12 @@ pub struct Redis {
     pub expected_replicas: u32,
     #[serde(default = "default_on_error")]
     pub on_error: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTls {
+    pub ca_file: Option<String>,
 }
 
 fn default_redis_timeout() -> Duration {

@@ -899,6 +899,75 @@ fn limits(l: &schema::Limits, priced: bool, env: Env<'_>) -> Result<Limits> {
     })
 }
 
+/// The client for `limits.redis`: the URL, then the ACL user and password
+/// and the TLS roots when set. Errors name what is wrong without echoing
+/// the URL or a password.
+fn redis_client(r: &schema::Redis, url: &Secret, env: Env<'_>) -> Result<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let at = "limits.redis";
+    let mut info = url.expose().into_connection_info().or_else(|e| {
+        fault(
+            format!("{at}.url"),
+            format!("not a usable Redis URL ({:?})", e.kind()),
+        )
+    })?;
+    let tls_url = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    let mut settings = info.redis_settings().clone();
+    if let Some(username) = &r.username {
+        ensure(
+            r.password.is_some(),
+            || format!("{at}.username"),
+            "needs a `password` too",
+        )?;
+        settings =
+            settings.set_username(expand(&format!("{at}.username"), username, env)?.expose());
+    }
+    if let Some(password) = &r.password {
+        settings =
+            settings.set_password(expand(&format!("{at}.password"), password, env)?.expose());
+    }
+    info = info.set_redis_settings(settings);
+    let ca = match &r.tls {
+        Some(tls) => {
+            ensure(
+                tls_url,
+                || format!("{at}.tls"),
+                "needs a rediss:// URL (TLS is the URL's scheme)",
+            )?;
+            match &tls.ca_file {
+                Some(path) => Some(std::fs::read(path).or_else(|e| {
+                    fault(
+                        format!("{at}.tls.ca_file"),
+                        format!("cannot read {path}: {e}"),
+                    )
+                })?),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let client = match ca {
+        Some(root_cert) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            },
+        ),
+        None => redis::Client::open(info),
+    };
+    client.or_else(|e| {
+        fault(
+            format!("{at}.tls"),
+            format!(
+                "cannot set up the Redis client ({:?}: {})",
+                e.kind(),
+                e.detail().unwrap_or("")
+            ),
+        )
+    })
+}
+
 fn redis(r: &schema::Redis, env: Env<'_>) -> Result<Redis> {
     let at = "limits.redis";
     let url = expand(&format!("{at}.url"), &r.url, env)?;
@@ -907,13 +976,7 @@ fn redis(r: &schema::Redis, env: Env<'_>) -> Result<Redis> {
         || format!("{at}.url"),
         "must be a redis:// or rediss:// URL",
     )?;
-    // The error names what is wrong without echoing the URL and its password.
-    let client = redis::Client::open(url.expose()).or_else(|e| {
-        fault(
-            format!("{at}.url"),
-            format!("not a usable Redis URL ({:?})", e.kind()),
-        )
-    })?;
+    let client = redis_client(r, &url, env)?;
     if !(r.lease_fraction > 0.0 && r.lease_fraction <= 1.0) {
         return fault(
             format!("{at}.lease_fraction"),
