@@ -36,8 +36,9 @@ pub struct RequestCtx {
     pub response: ResponseAccounting,
     /// The client's address (behind a trusted proxy, the forwarded one).
     pub client: super::client::ClientAddress,
-    /// The request's spans, when tracing is on.
-    pub trace: Option<super::tracing::RequestTrace>,
+    /// The request's spans, when tracing is on (boxed: an SDK span is a few
+    /// hundred bytes every context would carry with tracing off).
+    pub trace: Option<Box<super::tracing::RequestTrace>>,
     /// Counts the request in flight (drain waits for it) until the context drops.
     _in_flight: RequestInFlight,
 }

@@ -28,7 +28,7 @@ pub struct RequestTrace {
 
 /// Starts the request's server span, a child of the client's `traceparent`
 /// when it sent a valid one; `None` with tracing off.
-pub fn start(session: &Session) -> Option<RequestTrace> {
+pub fn start(session: &Session) -> Option<Box<RequestTrace>> {
     let tracer = traces::tracer()?;
     let req = session.req_header();
     let parent = TraceContextPropagator::new().extract(&Headers(&req.headers));
@@ -42,11 +42,11 @@ pub fn start(session: &Session) -> Option<RequestTrace> {
     } else {
         "chat"
     };
-    Some(RequestTrace {
+    Some(Box::new(RequestTrace {
         server: parent.with_span(span),
         operation,
         attempt: None,
-    })
+    }))
 }
 
 impl RequestTrace {
