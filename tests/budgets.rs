@@ -21,7 +21,7 @@ fn config(mock: &Mock, limits: &str) -> String {
     format!(
         "{PRICING}admin: {{token: \"${{AIGW_ADMIN_TOKEN}}\"}}\n\
          auth:\n  api_keys:\n    - {{id: ml-key, key: sk-ml-0001, team: ml}}\n    - {{id: web-key, key: sk-web-0001, team: web}}\n\
-         {limits}upstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n    auth: [api_key]\n",
+         {limits}upstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions, /v1/messages]\n    models: [mock-gpt]\n    upstream: main\n    auth: [api_key]\n",
         pool_yaml("main", &[mock.url()], "")
     )
 }
@@ -124,6 +124,28 @@ fn a_team_budget_refuses_in_dollars_and_its_spend_is_exact() {
     // reservation short of it: the next request could not have fitted.
     assert!(spent <= 2000, "{spent}");
     assert!(spent + 1100 > 2000, "refused with {spent} of 2000 spent");
+    // An Anthropic client of the same team is refused in its own dialect.
+    let anthropic = post_json(
+        &gw.url("/v1/messages"),
+        &json!({"model": "mock-gpt", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "and in the other API?"}]}),
+        &[
+            ("x-api-key", "sk-ml-0001"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+    );
+    assert_eq!(anthropic.status, 429, "{}", anthropic.body);
+    let body = anthropic.json();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Budget `team-daily` reached"),
+        "{body}"
+    );
+    assert!(anthropic.header("retry-after").is_some());
     // Another team's budget is its own.
     assert_eq!(ask(&gw, "sk-web-0001", 100).status, 200);
 
