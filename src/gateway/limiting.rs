@@ -24,9 +24,7 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
             ),
         )
     } else if r.counts == LimitCounts::CostUsd {
-        // A budget: its standing is in dollars, not in any `x-ratelimit-*`
-        // header's unit.
-        let mut error = ApiError::new(
+        ApiError::new(
             429,
             "rate_limit_error",
             "budget_exceeded",
@@ -37,9 +35,7 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
                 r.window.as_str(),
                 r.retry_after_secs
             ),
-        );
-        error.extra_headers = vec![("retry-after", r.retry_after_secs.to_string())];
-        return error;
+        )
     } else {
         let what = match r.counts {
             LimitCounts::Requests => "requests",
@@ -65,11 +61,15 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
         Kind::Requests
     };
     error.extra_headers = vec![("retry-after", r.retry_after_secs.to_string())];
-    error.extra_headers.extend(
-        standing_headers(dialect, kind, &r.standing)
-            .into_iter()
-            .map(|(name, value)| (name, value.to_str().unwrap_or_default().to_string())),
-    );
+    // A budget's standing is in dollars, not in any `x-ratelimit-*`
+    // header's unit.
+    if r.counts != LimitCounts::CostUsd {
+        error.extra_headers.extend(
+            standing_headers(dialect, kind, &r.standing)
+                .into_iter()
+                .map(|(name, value)| (name, value.to_str().unwrap_or_default().to_string())),
+        );
+    }
     error
 }
 

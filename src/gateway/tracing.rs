@@ -69,8 +69,14 @@ pub fn attempt_started(ctx: &mut RequestCtx) {
     let (Some(tracer), Some(backend)) = (traces::tracer(), ctx.upstream.backend.clone()) else {
         return;
     };
+    let recording = match &ctx.trace {
+        Some(trace) => trace.is_recording(),
+        None => return,
+    };
+    // Built only for a span that is recorded.
     let model = ctx
         .model_request()
+        .filter(|_| recording)
         .map(|m| upstream_model(ctx, &m.model).to_string());
     let Some(trace) = ctx.trace.as_mut() else {
         return;
@@ -79,7 +85,7 @@ pub fn attempt_started(ctx: &mut RequestCtx) {
     if let Some((span, status)) = trace.attempt.take() {
         end_attempt(span, status, true);
     }
-    if !trace.server.span().is_recording() {
+    if !recording {
         // Sampled out: a span only to carry the trace upstream, nothing
         // built for it.
         let span = tracer
@@ -150,7 +156,7 @@ pub fn finish(
         end_attempt(span, answered.or((status != 0).then_some(status)), failed);
     }
     let span = trace.server.span();
-    if !span.is_recording() {
+    if !trace.is_recording() {
         // Sampled out: nothing will be exported, so nothing is built.
         span.end();
         return;

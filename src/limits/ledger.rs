@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::lease::LeaseTable;
 use super::local::LocalCounters;
-use super::rules::{ttl_secs, window_id, Counter, Rule};
+use super::rules::{is_current, ttl_secs, Counter, Rule};
 use super::store::{RedisStore, StoreError};
 use crate::observability::metrics::metrics;
 
@@ -135,11 +135,7 @@ impl Ledger {
             return 0;
         };
         let now = store.now_ms();
-        let unspent = leases.collect_idle(idle_before_ms, |counter, wid| {
-            rules
-                .get(counter.rule)
-                .is_some_and(|rule| window_id(now, rule.window) == wid)
-        });
+        let unspent = leases.collect_idle(idle_before_ms, is_current(rules, now));
         let mut returned = 0;
         for (counter, wid, amount) in unspent {
             let Some(rule) = rules.get(counter.rule) else {

@@ -33,7 +33,7 @@ use crate::config::{self, LimitCounts, LimitMode, LimitWindow, RedisFailure};
 use crate::observability::metrics::metrics;
 use ledger::{Charge as Outcome, Ledger, Spot};
 use local::LocalCounters;
-use rules::{reset_in_ms, ttl_secs, window_id};
+use rules::{is_current, reset_in_ms, ttl_secs, window_id};
 use spend::{Source, SpendBook};
 pub use spend::{SpendError, SpendLine, SpendQuery};
 use store::{epoch_ms, RedisStore};
@@ -453,11 +453,7 @@ impl Limiter {
             return;
         };
         let now = store.now_ms();
-        let updates = self.spend.take_updates(|counter, wid| {
-            self.rules
-                .get(counter.rule)
-                .is_some_and(|rule| window_id(now, rule.window) == wid)
-        });
+        let updates = self.spend.take_updates(is_current(&self.rules, now));
         let mut failed = Vec::new();
         for update in updates {
             let Some(rule) = self.rules.get(update.counter.rule) else {

@@ -2,6 +2,7 @@
 //! arithmetic on a shared clock.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::calendar;
 use super::store::SpendKeys;
@@ -161,6 +162,16 @@ pub fn window_bounds(id: u64, window: LimitWindow) -> (u64, u64) {
             let len = fixed.seconds() * 1000;
             (id * len, (id + 1) * len)
         }
+    }
+}
+
+/// Whether a counter's window `id` is its rule's current one at `now_ms`
+/// (a counter of no rule never is): what leases and the spend book keep.
+pub fn is_current(rules: &[Arc<Rule>], now_ms: u64) -> impl Fn(&Counter, u64) -> bool + '_ {
+    move |counter, id| {
+        rules
+            .get(counter.rule)
+            .is_some_and(|rule| window_id(now_ms, rule.window) == id)
     }
 }
 

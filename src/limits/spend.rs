@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::rules::{window_bounds, window_id, Counter, Rule};
+use super::rules::{is_current, window_bounds, window_id, Counter, Rule};
 use super::store::RedisStore;
 use crate::config::{LimitCounts, LimitWindow};
 
@@ -236,11 +236,7 @@ pub async fn report(
     if let (Some(name), true) = (query.rule, budgets.is_empty()) {
         return Err(SpendError::UnknownRule(name.to_string()));
     }
-    let booked = book.booked(|counter, wid| {
-        rules
-            .get(counter.rule)
-            .is_some_and(|rule| window_id(now_ms, rule.window) == wid)
-    });
+    let booked = book.booked(is_current(rules, now_ms));
     let mut lines = Vec::new();
     for rule in budgets {
         let wid = window_id(now_ms, rule.window);
