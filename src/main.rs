@@ -17,7 +17,10 @@ use pingora::services::listening::Service;
 
 use ai_api_gateway::admin::AdminService;
 use ai_api_gateway::config::{self, Listen};
-use ai_api_gateway::gateway::connection::ConnectionGuard;
+use ai_api_gateway::edge::certificates::CertificateWatcher;
+use ai_api_gateway::edge::http2;
+use ai_api_gateway::edge::tls::TlsEdge;
+use ai_api_gateway::gateway::connection::{ConnectionGuard, Edge};
 use ai_api_gateway::gateway::{self, Gateway};
 use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
@@ -193,14 +196,48 @@ fn main() -> ExitCode {
         }
     }
 
-    let proxy_app = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let listen = &process.listen;
+    let tls = match &listen.tls {
+        Some(tls) => match TlsEdge::new(tls) {
+            Ok(edge) => Some((edge, tls)),
+            Err(e) => {
+                eprintln!("cannot start: {}: listen.tls: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    if let Some((edge, tls)) = &tls {
+        server.add_service(background_service(
+            "tls certificates",
+            CertificateWatcher {
+                store: edge.store.clone(),
+                interval: tls.reload_interval,
+            },
+        ));
+    }
+    let request_limits = state.load().request;
+    let mut proxy_app =
+        pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    proxy_app.server_options = Some(http2::server_options(listen, &request_limits));
+    proxy_app.h2_options = Some(http2::options(&request_limits));
+    let edge = Edge {
+        handshake_timeout: tls
+            .as_ref()
+            .map_or(request_limits.header_timeout, |(_, t)| t.handshake_timeout),
+        tls: tls.map(|(edge, _)| edge),
+        tls_ports: listen.proxy_tls.iter().map(|a| a.port()).collect(),
+        proxy_protocol: listen.proxy_protocol,
+        h2c: listen.h2c,
+    };
     let mut proxy = Service::new(
         "proxy".to_string(),
-        ConnectionGuard::new(proxy_app, state.clone()),
+        ConnectionGuard::new(proxy_app, state.clone(), edge),
     );
-    let listen = &process.listen;
     let read_buffer = L4BufferSettings::default().read(listen.read_buffer_bytes);
-    for addr in &listen.proxy {
+    // TLS listeners are plain TCP to Pingora: the connection guard runs the
+    // PROXY header and the handshake itself (edge/tls.rs says why).
+    for addr in listen.proxy.iter().chain(&listen.proxy_tls) {
         proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(read_buffer));
     }
     server.add_service(proxy);
@@ -212,9 +249,10 @@ fn main() -> ExitCode {
         Supervisor::new(state.clone(), path.clone(), process.clone()),
     ));
     log::info!(
-        "ai-api-gateway {} proxy on {:?}, admin on {}",
+        "ai-api-gateway {} proxy on {:?}, TLS on {:?}, admin on {}",
         env!("CARGO_PKG_VERSION"),
         listen.proxy,
+        listen.proxy_tls,
         listen.admin
     );
     // The gateway ends the process itself once drained (lifecycle.rs); `run`
@@ -238,6 +276,13 @@ fn check_ports_free(listen: &Listen) -> Result<(), String> {
         .iter()
         .enumerate()
         .map(|(i, addr)| (format!("listen.proxy[{i}]"), addr))
+        .chain(
+            listen
+                .proxy_tls
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| (format!("listen.proxy_tls[{i}]"), addr)),
+        )
         .chain(std::iter::once(("listen.admin".to_string(), &listen.admin)));
     let deadline = Instant::now() + PORT_WAIT;
     for (field, addr) in addresses {

@@ -279,3 +279,78 @@ fn check_redis_reports_the_configured_redis() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("limits use no Redis"), "{out}");
 }
+
+#[test]
+fn bad_tls_settings_fail_with_the_field_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::pki::TestCa::new("edge CA");
+    let (cert, key) = ca.server(&["localhost"], "a").write(dir.path(), "a");
+    let (_, other_key) = ca.server(&["localhost"], "b").write(dir.path(), "b");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    let tail = "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n";
+    let pair = |c: &std::path::Path, k: &std::path::Path| {
+        format!(
+            "[{{cert_file: {}, key_file: {}}}]",
+            c.display(),
+            k.display()
+        )
+    };
+    let cases = [
+        (
+            "listen:\n  proxy_tls: [\"127.0.0.1:8443\"]\n".to_string(),
+            "listen.tls: is needed by listen.proxy_tls".to_string(),
+        ),
+        (
+            format!("listen:\n  tls: {{certificates: {}}}\n", pair(&cert, &key)),
+            "listen.proxy_tls: needs an address for listen.tls".to_string(),
+        ),
+        (
+            format!(
+                "listen:\n  proxy: [\"127.0.0.1:8443\"]\n  proxy_tls: [\"127.0.0.1:8443\"]\n  tls: {{certificates: {}}}\n",
+                pair(&cert, &key)
+            ),
+            "listen.proxy_tls[0]: port 8443 is also a cleartext listen.proxy port".to_string(),
+        ),
+        (
+            format!(
+                "listen:\n  proxy_tls: [\"127.0.0.1:8443\"]\n  tls: {{certificates: {}}}\n",
+                pair(&cert, &other_key)
+            ),
+            format!(
+                "listen.tls.certificates[0]: `{}` is not the key of `{}`",
+                other_key.display(),
+                cert.display()
+            ),
+        ),
+        (
+            format!(
+                "listen:\n  proxy_tls: [\"127.0.0.1:8443\"]\n  tls: {{certificates: {}}}\n",
+                pair(&junk, &key)
+            ),
+            format!("listen.tls.certificates[0]: `{}` is not valid PEM", junk.display()),
+        ),
+        (
+            format!(
+                "listen:\n  proxy_tls: [\"127.0.0.1:8443\"]\n  tls: {{certificates: {}, client_auth: optional}}\n",
+                pair(&cert, &key)
+            ),
+            "listen.tls.client_auth: needs listen.tls.client_ca_file".to_string(),
+        ),
+        (
+            format!(
+                "listen:\n  proxy_tls: [\"127.0.0.1:8443\"]\n  tls: {{certificates: {}, client_ca_file: {}}}\n",
+                pair(&cert, &key),
+                junk.display()
+            ),
+            "listen.tls.client_ca_file:".to_string(),
+        ),
+    ];
+    for (listen, expected) in cases {
+        let (_dir, path) = write_config(&format!("{listen}{tail}"));
+        let (code, out) = gateway(&["-t", "-c", &path], &[]);
+        assert_eq!(code, 2, "{listen}: {out}");
+        assert!(out.contains(&path), "file not named: {out}");
+        assert!(out.contains(&expected), "expected {expected:?} in {out}");
+    }
+}

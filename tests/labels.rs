@@ -183,6 +183,9 @@ fn label_values_come_from_config_whatever_clients_and_upstreams_send() {
         "queue_full",
         "export_failed",
         "export_stopped",
+        // client_handshake_failures_total
+        "timeout",
+        "invalid",
     ];
     let allowed = |label: &str, value: &str| -> bool {
         match label {
@@ -206,6 +209,7 @@ fn label_values_come_from_config_whatever_clients_and_upstreams_send() {
             "reason" => reasons.contains(&value),
             "result" => ["ok", "error"].contains(&value),
             "phase" => ["idle", "header"].contains(&value),
+            "stage" => ["tls", "proxy_protocol"].contains(&value),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
             _ => false,
         }

@@ -121,3 +121,27 @@ fn both_official_sdks_reach_both_models_through_their_own_api() {
     assert!(paths(&openai).iter().all(|p| p == "/v1/chat/completions"));
     assert!(paths(&anthropic).iter().all(|p| p == "/v1/messages"));
 }
+
+#[test]
+fn the_openai_sdk_speaks_http2_over_tls() {
+    let openai = Mock::start("openai");
+    let anthropic = Mock::start("anthropic");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let tls = common::pki::LocalhostTls::new(dir.path(), "");
+    let gw =
+        Gateway::start_with_listen(&tls.listen, &config(&openai.url(), &anthropic.url(), &dead));
+    let output = Command::new(python())
+        .arg(repo_path("tests/sdk/openai_http2.py"))
+        .arg(format!("https://localhost:{}", tls.port))
+        .arg(&tls.ca_file)
+        .arg("sk-openai-sdk")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("the SDK runs");
+    let report = report("openai over HTTP/2", &output);
+    assert!(output.status.success(), "{report}");
+    assert_eq!(report.matches("ok: ").count(), 5, "{report}");
+    let lines = gw.access_lines_at_least(2);
+    assert!(lines.iter().all(|l| l["status"] == 200), "{lines:?}");
+}

@@ -17,7 +17,7 @@ use super::keyword::{
     RedisFailure, RetryOn, Strategy,
 };
 use super::secret::Secret;
-use super::tls::CaBundle;
+use super::tls::{CaBundle, ClientCa};
 use super::url::BaseUrl;
 
 /// The most a limit may be, and the most one request can be charged: every
@@ -141,9 +141,35 @@ impl Server {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listen {
     pub proxy: Vec<SocketAddr>,
+    /// Proxy addresses that speak TLS; never empty when `tls` is set.
+    pub proxy_tls: Vec<SocketAddr>,
     pub admin: SocketAddr,
     /// Read buffer of each client connection (0: unbuffered).
     pub read_buffer_bytes: usize,
+    pub tls: Option<EdgeTls>,
+    /// Cleartext HTTP/2 with prior knowledge on the `proxy` addresses.
+    pub h2c: bool,
+    /// Every proxy connection starts with a PROXY protocol header.
+    pub proxy_protocol: bool,
+}
+
+/// TLS on the proxy's TLS listeners. The certificate files are read again
+/// every `reload_interval` (rotation needs no restart); the paths are fixed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeTls {
+    /// The first is the default for clients whose SNI matches none.
+    pub certificates: Vec<CertificateFiles>,
+    pub client_ca: Option<ClientCa>,
+    /// A client without a certificate is refused at the handshake.
+    pub client_cert_required: bool,
+    pub reload_interval: Duration,
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +191,8 @@ pub struct RequestLimits {
     pub header_timeout: Duration,
     /// Between keep-alive requests.
     pub idle_timeout: Duration,
+    /// Longest a response write waits for the client to take bytes.
+    pub write_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]

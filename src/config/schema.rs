@@ -131,6 +131,13 @@ impl Default for Server {
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
     pub proxy: Vec<String>,
+    /// Proxy addresses that speak TLS (HTTP/1.1 and HTTP/2 by ALPN).
+    pub proxy_tls: Vec<String>,
+    pub tls: Option<ListenTls>,
+    /// Cleartext HTTP/2 (prior knowledge) on the `proxy` addresses.
+    pub h2c: bool,
+    /// Every proxy connection starts with a PROXY protocol v1/v2 header.
+    pub proxy_protocol: bool,
     pub admin: String,
     pub max_connections: usize,
     /// Pingora's default is 64 KiB, held by every idle keep-alive connection.
@@ -145,6 +152,10 @@ impl Default for Listen {
     fn default() -> Self {
         Self {
             proxy: vec!["0.0.0.0:8080".into()],
+            proxy_tls: Vec::new(),
+            tls: None,
+            h2c: false,
+            proxy_protocol: false,
             admin: "0.0.0.0:9090".into(),
             max_connections: 0,
             read_buffer_bytes: 16 * 1024,
@@ -152,6 +163,41 @@ impl Default for Listen {
             trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// Certificates of the TLS listeners, and client certificates (mTLS).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTls {
+    /// Chosen by SNI against each certificate's own names; the first one is
+    /// the default.
+    pub certificates: Vec<CertificateFiles>,
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// `required` or `optional` (default: `required` once a CA is set).
+    #[serde(default)]
+    pub client_auth: Option<String>,
+    /// How often the certificate files are read for a rotation.
+    #[serde(default = "default_tls_reload_interval", with = "duration")]
+    pub reload_interval: Duration,
+    /// From a connection's accept to the end of its TLS handshake.
+    #[serde(default = "default_tls_handshake_timeout", with = "duration")]
+    pub handshake_timeout: Duration,
+}
+
+fn default_tls_reload_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_tls_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFiles {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +212,10 @@ pub struct Request {
     pub header_timeout: Duration,
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// Longest wait for a client to take response bytes (a reader that
+    /// stopped, an HTTP/2 window that never opens).
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
 }
 
 impl Default for Request {
@@ -177,6 +227,7 @@ impl Default for Request {
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }

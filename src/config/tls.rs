@@ -4,6 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use pingora::utils::tls::{parse_x509, WrappedX509};
+use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::RootCertStore;
+use x509_parser::extensions::GeneralName;
 
 /// CA certificates trusted in place of the system roots (upstream pools,
 /// the OIDC issuer), in the form Pingora's connectors take.
@@ -52,5 +55,115 @@ impl fmt::Debug for CaBundle {
             self.path,
             self.certificates.len()
         )
+    }
+}
+
+/// A certificate chain and its private key, ready for the TLS listeners,
+/// with the names it serves (its DNS subject alternative names, or its
+/// common name when it has none).
+#[derive(Clone)]
+pub struct ServerCertificate {
+    pub key: Arc<CertifiedKey>,
+    pub names: Vec<String>,
+    /// Seconds since the epoch at which the leaf certificate expires.
+    pub not_after: i64,
+}
+
+impl fmt::Debug for ServerCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerCertificate({:?})", self.names)
+    }
+}
+
+impl ServerCertificate {
+    /// Loads and checks a PEM chain and its PEM key: the chain parses, the
+    /// key is one rustls can sign with, and the key belongs to the leaf.
+    pub fn load(cert_file: &str, key_file: &str) -> Result<Self, String> {
+        let pem =
+            std::fs::read(cert_file).map_err(|e| format!("cannot read `{cert_file}`: {e}"))?;
+        let chain = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("`{cert_file}` is not valid PEM: {e}"))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| format!("`{cert_file}` holds no PEM certificate"))?;
+        let (names, not_after) =
+            leaf_names(leaf).map_err(|e| format!("`{cert_file}`: the certificate {e}"))?;
+        let pem = std::fs::read(key_file).map_err(|e| format!("cannot read `{key_file}`: {e}"))?;
+        let key = rustls_pemfile::private_key(&mut pem.as_slice())
+            .map_err(|e| format!("`{key_file}` is not valid PEM: {e}"))?
+            .ok_or_else(|| format!("`{key_file}` holds no PEM private key"))?;
+        let signing_key = tokio_rustls::rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| format!("`{key_file}`: unusable private key: {e}"))?;
+        let key = CertifiedKey::new(chain, signing_key);
+        key.keys_match()
+            .map_err(|e| format!("`{key_file}` is not the key of `{cert_file}`: {e}"))?;
+        Ok(Self {
+            key: Arc::new(key),
+            names,
+            not_after,
+        })
+    }
+}
+
+/// The DNS names a leaf certificate serves, lowercased, and its expiry.
+fn leaf_names(der: &[u8]) -> Result<(Vec<String>, i64), String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("does not parse: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(dns) = name {
+                names.push(dns.to_ascii_lowercase());
+            }
+        }
+    }
+    if names.is_empty() {
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    Ok((names, cert.validity().not_after.timestamp()))
+}
+
+/// The CAs that sign client certificates (mTLS), as rustls verifies them.
+#[derive(Clone)]
+pub struct ClientCa {
+    pub path: String,
+    pub roots: Arc<RootCertStore>,
+}
+
+impl ClientCa {
+    pub fn load(path: &str) -> Result<Self, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+        let mut roots = RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| format!("`{path}` is not valid PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("`{path}` holds an invalid certificate: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("`{path}` holds no PEM certificate"));
+        }
+        Ok(Self {
+            path: path.to_string(),
+            roots: Arc::new(roots),
+        })
+    }
+}
+
+impl PartialEq for ClientCa {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl fmt::Debug for ClientCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientCa({}, {} roots)", self.path, self.roots.len())
     }
 }

@@ -19,7 +19,7 @@ use super::keyword::{
 use super::model::*;
 use super::schema;
 use super::secret::Secret;
-use super::tls::CaBundle;
+use super::tls::{CaBundle, ClientCa, ServerCertificate};
 use super::url::{check_fetch_url, BaseUrl};
 
 /// A fault: the dotted path of the field, and what is wrong with it.
@@ -469,25 +469,100 @@ fn server(s: &schema::Server) -> Result<Server> {
 
 fn listen(l: &schema::Listen) -> Result<Listen> {
     ensure(
-        !l.proxy.is_empty(),
+        !l.proxy.is_empty() || !l.proxy_tls.is_empty(),
         || "listen.proxy".into(),
-        "needs at least one address",
+        "needs at least one address (here or in listen.proxy_tls)",
     )?;
-    let proxy = l
-        .proxy
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| socket_addr(&format!("listen.proxy[{i}]"), addr))
-        .collect::<Result<Vec<_>>>()?;
+    let addresses = |field: &str, list: &[String]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, addr)| socket_addr(&format!("{field}[{i}]"), addr))
+            .collect::<Result<Vec<_>>>()
+    };
+    let proxy = addresses("listen.proxy", &l.proxy)?;
+    let proxy_tls = addresses("listen.proxy_tls", &l.proxy_tls)?;
+    // A connection is told TLS from cleartext by the port it came in on.
+    for (i, addr) in proxy_tls.iter().enumerate() {
+        if proxy.iter().any(|plain| plain.port() == addr.port()) {
+            return fault(
+                format!("listen.proxy_tls[{i}]"),
+                format!("port {} is also a cleartext listen.proxy port", addr.port()),
+            );
+        }
+    }
     ensure(
         l.read_buffer_bytes <= 1024 * 1024,
         || "listen.read_buffer_bytes".into(),
         "must be at most 1048576 (it is allocated for every connection)",
     )?;
+    let tls = match (&l.tls, proxy_tls.is_empty()) {
+        (None, true) => None,
+        (None, false) => return fault("listen.tls", "is needed by listen.proxy_tls"),
+        (Some(_), true) => return fault("listen.proxy_tls", "needs an address for listen.tls"),
+        (Some(tls), false) => Some(edge_tls(tls)?),
+    };
     Ok(Listen {
         proxy,
+        proxy_tls,
         admin: socket_addr("listen.admin", &l.admin)?,
         read_buffer_bytes: l.read_buffer_bytes,
+        tls,
+        h2c: l.h2c,
+        proxy_protocol: l.proxy_protocol,
+    })
+}
+
+fn edge_tls(t: &schema::ListenTls) -> Result<EdgeTls> {
+    ensure(
+        !t.certificates.is_empty(),
+        || "listen.tls.certificates".into(),
+        "needs at least one {cert_file, key_file}",
+    )?;
+    let mut certificates = Vec::with_capacity(t.certificates.len());
+    for (i, files) in t.certificates.iter().enumerate() {
+        ServerCertificate::load(&files.cert_file, &files.key_file)
+            .or_else(|e| fault(format!("listen.tls.certificates[{i}]"), e))?;
+        certificates.push(CertificateFiles {
+            cert_file: files.cert_file.clone(),
+            key_file: files.key_file.clone(),
+        });
+    }
+    let client_ca = match &t.client_ca_file {
+        Some(path) => {
+            Some(ClientCa::load(path).or_else(|e| fault("listen.tls.client_ca_file", e))?)
+        }
+        None => None,
+    };
+    let client_cert_required = match (t.client_auth.as_deref(), &client_ca) {
+        (None | Some("required"), Some(_)) => true,
+        (Some("optional"), Some(_)) => false,
+        (Some("required" | "optional"), None) => {
+            return fault("listen.tls.client_auth", "needs listen.tls.client_ca_file")
+        }
+        (None, None) => false,
+        (Some(other), _) => {
+            return fault(
+                "listen.tls.client_auth",
+                format!("`{other}` is not one of `required`, `optional`"),
+            )
+        }
+    };
+    Ok(EdgeTls {
+        certificates,
+        client_ca,
+        client_cert_required,
+        reload_interval: duration_in(
+            "listen.tls.reload_interval",
+            t.reload_interval,
+            Duration::from_millis(100),
+            HOUR,
+        )?,
+        handshake_timeout: duration_in(
+            "listen.tls.handshake_timeout",
+            t.handshake_timeout,
+            Duration::from_millis(100),
+            MINUTE,
+        )?,
     })
 }
 
@@ -505,6 +580,7 @@ fn request(r: &schema::Request) -> Result<RequestLimits> {
         body_timeout: positive_up_to("request.body_timeout", r.body_timeout, DAY)?,
         header_timeout: positive_up_to("request.header_timeout", r.header_timeout, DAY)?,
         idle_timeout: positive_up_to("request.idle_timeout", r.idle_timeout, DAY)?,
+        write_timeout: positive_up_to("request.write_timeout", r.write_timeout, DAY)?,
     })
 }
 

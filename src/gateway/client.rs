@@ -3,7 +3,9 @@
 //! hop that is not itself a trusted proxy. An untrusted peer's
 //! `X-Forwarded-For` is ignored, so nobody can choose their own `client_ip`
 //! limit key. Upstream, the gateway adds the peer to `X-Forwarded-For` and
-//! sets `X-Forwarded-Proto`, as proxies do.
+//! sets `X-Forwarded-Proto` (`https` on a TLS listener), as proxies do. A
+//! PROXY protocol header from a trusted peer has already replaced the
+//! peer's address by then (`edge/proxy_protocol.rs`).
 
 use std::net::IpAddr;
 
@@ -20,6 +22,8 @@ pub struct ClientAddress {
     pub peer: Option<IpAddr>,
     /// The peer is a trusted proxy (its forwarding headers are kept).
     pub peer_trusted: bool,
+    /// The connection is TLS (`X-Forwarded-Proto: https` upstream).
+    pub tls: bool,
 }
 
 impl ClientAddress {
@@ -40,10 +44,14 @@ pub fn resolve(session: &Session, trusted: &[Cidr]) -> ClientAddress {
         .map(|a| a.ip().to_canonical());
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
     let peer_trusted = peer.is_some_and(is_trusted);
+    let tls = session
+        .digest()
+        .is_some_and(|digest| digest.ssl_digest.is_some());
     let mut client = ClientAddress {
         ip: peer,
         peer,
         peer_trusted,
+        tls,
     };
     if !peer_trusted {
         return client;
@@ -101,7 +109,8 @@ pub fn forwarding_headers(
     upstream.insert_header("x-forwarded-for", value)?;
     let keep_proto = client.peer_trusted && upstream.headers.contains_key("x-forwarded-proto");
     if !keep_proto {
-        upstream.insert_header("x-forwarded-proto", "http")?;
+        let proto = if client.tls { "https" } else { "http" };
+        upstream.insert_header("x-forwarded-proto", proto)?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::protocols::l4::socket::SocketAddr as InetOrUnix;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::Stream;
 use pingora::protocols::{
@@ -33,22 +36,39 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::respond;
+use crate::edge::proxy_protocol::{self, ProxyHeader};
+use crate::edge::tls::TlsEdge;
 use crate::lifecycle::drain;
 use crate::memory;
 use crate::observability::metrics::metrics;
 use crate::reload::SharedState;
 
-/// Wraps the proxy's app: counts, caps and guards every client connection.
+/// Wraps the proxy's app: counts, caps and guards every client connection,
+/// and takes it through the edge (PROXY header, TLS) first.
 pub struct ConnectionGuard<A> {
     app: Arc<A>,
     state: SharedState,
+    edge: Edge,
+}
+
+/// What a connection goes through before HTTP, from `listen`.
+pub struct Edge {
+    pub tls: Option<TlsEdge>,
+    /// Ports of the TLS listeners: a connection is TLS by the port it came
+    /// in on (config refuses a port that is both).
+    pub tls_ports: Vec<u16>,
+    pub proxy_protocol: bool,
+    pub h2c: bool,
+    /// For the PROXY header and the TLS handshake together.
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl<A> ConnectionGuard<A> {
-    pub fn new(app: A, state: SharedState) -> Self {
+    pub fn new(app: A, state: SharedState, edge: Edge) -> Self {
         Self {
             app: Arc::new(app),
             state,
+            edge,
         }
     }
 }
@@ -73,9 +93,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
             metrics().client_connections_refused.inc();
             return None; // dropping the stream closes it
         }
+        let mut stream = self.through_edge(stream).await?;
         // HTTP/2 multiplexes requests on one stream: per-request marks do not
-        // apply. (The gateway offers only HTTP/1 today.)
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        // apply. Its bounds are the h2 settings (`edge/http2.rs`), Pingora's
+        // idle timeout and the write timeout on every session.
+        if self.is_http2(&mut stream, timeouts.idle).await? {
             let _open = open;
             return self.app.process_new(stream, shutdown).await;
         }
@@ -90,6 +112,135 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
     async fn cleanup(&self) {
         drain().settle().await;
         self.app.cleanup().await
+    }
+}
+
+impl<A> ConnectionGuard<A> {
+    /// The PROXY header and the TLS handshake, where configured, within
+    /// `handshake_timeout`. `None`: the connection failed them and is closed.
+    async fn through_edge(&self, stream: Stream) -> Option<Stream> {
+        let tls = self.edge.tls.as_ref().filter(|_| {
+            let port = stream
+                .get_socket_digest()
+                .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()));
+            port.is_some_and(|port| self.edge.tls_ports.contains(&port))
+        });
+        if tls.is_none() && !self.edge.proxy_protocol {
+            return Some(stream);
+        }
+        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+            log::error!("a listener gave the proxy a stream that is not TCP; closed");
+            return None;
+        };
+        let mut l4 = *l4;
+        let _in_progress = HandshakeInProgress::new();
+        let mut stage = if self.edge.proxy_protocol {
+            "proxy_protocol"
+        } else {
+            "tls"
+        };
+        let steps = async {
+            // A connection closed before its first byte (a load balancer's
+            // TCP health check) is not a failed handshake.
+            let mut first = [0u8; 1];
+            if l4.try_peek(&mut first).await.is_err() {
+                return Err(None);
+            }
+            if self.edge.proxy_protocol {
+                let header = proxy_protocol::read(&mut l4).await.map_err(Some)?;
+                self.apply_proxy_header(&mut l4, header);
+            }
+            match tls {
+                Some(tls) => {
+                    stage = "tls";
+                    tls.handshake(l4).await.map_err(|e| Some(e.to_string()))
+                }
+                None => Ok(Box::new(l4) as Stream),
+            }
+        };
+        let failure = match tokio::time::timeout(self.edge.handshake_timeout, steps).await {
+            Ok(Ok(stream)) => return Some(stream),
+            Ok(Err(None)) => return None,
+            Ok(Err(Some(e))) => ("invalid", e),
+            Err(_) => (
+                "timeout",
+                format!("not done within {:?}", self.edge.handshake_timeout),
+            ),
+        };
+        let (reason, detail) = failure;
+        metrics()
+            .client_handshake_failures
+            .with_label_values(&[stage, reason])
+            .inc();
+        // DEBUG: scanners and broken clients are routine at an edge.
+        log::debug!("client connection closed at its {stage} handshake: {detail}");
+        None
+    }
+
+    /// A trusted peer's PROXY header names the client: it replaces the
+    /// peer's address wherever the connection's address is read.
+    fn apply_proxy_header(&self, l4: &mut L4Stream, header: ProxyHeader) {
+        let ProxyHeader::Client(client) = header else {
+            return;
+        };
+        let Some(original) = l4.get_socket_digest() else {
+            return;
+        };
+        let peer = original
+            .peer_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_canonical());
+        let trusted = peer.is_some_and(|ip| {
+            let state = self.state.load();
+            state.trusted_proxies.iter().any(|net| net.contains(ip))
+        });
+        if !trusted {
+            return;
+        }
+        let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
+        let _ = digest.peer_addr.set(Some(InetOrUnix::Inet(client)));
+        let _ = digest.local_addr.set(original.local_addr().cloned());
+        l4.set_socket_digest(digest);
+    }
+
+    /// Whether the client speaks HTTP/2: `h2` by ALPN, or the h2c preface on
+    /// a cleartext connection when `listen.h2c` is on. `None`: the client
+    /// sent nothing within the idle timeout, or closed.
+    async fn is_http2(&self, stream: &mut Stream, idle: std::time::Duration) -> Option<bool> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return Some(true);
+        }
+        if !self.edge.h2c || stream.get_ssl_digest().is_some() {
+            return Some(false);
+        }
+        // As Pingora does for h2c: the first 24 bytes, put back after.
+        let mut preface = [0u8; H2_PREFACE.len()];
+        match tokio::time::timeout(idle, stream.try_peek(&mut preface)).await {
+            Ok(Ok(_)) => Some(preface == *H2_PREFACE),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                metrics().client_timeouts.with_label_values(&["idle"]).inc();
+                None
+            }
+        }
+    }
+}
+
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Counts a connection in `client_handshakes_in_progress` while it lives.
+struct HandshakeInProgress;
+
+impl HandshakeInProgress {
+    fn new() -> Self {
+        metrics().client_handshakes.inc();
+        Self
+    }
+}
+
+impl Drop for HandshakeInProgress {
+    fn drop(&mut self) {
+        metrics().client_handshakes.dec();
     }
 }
 

@@ -74,6 +74,9 @@ impl ProxyHttp for Gateway {
         // A client that stalls while sending its body is cut off, whether the
         // gateway reads the body itself or Pingora streams it upstream.
         session.set_read_timeout(Some(state.request.body_timeout));
+        // A client that stops taking the answer (an HTTP/1 reader gone
+        // silent, an HTTP/2 window never opened) does not hold it forever.
+        session.set_write_timeout(Some(state.request.write_timeout));
         // Keep-alive with no timer of Pingora's: the connection guard ends
         // idle connections (`request.idle_timeout`) with one timer per idle
         // period, where Pingora's would arm one for every wait between

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     pub client_connections_refused: IntCounter,
     pub client_timeouts: IntCounterVec,
+    pub client_handshakes: IntGauge,
+    pub client_handshake_failures: IntCounterVec,
+    pub tls_certificate_reloads: IntCounterVec,
+    pub tls_certificate_expiry: prometheus::IntGaugeVec,
     pub inflight_requests: IntGauge,
     pub draining: IntGauge,
     pub malformed_requests: IntCounter,
@@ -173,6 +177,27 @@ impl Metrics {
                 "Client connections closed for a timeout, by phase (idle, header).",
                 &["phase"],
             )?,
+            client_handshakes: b.gauge(
+                "client_handshakes_in_progress",
+                "Client connections accepted whose PROXY header or TLS handshake is not done yet.",
+            )?,
+            client_handshake_failures: b.counters(
+                "client_handshake_failures_total",
+                "Client connections closed before HTTP, by stage (tls, proxy_protocol) and reason (timeout, invalid).",
+                &["stage", "reason"],
+            )?,
+            tls_certificate_reloads: b.counters(
+                "tls_certificate_reloads_total",
+                "Certificate files read again after they changed, by result (ok, error: the old certificates keep serving).",
+                &["result"],
+            )?,
+            tls_certificate_expiry: b.add(prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "tls_certificate_expiry_timestamp_seconds",
+                    "When each served certificate expires (Unix time), by its first name.",
+                ),
+                &["name"],
+            ))?,
             inflight_requests: b.gauge(
                 "inflight_requests",
                 "Requests on the proxy port whose answer has not ended yet.",
@@ -211,6 +236,16 @@ impl Metrics {
         }
         for phase in ["idle", "header"] {
             metrics.client_timeouts.with_label_values(&[phase]);
+        }
+        for stage in ["tls", "proxy_protocol"] {
+            for reason in ["timeout", "invalid"] {
+                metrics
+                    .client_handshake_failures
+                    .with_label_values(&[stage, reason]);
+            }
+        }
+        for result in ["ok", "error"] {
+            metrics.tls_certificate_reloads.with_label_values(&[result]);
         }
         for reason in ["queue_full", "export_failed", "export_stopped"] {
             metrics.otel_spans_dropped.with_label_values(&[reason]);
@@ -415,7 +450,10 @@ mod tests {
             "auth_failures_total",
             "client_connections",
             "client_connections_refused_total",
+            "client_handshake_failures_total",
+            "client_handshakes_in_progress",
             "client_timeouts_total",
+            "tls_certificate_reloads_total",
             "config_reloads_total",
             "draining",
             "http_request_duration_seconds",

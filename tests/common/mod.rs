@@ -3,6 +3,8 @@
 //! kills them on `Drop`, so a failing test leaves no process behind.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
