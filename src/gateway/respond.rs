@@ -61,8 +61,19 @@ pub async fn send(
             .write_response_body(Some(Bytes::from(body)), true)
             .await?;
     }
+    // An HTTP/2 stream whose request body is still coming would be reset
+    // with CANCEL when the session drops, and clients (curl, httpx) then
+    // report a stream error instead of the answer they already have. The
+    // rest of the body is taken and dropped, briefly, so the stream ends
+    // cleanly; the connection itself stays.
+    if session.is_http2() && !session.is_body_done() {
+        let _ = tokio::time::timeout(H2_BODY_DRAIN, session.drain_request_body()).await;
+    }
     Ok(())
 }
+
+/// How long an HTTP/2 request body is taken after a local answer.
+const H2_BODY_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Writes an error in the client's dialect (Anthropic clients also get
 /// the id in `request-id`, where their SDK looks for it).

@@ -1,5 +1,6 @@
-//! The known HTTP/2 attacks against the gateway's h2c listener, each built
-//! frame by frame over a raw socket (the `h2` crate will not send malformed
+//! HTTP/2 from clients, frame by frame over a raw socket on the h2c
+//! listener: a local answer ends its stream cleanly, and the known attacks
+//! are bounded. Each attack is built by hand (the `h2` crate will not send malformed
 //! sequences): rapid reset (CVE-2023-44487), a CONTINUATION flood, too many
 //! concurrent streams, HPACK abuse (an oversized table update and a header
 //! bomb), and a flow-control window that never opens. Each is bounded, and
@@ -31,10 +32,14 @@ const PROTOCOL_ERROR: u32 = 0x1;
 const CHAT: &str = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
 
 fn gateway(mock: &Mock) -> Gateway {
+    gateway_with(mock, "")
+}
+
+fn gateway_with(mock: &Mock, top: &str) -> Gateway {
     Gateway::start_with_listen(
         "  h2c: true\n",
         &format!(
-            "request:\n  write_timeout: 1s\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
+            "{top}request:\n  write_timeout: 1s\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
             pool_yaml("main", &[mock.url()], "")
         ),
     )
@@ -398,4 +403,43 @@ fn a_window_that_never_opens_is_ended_by_the_write_timeout() {
         .iter()
         .any(|f| f.kind == DATA && !f.payload.is_empty()));
     well_behaved_requests(&gw, 2);
+}
+
+#[test]
+fn a_local_answer_before_the_body_ends_its_stream_cleanly() {
+    let mock = Mock::start("m");
+    let gw = gateway_with(&mock, "auth:\n  api_keys: [{id: k, key: sk-k}]\n");
+    let mut client = Client::connect(&gw, &[]);
+    // No credentials: the gateway answers 401 before it reads the body.
+    assert!(client.send(&frame(HEADERS, END_HEADERS, 1, &request_block(CHAT.len()))));
+    let answer = client.frames_until(Duration::from_secs(10), |f| {
+        f.stream == 1 && f.kind == DATA && !f.payload.is_empty()
+    });
+    assert!(
+        answer.iter().any(|f| f.stream == 1 && f.kind == HEADERS),
+        "{answer:?}"
+    );
+    // The body follows the answer: the stream then ends on both sides,
+    // with no reset (curl and httpx report a reset as a failed request).
+    assert!(client.send(&frame(DATA, END_STREAM, 1, CHAT.as_bytes())));
+    let after = client.frames_until(Duration::from_millis(1500), |_| false);
+    let resets: Vec<&Frame> = answer
+        .iter()
+        .chain(&after)
+        .filter(|f| f.kind == RST_STREAM || f.kind == GOAWAY)
+        .collect();
+    assert!(resets.is_empty(), "{resets:?}");
+    // The connection serves its next stream.
+    let mut block = request_block(CHAT.len());
+    literal(0, "authorization", "Bearer sk-k", &mut block);
+    assert!(client.send(&frame(HEADERS, END_HEADERS, 3, &block)));
+    assert!(client.send(&frame(DATA, END_STREAM, 3, CHAT.as_bytes())));
+    let next = client.frames_until(Duration::from_secs(10), |f| {
+        f.stream == 3 && f.kind == DATA && !f.payload.is_empty()
+    });
+    assert!(
+        next.iter()
+            .any(|f| f.stream == 3 && f.kind == HEADERS && f.payload.first() == Some(&0x88)),
+        "{next:?}"
+    );
 }
