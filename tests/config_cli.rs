@@ -286,6 +286,7 @@ fn bad_tls_settings_fail_with_the_field_and_the_file() {
     let ca = common::pki::TestCa::new("edge CA");
     let (cert, key) = ca.server(&["localhost"], "a").write(dir.path(), "a");
     let (_, other_key) = ca.server(&["localhost"], "b").write(dir.path(), "b");
+    let ca_file = ca.write(dir.path(), "ca.pem");
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
     let tail = "upstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n";
@@ -345,8 +346,29 @@ fn bad_tls_settings_fail_with_the_field_and_the_file() {
             ),
             "listen.tls.client_ca_file:".to_string(),
         ),
+        (
+            "auth:\n  client_certs: [{id: a, subject: worker}]\n".to_string(),
+            "auth.client_certs: needs listen.tls.client_ca_file".to_string(),
+        ),
+        (
+            format!(
+                "listen:\n  proxy_tls: [\"127.0.0.1:8443\"]\n  tls: {{certificates: {}, client_ca_file: {}}}\nauth:\n  client_certs: [{{id: a, subject: worker, san: \"spiffe://x/y\"}}]\n",
+                pair(&cert, &key),
+                ca_file.display()
+            ),
+            "auth.client_certs[0]: needs exactly one non-empty `subject` or `san`".to_string(),
+        ),
+        (
+            "auth:\n  api_keys: [{id: k, key: sk-k}]\n".to_string(),
+            "routes[0].auth: `client_cert` needs identities in `auth.client_certs`".to_string(),
+        ),
     ];
     for (listen, expected) in cases {
+        let tail = if expected.starts_with("routes[0].auth") {
+            tail.replace("upstream: a}", "upstream: a, auth: [client_cert]}")
+        } else {
+            tail.to_string()
+        };
         let (_dir, path) = write_config(&format!("{listen}{tail}"));
         let (code, out) = gateway(&["-t", "-c", &path], &[]);
         assert_eq!(code, 2, "{listen}: {out}");

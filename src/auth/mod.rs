@@ -1,8 +1,10 @@
-//! Authentication: API keys, JWTs with configured keys, and JWTs with keys
-//! from an OIDC issuer's JWKS. Every method produces one [`Identity`].
+//! Authentication: API keys, JWTs with configured keys, JWTs with keys from
+//! an OIDC issuer's JWKS, and verified TLS client certificates. Every method
+//! produces one [`Identity`].
 
 mod admin_token;
 mod api_key;
+mod client_cert;
 mod credentials;
 mod fetch;
 mod jwks;
@@ -20,15 +22,17 @@ pub use jwks::JwksRefresher;
 pub use jwt::JwtVerifier;
 
 use crate::config::{self, AuthMethod, Glob};
+pub use crate::edge::tls::ClientCertificate;
 use crate::error::ApiError;
 use crate::observability::metrics::metrics;
+use client_cert::ClientCertStore;
 use credentials::Credential;
 
 /// Who is calling, as the rest of the gateway sees it. Never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub method: AuthMethod,
-    /// The API key's id or the token's subject.
+    /// The API key's id, the token's subject or the client certificate's id.
     pub id: String,
     /// Who the key belongs to (API keys' `owner`), for the access log.
     pub owner: Option<String>,
@@ -168,6 +172,7 @@ impl Failure {
 /// Checks callers against the configured keys and issuers.
 pub struct Authenticator {
     api_keys: ApiKeyStore,
+    client_certs: ClientCertStore,
     jwt: Option<Arc<JwtVerifier>>,
 }
 
@@ -182,6 +187,7 @@ impl Authenticator {
         }
         Self {
             api_keys: ApiKeyStore::new(&settings.api_keys),
+            client_certs: ClientCertStore::new(&settings.client_certs),
             jwt: settings
                 .jwt
                 .as_ref()
@@ -194,15 +200,29 @@ impl Authenticator {
         self.jwt.as_ref().and_then(|j| j.jwks_refresher())
     }
 
-    /// Authenticates a request for a route accepting `methods`. `Ok(None)`
-    /// when the route needs no credentials.
+    /// Authenticates a request for a route accepting `methods`, from its
+    /// headers and its connection's verified client certificate. `Ok(None)`
+    /// when the route needs no credentials. A certificate, when the route
+    /// takes them, is looked at first: it was proven at the handshake.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
+        client_cert: Option<&ClientCertificate>,
         methods: &[AuthMethod],
     ) -> Result<Option<Arc<Identity>>, Failure> {
         if methods.contains(&AuthMethod::None) {
             return Ok(None);
+        }
+        let accepts_cert =
+            methods.contains(&AuthMethod::ClientCert) && !self.client_certs.is_empty();
+        if let (true, Some(certificate)) = (accepts_cert, client_cert) {
+            let only_certificates = methods.len() == 1;
+            match self.client_certs.lookup(certificate) {
+                Ok(identity) => return Ok(Some(identity)),
+                // An unknown certificate may still come with a key or a token.
+                Err(failure) if only_certificates => return Err(failure),
+                Err(_) => {}
+            }
         }
         let accepts_jwt = methods.contains(&AuthMethod::Jwt) && self.jwt.is_some();
         let accepts_key = methods.contains(&AuthMethod::ApiKey);

@@ -74,6 +74,8 @@ keywords! {
         None = "none",
         ApiKey = "api_key",
         Jwt = "jwt",
+        /// A verified TLS client certificate (mTLS) named in `auth.client_certs`.
+        ClientCert = "client_cert",
     }
 }
 

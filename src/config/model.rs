@@ -204,7 +204,30 @@ pub struct AccessLog {
 #[derive(Debug, Default)]
 pub struct Auth {
     pub api_keys: Vec<ApiKey>,
+    pub client_certs: Vec<ClientCert>,
     pub jwt: Option<Jwt>,
+}
+
+/// How a verified client certificate is recognised, and who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CertificateName {
+    /// The subject's common name.
+    Subject(String),
+    /// A DNS, URI (SPIFFE ID) or email subject alternative name.
+    AltName(String),
+}
+
+#[derive(Debug)]
+pub struct ClientCert {
+    pub id: String,
+    pub name: CertificateName,
+    pub owner: Option<String>,
+    pub team: Option<String>,
+    /// Models this certificate may use; empty: every model.
+    pub models: Vec<Glob>,
+    pub limits: Vec<String>,
+    pub scopes: Vec<String>,
+    pub enabled: bool,
 }
 
 #[derive(Debug)]

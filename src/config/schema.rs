@@ -444,6 +444,9 @@ pub struct Route {
 pub struct Auth {
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
+    /// Identities of TLS client certificates (mTLS).
+    #[serde(default)]
+    pub client_certs: Vec<ClientCert>,
     #[serde(default)]
     pub jwt: Option<Jwt>,
 }
@@ -456,6 +459,30 @@ pub struct ApiKey {
     pub sha256: Option<String>,
     #[serde(default)]
     pub key: Option<Secret>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub limits: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// A verified client certificate's identity: the certificate is matched by
+/// its subject's common name or by one of its alternative names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCert {
+    pub id: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub san: Option<String>,
     #[serde(default)]
     pub owner: Option<String>,
     #[serde(default)]

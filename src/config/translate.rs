@@ -251,6 +251,17 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         Some(auth) => self::auth(auth, env)?,
         None => Auth::default(),
     };
+    let verifies_clients = process
+        .listen
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_ca.is_some());
+    if !auth.client_certs.is_empty() && !verifies_clients {
+        return fault(
+            "auth.client_certs",
+            "needs listen.tls.client_ca_file (client certificates are verified at the handshake)",
+        );
+    }
     let limits = match &file.limits {
         Some(limits) => self::limits(limits, !file.pricing.is_empty(), env)?,
         None => Limits::default(),
@@ -269,6 +280,9 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
     };
     for (i, key) in auth.api_keys.iter().enumerate() {
         check_rule_refs(&format!("auth.api_keys[{i}].limits"), &key.limits)?;
+    }
+    for (i, cert) in auth.client_certs.iter().enumerate() {
+        check_rule_refs(&format!("auth.client_certs[{i}].limits"), &cert.limits)?;
     }
     check_rule_refs("limits.global_rules", &limits.global_rules)?;
     ensure(
@@ -748,7 +762,35 @@ fn auth(a: &schema::Auth, env: Env<'_>) -> Result<Auth> {
         Some(jwt) => Some(self::jwt(jwt, env)?),
         None => None,
     };
-    Ok(Auth { api_keys, jwt })
+    let mut names = HashSet::new();
+    let mut client_certs = Vec::with_capacity(a.client_certs.len());
+    for (i, cert) in a.client_certs.iter().enumerate() {
+        let at = format!("auth.client_certs[{i}]");
+        unique_name(&mut ids, format!("{at}.id"), &cert.id, "identity")?;
+        let name = match (&cert.subject, &cert.san) {
+            (Some(cn), None) if !cn.is_empty() => CertificateName::Subject(cn.clone()),
+            (None, Some(san)) if !san.is_empty() => CertificateName::AltName(san.clone()),
+            _ => return fault(at, "needs exactly one non-empty `subject` or `san`"),
+        };
+        if !names.insert(name.clone()) {
+            return fault(at, "the same certificate name is configured twice");
+        }
+        client_certs.push(ClientCert {
+            id: cert.id.clone(),
+            name,
+            owner: cert.owner.clone(),
+            team: cert.team.clone(),
+            models: globs(&format!("{at}.models"), &cert.models)?,
+            limits: cert.limits.clone(),
+            scopes: cert.scopes.clone(),
+            enabled: cert.enabled,
+        });
+    }
+    Ok(Auth {
+        api_keys,
+        client_certs,
+        jwt,
+    })
 }
 
 fn decode_hex(hex: &str) -> Option<[u8; 32]> {
@@ -1102,6 +1144,9 @@ fn default_methods(auth: &Auth) -> Vec<AuthMethod> {
     if auth.jwt.is_some() {
         methods.push(AuthMethod::Jwt);
     }
+    if !auth.client_certs.is_empty() {
+        methods.push(AuthMethod::ClientCert);
+    }
     if methods.is_empty() {
         methods.push(AuthMethod::None);
     }
@@ -1224,6 +1269,9 @@ fn route_methods(at: &str, methods: Vec<AuthMethod>, auth: &Auth) -> Result<Vec<
     }
     if methods.contains(&AuthMethod::Jwt) && auth.jwt.is_none() {
         return fault(at, "`jwt` needs an `auth.jwt` section");
+    }
+    if methods.contains(&AuthMethod::ClientCert) && auth.client_certs.is_empty() {
+        return fault(at, "`client_cert` needs identities in `auth.client_certs`");
     }
     Ok(methods)
 }

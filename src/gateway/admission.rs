@@ -14,7 +14,7 @@ use pingora::proxy::Session;
 use super::body;
 
 use super::context::{Admitted, ModelRequest, Refusal};
-use crate::auth::{Failure, Identity};
+use crate::auth::{ClientCertificate, Failure, Identity};
 use crate::config::AuthMethod;
 use crate::error::ApiError;
 use crate::limits::{Admission, Charge, Limiter, Rejection, RequestFacts};
@@ -224,7 +224,7 @@ pub async fn reserve(
             .filter(|i| i.method == AuthMethod::ApiKey)
             .map(|i| i.id.as_str()),
         subject: identity
-            .filter(|i| i.method == AuthMethod::Jwt)
+            .filter(|i| matches!(i.method, AuthMethod::Jwt | AuthMethod::ClientCert))
             .map(|i| i.id.as_str()),
         team: identity.and_then(|i| i.team.as_deref()),
         model: model_request.map(|m| m.model.as_str()),
@@ -261,9 +261,15 @@ async fn authenticate(
     let headers = &session.req_header().headers;
     state
         .auth
-        .authenticate(headers, methods)
+        .authenticate(headers, client_certificate(session), methods)
         .await
         .map_err(|failure| refuse(failure, None))
+}
+
+/// The verified client certificate of the request's connection (mTLS).
+pub fn client_certificate(session: &Session) -> Option<&ClientCertificate> {
+    let tls = session.digest()?.ssl_digest.as_ref()?;
+    tls.extension.get::<ClientCertificate>()
 }
 
 /// The caller holds every scope the route requires.

@@ -252,7 +252,11 @@ async fn admit_model(
         // authentication failure of the request.
         state
             .auth
-            .authenticate(&session.req_header().headers, &route.auth)
+            .authenticate(
+                &session.req_header().headers,
+                admission::client_certificate(session),
+                &route.auth,
+            )
             .await
             .map_err(|failure| format!("the caller lacks its credentials ({})", failure.reason()))?
     };
