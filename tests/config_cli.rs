@@ -49,7 +49,17 @@ fn shipped_configs_validate() {
     let text = configmap["data"]["gateway.yaml"]
         .as_str()
         .expect("data.gateway.yaml");
-    let (_dir, path) = write_config(text);
+    // The TLS secret's files, made here where the pod would mount them.
+    let tls_dir = tempfile::tempdir().unwrap();
+    let ca = common::pki::TestCa::new("deploy CA");
+    ca.server(&["ai-api-gateway"], "ai-api-gateway")
+        .write(tls_dir.path(), "tls");
+    assert!(text.contains("/etc/ai-api-gateway/tls/tls.crt"), "{text}");
+    let text = text.replace(
+        "/etc/ai-api-gateway/tls",
+        &tls_dir.path().display().to_string(),
+    );
+    let (_dir, path) = write_config(&text);
     let env = [
         ("OPENAI_API_KEY", "sk-x"),
         ("ANTHROPIC_API_KEY", "sk-ant-x"),
