@@ -329,3 +329,52 @@ fn rotated_certificates_serve_new_connections_while_open_streams_complete() {
         "{metrics}"
     );
 }
+
+#[test]
+fn an_http2_stream_over_tls_completes_through_a_drain() {
+    let mock = Mock::start("m");
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = start_localhost(&mock, dir.path(), "");
+    let (mut curl, mut reader) = held_tls_stream(&t, "drain");
+    t.gw.signal("TERM");
+    assert!(
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            t.tls_port
+        ))
+        .is_err()),
+        "the TLS port still accepts after SIGTERM"
+    );
+    // Past the settle delay: the stream is still served.
+    std::thread::sleep(Duration::from_secs(3));
+    mock.control("/mock/release/drain");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(rest.contains("data: [DONE]"), "{rest}");
+    assert!(curl.wait().unwrap().success());
+    let status = t.gw.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn the_connection_cap_counts_tls_connections_from_accept() {
+    let mock = Mock::start("m");
+    let dir = tempfile::tempdir().unwrap();
+    let t = start_localhost(&mock, dir.path(), "  max_connections: 2\n");
+    // Two connections that have not finished (not even started) a handshake
+    // hold both places.
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", t.tls_port)).unwrap())
+        .collect();
+    assert!(eventually(Duration::from_secs(5), || {
+        metric_value(&t.gw.metrics(), "client_handshakes_in_progress") == Some(2.0)
+    }));
+    let mut third = std::net::TcpStream::connect(("127.0.0.1", t.tls_port)).unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(5)));
+    let (_, status, _) = curl(&t, &[], CHAT);
+    assert_eq!(status, 0, "a connection over the cap was served");
+    drop(held);
+    assert!(eventually(Duration::from_secs(5), || curl(&t, &[], CHAT).1 == 200));
+    let metrics = t.gw.metrics();
+    assert!(metric_value(&metrics, "client_connections_refused_total") >= Some(2.0));
+}
