@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     let methods = [AuthMethod::ApiKey, AuthMethod::Jwt];
     let outcome = fixture
         .runtime
-        .block_on(fixture.auth.authenticate(&headers, &methods));
+        .block_on(fixture.auth.authenticate(&headers, None, &methods));
     if let Ok(Some(identity)) = outcome {
         let offered_key = headers
             .iter()
