@@ -223,6 +223,22 @@ fn bad_files_fail_with_file_field_and_fault() {
             "limits:\n  rules: []\n  redis: {url: \"redis://127.0.0.1:6379\", username: gw}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "limits.redis.username: needs a `password` too",
         ),
+        (
+            "limits:\n  rules: []\n  redis: {url: \"redis://127.0.0.1:6379\", cluster_nodes: [\"redis://127.0.0.1:7000\"]}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.redis: needs exactly one of `url`, `cluster_nodes` and `sentinel`",
+        ),
+        (
+            "limits:\n  rules: []\n  redis: {timeout: 50ms}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.redis: needs exactly one of `url`, `cluster_nodes` and `sentinel`",
+        ),
+        (
+            "limits:\n  rules: []\n  redis: {cluster_nodes: [\"redis://127.0.0.1:7000\", \"rediss://127.0.0.1:7001\"]}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.redis.cluster_nodes: mixes redis:// and rediss:// URLs",
+        ),
+        (
+            "limits:\n  rules: []\n  redis: {sentinel: {master_name: m, nodes: [\"http://127.0.0.1:26379\"]}}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "limits.redis.sentinel.nodes[0]: must be a redis:// or rediss:// URL",
+        ),
         ("{{{", "line 1 column 2"),
     ];
     for (text, expected) in cases {

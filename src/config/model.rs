@@ -355,11 +355,37 @@ pub struct Redis {
 /// A Redis client for the configured URL; its address may hold a password,
 /// so it never prints.
 #[derive(Clone)]
-pub struct RedisClient(pub redis::Client);
+pub enum RedisClient {
+    Single(redis::Client),
+    Cluster {
+        /// Boxed: the cluster client is several times the others' size.
+        client: Box<redis::cluster::ClusterClient>,
+        /// The configured nodes' addresses (`host:port`), for messages.
+        seeds: Vec<String>,
+    },
+    Sentinel(RedisSentinel),
+}
+
+/// What finds the master through Sentinel: a client is built per
+/// (re)connection, because the master moves.
+#[derive(Clone)]
+pub struct RedisSentinel {
+    pub master_name: String,
+    pub nodes: Vec<redis::ConnectionInfo>,
+    /// Credentials and TLS for the master (`username`, `password`, `tls`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: Option<redis::TlsCertificates>,
+}
 
 impl fmt::Debug for RedisClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RedisClient(***)")
+        let topology = match self {
+            RedisClient::Single(_) => "single",
+            RedisClient::Cluster { .. } => "cluster",
+            RedisClient::Sentinel(_) => "sentinel",
+        };
+        write!(f, "RedisClient({topology}, ***)")
     }
 }
 

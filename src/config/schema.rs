@@ -619,7 +619,14 @@ fn default_output_estimate() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
-    pub url: Secret,
+    /// One node; exactly one of `url`, `cluster_nodes` and `sentinel`.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// Redis Cluster: some of its nodes (the rest are discovered).
+    #[serde(default)]
+    pub cluster_nodes: Vec<Secret>,
+    #[serde(default)]
+    pub sentinel: Option<RedisSentinel>,
     /// An ACL user (Redis 6+); `default` when only a password is set.
     #[serde(default)]
     pub username: Option<Secret>,
@@ -639,6 +646,16 @@ pub struct Redis {
     pub expected_replicas: u32,
     #[serde(default = "default_on_error")]
     pub on_error: String,
+}
+
+/// A master found through Redis Sentinel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSentinel {
+    pub master_name: String,
+    /// The sentinels (`redis://host:26379`, or `rediss://` for TLS to the
+    /// sentinels and the master).
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1020,81 +1020,202 @@ fn limits(l: &schema::Limits, priced: bool, env: Env<'_>) -> Result<Limits> {
 /// The client for `limits.redis`: the URL, then the ACL user and password
 /// and the TLS roots when set. Errors name what is wrong without echoing
 /// the URL or a password.
-fn redis_client(r: &schema::Redis, url: &Secret, env: Env<'_>) -> Result<redis::Client> {
+/// A Redis node's URL (`redis://` or `rediss://`), `${ENV}` expanded.
+fn redis_url(field: &str, url: &Secret, env: Env<'_>) -> Result<redis::ConnectionInfo> {
     use redis::IntoConnectionInfo;
+    let url = expand(field, url, env)?;
+    ensure(
+        url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"),
+        || field.to_string(),
+        "must be a redis:// or rediss:// URL",
+    )?;
+    url.expose()
+        .into_connection_info()
+        .or_else(|e| fault(field, format!("not a usable Redis URL ({:?})", e.kind())))
+}
+
+fn is_tls(info: &redis::ConnectionInfo) -> bool {
+    matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. })
+}
+
+/// `username` and `password` (ACL), `${ENV}` expanded.
+fn redis_credentials(r: &schema::Redis, env: Env<'_>) -> Result<(Option<String>, Option<String>)> {
     let at = "limits.redis";
-    let mut info = url.expose().into_connection_info().or_else(|e| {
-        fault(
-            format!("{at}.url"),
-            format!("not a usable Redis URL ({:?})", e.kind()),
-        )
-    })?;
-    let tls_url = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
-    let mut settings = info.redis_settings().clone();
-    if let Some(username) = &r.username {
+    if r.username.is_some() {
         ensure(
             r.password.is_some(),
             || format!("{at}.username"),
             "needs a `password` too",
         )?;
-        settings =
-            settings.set_username(expand(&format!("{at}.username"), username, env)?.expose());
     }
-    if let Some(password) = &r.password {
-        settings =
-            settings.set_password(expand(&format!("{at}.password"), password, env)?.expose());
-    }
-    info = info.set_redis_settings(settings);
-    let ca = match &r.tls {
-        Some(tls) => {
-            ensure(
-                tls_url,
-                || format!("{at}.tls"),
-                "needs a rediss:// URL (TLS is the URL's scheme)",
-            )?;
-            match &tls.ca_file {
-                Some(path) => Some(std::fs::read(path).or_else(|e| {
-                    fault(
-                        format!("{at}.tls.ca_file"),
-                        format!("cannot read {path}: {e}"),
-                    )
-                })?),
-                None => None,
-            }
-        }
+    let expose = |field: &str, value: &Option<Secret>| {
+        value
+            .as_ref()
+            .map(|v| expand(&format!("{at}.{field}"), v, env).map(|v| v.expose().to_string()))
+            .transpose()
+    };
+    Ok((
+        expose("username", &r.username)?,
+        expose("password", &r.password)?,
+    ))
+}
+
+/// The CA of `tls.ca_file`, checked against the URLs' schemes.
+fn redis_tls(r: &schema::Redis, tls_urls: bool) -> Result<Option<redis::TlsCertificates>> {
+    let at = "limits.redis";
+    let Some(tls) = &r.tls else {
+        return Ok(None);
+    };
+    ensure(
+        tls_urls,
+        || format!("{at}.tls"),
+        "needs a rediss:// URL (TLS is the URL's scheme)",
+    )?;
+    let root_cert = match &tls.ca_file {
+        Some(path) => Some(std::fs::read(path).or_else(|e| {
+            fault(
+                format!("{at}.tls.ca_file"),
+                format!("cannot read {path}: {e}"),
+            )
+        })?),
         None => None,
     };
-    let client = match ca {
-        Some(root_cert) => redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(root_cert),
-            },
+    Ok(Some(redis::TlsCertificates {
+        client_tls: None,
+        root_cert,
+    }))
+}
+
+fn redis_setup_fault<T>(field: &str, e: redis::RedisError) -> Result<T> {
+    fault(
+        field,
+        format!(
+            "cannot set up the Redis client ({:?}: {})",
+            e.kind(),
+            e.detail().unwrap_or("")
         ),
-        None => redis::Client::open(info),
-    };
-    client.or_else(|e| {
-        fault(
-            format!("{at}.tls"),
-            format!(
-                "cannot set up the Redis client ({:?}: {})",
-                e.kind(),
-                e.detail().unwrap_or("")
-            ),
-        )
-    })
+    )
+}
+
+/// The client of the one topology `limits.redis` names.
+fn redis_client(r: &schema::Redis, env: Env<'_>) -> Result<RedisClient> {
+    let at = "limits.redis";
+    let named = [
+        r.url.is_some(),
+        !r.cluster_nodes.is_empty(),
+        r.sentinel.is_some(),
+    ];
+    if named.iter().filter(|n| **n).count() != 1 {
+        return fault(
+            at,
+            "needs exactly one of `url`, `cluster_nodes` and `sentinel`",
+        );
+    }
+    let (username, password) = redis_credentials(r, env)?;
+    if let Some(url) = &r.url {
+        let mut info = redis_url(&format!("{at}.url"), url, env)?;
+        let tls = redis_tls(r, is_tls(&info))?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(username) = &username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &password {
+            settings = settings.set_password(password);
+        }
+        info = info.set_redis_settings(settings);
+        let client = match tls {
+            Some(certificates) => redis::Client::build_with_tls(info, certificates),
+            None => redis::Client::open(info),
+        };
+        return client
+            .map(RedisClient::Single)
+            .or_else(|e| redis_setup_fault(&format!("{at}.tls"), e));
+    }
+    if let Some(sentinel) = &r.sentinel {
+        ensure(
+            !sentinel.master_name.is_empty(),
+            || format!("{at}.sentinel.master_name"),
+            "must not be empty",
+        )?;
+        ensure(
+            !sentinel.nodes.is_empty(),
+            || format!("{at}.sentinel.nodes"),
+            "needs at least one sentinel",
+        )?;
+        let nodes = sentinel
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                redis_url(
+                    &format!("{at}.sentinel.nodes[{i}]"),
+                    &Secret::new(url.clone()),
+                    env,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tls_urls = nodes.iter().all(is_tls);
+        ensure(
+            tls_urls || !nodes.iter().any(is_tls),
+            || format!("{at}.sentinel.nodes"),
+            "mixes redis:// and rediss:// URLs",
+        )?;
+        return Ok(RedisClient::Sentinel(RedisSentinel {
+            master_name: sentinel.master_name.clone(),
+            tls: redis_tls(r, tls_urls)?,
+            nodes,
+            username,
+            password,
+        }));
+    }
+    let nodes = r
+        .cluster_nodes
+        .iter()
+        .enumerate()
+        .map(|(i, url)| redis_url(&format!("{at}.cluster_nodes[{i}]"), url, env))
+        .collect::<Result<Vec<_>>>()?;
+    let tls_urls = nodes.iter().all(is_tls);
+    ensure(
+        tls_urls || !nodes.iter().any(is_tls),
+        || format!("{at}.cluster_nodes"),
+        "mixes redis:// and rediss:// URLs",
+    )?;
+    let tls = redis_tls(r, tls_urls)?;
+    let seeds = nodes.iter().map(|n| n.addr().to_string()).collect();
+    let timeout = positive_up_to(&format!("{at}.timeout"), r.timeout, MINUTE)?;
+    let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        // A request never waits past the timeout: the retries the crate
+        // makes after MOVED or a failover all fit inside it, and more are
+        // the next request's to make.
+        .retries(2)
+        .min_retry_wait(5)
+        .max_retry_wait(50);
+    if let Some(username) = &username {
+        builder = builder.username(username);
+    }
+    if let Some(password) = &password {
+        builder = builder.password(password);
+    }
+    if tls_urls {
+        builder = builder.tls(redis::TlsMode::Secure);
+    }
+    if let Some(certificates) = tls {
+        builder = builder.certs(certificates);
+    }
+    builder
+        .build()
+        .map(|client| RedisClient::Cluster {
+            client: Box::new(client),
+            seeds,
+        })
+        .or_else(|e| redis_setup_fault(&format!("{at}.cluster_nodes"), e))
 }
 
 fn redis(r: &schema::Redis, env: Env<'_>) -> Result<Redis> {
     let at = "limits.redis";
-    let url = expand(&format!("{at}.url"), &r.url, env)?;
-    ensure(
-        url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"),
-        || format!("{at}.url"),
-        "must be a redis:// or rediss:// URL",
-    )?;
-    let client = redis_client(r, &url, env)?;
+    let client = redis_client(r, env)?;
     if !(r.lease_fraction > 0.0 && r.lease_fraction <= 1.0) {
         return fault(
             format!("{at}.lease_fraction"),
@@ -1102,7 +1223,7 @@ fn redis(r: &schema::Redis, env: Env<'_>) -> Result<Redis> {
         );
     }
     Ok(Redis {
-        client: RedisClient(client),
+        client,
         timeout: positive_up_to(&format!("{at}.timeout"), r.timeout, MINUTE)?,
         sync_interval: duration_in(
             &format!("{at}.sync_interval"),

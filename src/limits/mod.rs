@@ -9,6 +9,7 @@
 //! in this replica.
 
 mod calendar;
+mod connection;
 pub mod lease;
 mod ledger;
 mod local;
@@ -307,6 +308,10 @@ impl Limiter {
             store.clear_backoff();
         }
         if self.redis_down.swap(false, Ordering::Relaxed) {
+            metrics()
+                .rate_limit_redis_transitions
+                .with_label_values(&["shared"])
+                .inc();
             log::warn!("Redis is back: limits are shared across replicas again");
         }
     }
@@ -317,6 +322,10 @@ impl Limiter {
             store.back_off(self.now_ms() + REDIS_BACKOFF_MS);
         }
         if !self.redis_down.swap(true, Ordering::Relaxed) {
+            metrics()
+                .rate_limit_redis_transitions
+                .with_label_values(&["fallback"])
+                .inc();
             log::error!(
                 "Redis unavailable for limits ({error}); {}",
                 match self.on_error {

@@ -6,10 +6,10 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::Mutex;
 
+use super::connection::Connection;
 use crate::config::RedisClient;
 
 /// Take up to `want` of what is left of `limit`; returns {granted, used after}.
@@ -49,8 +49,8 @@ pub fn epoch_ms() -> u64 {
 }
 
 pub struct RedisStore {
-    client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
+    client: RedisClient,
+    conn: Mutex<Option<Connection>>,
     timeout: Duration,
     lease: Script,
     charge: Script,
@@ -79,7 +79,7 @@ pub struct SpendKeys {
 impl RedisStore {
     pub fn new(client: &RedisClient, timeout: Duration) -> Self {
         Self {
-            client: client.0.clone(),
+            client: client.clone(),
             conn: Mutex::new(None),
             timeout,
             lease: Script::new(LEASE),
@@ -120,24 +120,24 @@ impl RedisStore {
         epoch_ms().saturating_sub(last) as f64 / 1000.0
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    async fn connection(&self) -> Result<Connection, StoreError> {
         let mut slot = self.conn.lock().await;
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            self.timeout,
-            self.client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| StoreError("connect timed out".into()))?
-        .map_err(|e| StoreError(format!("connect: {e}")))?;
+        let conn = Connection::open(&self.client, self.timeout)
+            .await
+            .map_err(StoreError)?;
         *slot = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// After a failure on a connection that does not recover by itself
+    /// (Sentinel's master), the next call finds the master again.
+    async fn forget(&self, conn: &Connection) {
+        if conn.rediscover_after_errors() {
+            *self.conn.lock().await = None;
+        }
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -186,18 +186,24 @@ impl RedisStore {
     /// timeout.
     async fn query<T, Run, Answer>(&self, run: Run) -> Result<T, StoreError>
     where
-        Run: FnOnce(ConnectionManager) -> Answer,
+        Run: FnOnce(Connection) -> Answer,
         Answer: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.connection().await?;
-        let result = tokio::time::timeout(self.timeout, run(conn))
+        let result = tokio::time::timeout(self.timeout, run(conn.clone()))
             .await
-            .map_err(|_| StoreError("timed out".into()))?
-            .map_err(|e| StoreError(e.to_string()));
-        if result.is_ok() {
-            self.last_ok_ms.store(epoch_ms(), Ordering::Relaxed);
+            .map_err(|_| StoreError("timed out".into()))
+            .and_then(|r| r.map_err(|e| StoreError(e.to_string())));
+        match &result {
+            Ok(_) => self.last_ok_ms.store(epoch_ms(), Ordering::Relaxed),
+            Err(_) => self.forget(&conn).await,
         }
         result
+    }
+
+    /// Whether the store is a Redis Cluster (no multi-key transactions).
+    fn is_cluster(&self) -> bool {
+        matches!(self.client, RedisClient::Cluster { .. })
     }
 
     /// Adds settled spend to a window's spend key and publishes this
@@ -210,7 +216,12 @@ impl RedisStore {
         ttl_secs: u64,
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.atomic();
+        // The two keys are in different slots on a cluster: there each
+        // command goes to its own master, and a reader may see one update
+        // before the other for a moment (see README, Redis topologies).
+        if !self.is_cluster() {
+            pipe.atomic();
+        }
         if spent > 0 {
             pipe.cmd("INCRBY").arg(&keys.spent).arg(spent).ignore();
             pipe.cmd("EXPIRE").arg(&keys.spent).arg(ttl_secs).ignore();
@@ -244,43 +255,53 @@ impl RedisStore {
         Ok((spent.unwrap_or(0), reserved))
     }
 
-    /// Keys matching `pattern` (`SCAN`, so Redis never blocks), at most `max`.
+    /// Keys matching `pattern` (`SCAN`, so Redis never blocks; every master
+    /// of a cluster), at most `max`.
     pub async fn scan(&self, pattern: &str, max: usize) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let (next, batch): (u64, Vec<String>) = self
-                .query(|mut conn| async move { cmd.query_async(&mut conn).await })
-                .await?;
-            keys.extend(batch);
-            if next == 0 || keys.len() >= max {
-                keys.truncate(max);
-                return Ok(keys);
+        // Each SCAN call is bounded by the connection's response timeout;
+        // the whole walk, by a hundred of them.
+        let conn = self.connection().await?;
+        let walk = async {
+            let mut conn = conn.clone();
+            conn.scan(pattern, max).await
+        };
+        match tokio::time::timeout(self.timeout * 100, walk).await {
+            Ok(Ok(keys)) => Ok(keys),
+            Ok(Err(e)) => {
+                self.forget(&conn).await;
+                Err(StoreError(e.to_string()))
             }
-            cursor = next;
+            Err(_) => Err(StoreError("timed out".into())),
         }
     }
 
-    /// Where the store connects (`host:port`; never the password).
+    /// Where the store connects (never the password): `host:port`, the
+    /// cluster's first seed, or the Sentinel master's name and sentinels.
     pub fn address(&self) -> String {
-        self.client.get_connection_info().addr().to_string()
+        match &self.client {
+            RedisClient::Single(client) => client.get_connection_info().addr().to_string(),
+            RedisClient::Cluster { seeds, .. } => format!("cluster {}", seeds.join(", ")),
+            RedisClient::Sentinel(sentinel) => {
+                let nodes: Vec<String> = sentinel
+                    .nodes
+                    .iter()
+                    .map(|n| n.addr().to_string())
+                    .collect();
+                format!(
+                    "sentinel master {} via {}",
+                    sentinel.master_name,
+                    nodes.join(", ")
+                )
+            }
+        }
     }
 
     /// One `PING`; its round trip.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
-        let mut conn = self.connection().await?;
         let start = std::time::Instant::now();
-        let _: String =
-            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut conn))
-                .await
-                .map_err(|_| StoreError("timed out".into()))?
-                .map_err(|e| StoreError(e.to_string()))?;
+        let _: String = self
+            .query(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await })
+            .await?;
         Ok(start.elapsed())
     }
 
@@ -291,19 +312,36 @@ impl RedisStore {
 
     /// Re-reads Redis `TIME` to keep window boundaries shared.
     pub async fn sync_clock(&self) -> Result<(), StoreError> {
-        let mut conn = self.connection().await?;
         let before = epoch_ms();
-        let (secs, micros): (u64, u64) =
-            tokio::time::timeout(self.timeout, redis::cmd("TIME").query_async(&mut conn))
-                .await
-                .map_err(|_| StoreError("timed out".into()))?
-                .map_err(|e| StoreError(e.to_string()))?;
+        let (secs, micros): (u64, u64) = self
+            .query(|mut conn| async move { redis::cmd("TIME").query_async(&mut conn).await })
+            .await?;
         let after = epoch_ms();
         let redis_ms = secs * 1000 + micros / 1000;
         let local_mid = (before + after) / 2;
         self.clock_offset_ms
             .store(redis_ms as i64 - local_mid as i64, Ordering::Relaxed);
-        self.last_ok_ms.store(after, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On Redis Cluster a script may only touch keys of one hash slot: each
+    /// of these touches exactly one key, `KEYS[1]`, and names no key in an
+    /// argument.
+    #[test]
+    fn every_script_touches_one_key() {
+        for script in [LEASE, CHARGE, ADJUST] {
+            let keys: Vec<&str> = script
+                .match_indices("KEYS[")
+                .map(|(i, _)| &script[i..i + 7])
+                .collect();
+            assert!(!keys.is_empty(), "{script}");
+            assert!(keys.iter().all(|k| *k == "KEYS[1]"), "{script}");
+            assert!(!script.contains("redis.call('GET', ARGV"), "{script}");
+        }
     }
 }

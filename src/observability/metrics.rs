@@ -23,6 +23,7 @@ pub struct Metrics {
     pub rate_limit_hits: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub rate_limit_redis_errors: IntCounter,
+    pub rate_limit_redis_transitions: IntCounterVec,
     pub rate_limit_sync_age: Gauge,
     pub llm_tokens: IntCounterVec,
     pub llm_ttft: HistogramVec,
@@ -145,6 +146,11 @@ impl Metrics {
                 "rate_limit_redis_errors_total",
                 "Redis calls for limits that failed or timed out.",
             )?,
+            rate_limit_redis_transitions: b.counters(
+                "rate_limit_redis_transitions_total",
+                "Times limits moved between shared counting in Redis (shared) and per-replica fallback while Redis failed or its topology changed (fallback).",
+                &["state"],
+            )?,
             rate_limit_sync_age: b.add(Gauge::new(
                 "rate_limit_last_sync_age_seconds",
                 "Seconds since limits last talked to Redis successfully.",
@@ -233,6 +239,11 @@ impl Metrics {
         // the first scrape.
         for result in ["ok", "error"] {
             metrics.config_reloads.with_label_values(&[result]);
+        }
+        for state in ["shared", "fallback"] {
+            metrics
+                .rate_limit_redis_transitions
+                .with_label_values(&[state]);
         }
         for phase in ["idle", "header"] {
             metrics.client_timeouts.with_label_values(&[phase]);
@@ -471,6 +482,7 @@ mod tests {
             "rate_limit_hits_total",
             "rate_limit_last_sync_age_seconds",
             "rate_limit_redis_errors_total",
+            "rate_limit_redis_transitions_total",
             "upstream_requests_total",
         ];
         expected.sort();

@@ -1,0 +1,318 @@
+//! Redis Cluster and Sentinel deployments of the tests' own: real
+//! redis-server processes on free ports, with failover timers of about a
+//! second so a failover fits in a test. Killed on drop.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+/// A node process: redis-server in cluster or sentinel mode, or plain.
+struct Node {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn spawn(port: u16, args: &[String], dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (apt-get install redis-server)");
+        let node = Self {
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cli(port, &["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis on {port} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        node
+    }
+
+    /// SIGKILL: no goodbye, as a crashed pod.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `redis-cli -p PORT args...`: its output (empty when it cannot connect).
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn server_args(port: u16) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Three masters and three replicas, `cluster-node-timeout` 1 s.
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<Node> = (0..6)
+            .map(|i| {
+                let port = free_port();
+                let mut args = server_args(port);
+                args.extend(
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                    ]
+                    .map(String::from),
+                );
+                Node::spawn(port, &args, &dir.path().join(format!("node{i}")))
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Self { nodes, _dir: dir };
+        cluster.wait_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    /// The seed URLs for `limits.redis.cluster_nodes` (a YAML flow list of
+    /// three nodes: the gateway discovers the rest).
+    pub fn nodes_yaml(&self) -> String {
+        let urls: Vec<String> = self.nodes[..3]
+            .iter()
+            .map(|n| format!("\"redis://127.0.0.1:{}\"", n.port))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    fn alive(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.child.is_some())
+    }
+
+    /// Until every live node says `cluster_state:ok` and sees three masters.
+    pub fn wait_ok(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ok = self.alive().all(|n| {
+                let info = cli(n.port, &["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok")
+            }) && self.master_ports().len() == 3;
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster is not ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Ports of the masters serving slots, as a live node sees them.
+    pub fn master_ports(&self) -> Vec<u16> {
+        let Some(node) = self.alive().next() else {
+            return Vec::new();
+        };
+        cli(node.port, &["CLUSTER", "NODES"])
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail") && l.split(' ').count() > 8)
+            .filter_map(|l| {
+                let address = l.split(' ').nth(1)?;
+                address.split(['@', ':']).nth(1)?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// The port of the master serving `key`'s slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let node = self.alive().next().expect("a live node").port;
+        let slot: u16 = cli(node, &["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .expect("slot");
+        for line in cli(node, &["CLUSTER", "NODES"]).lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if !fields.get(2).is_some_and(|f| f.contains("master")) || fields.len() < 9 {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                match (a.parse::<u16>(), b.parse::<u16>()) {
+                    (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+                    _ => false,
+                }
+            });
+            if serves {
+                return fields[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .expect("port");
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    pub fn kill(&mut self, port: u16) {
+        for node in &mut self.nodes {
+            if node.port == port {
+                node.kill();
+            }
+        }
+    }
+
+    /// The sum of `key`'s integer value over the masters (it lives on one).
+    pub fn get(&self, key: &str) -> Option<u64> {
+        let port = self.master_of(key);
+        cli(port, &["GET", key]).trim().parse().ok()
+    }
+}
+
+/// One master, one replica and three sentinels watching them, with
+/// `down-after-milliseconds` 1 s.
+pub struct RedisSentinels {
+    master: Node,
+    replica: Node,
+    sentinels: Vec<Node>,
+    pub master_name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisSentinels {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let master_port = free_port();
+        let master = Node::spawn(
+            master_port,
+            &server_args(master_port),
+            &dir.path().join("master"),
+        );
+        let replica_port = free_port();
+        let mut args = server_args(replica_port);
+        args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master_port.to_string(),
+        ]);
+        let replica = Node::spawn(replica_port, &args, &dir.path().join("replica"));
+        let master_name = "gateway-limits".to_string();
+        let sentinels = (0..3)
+            .map(|i| {
+                let port = free_port();
+                let node_dir = dir.path().join(format!("sentinel{i}"));
+                std::fs::create_dir_all(&node_dir).unwrap();
+                let conf = node_dir.join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\nsentinel monitor {master_name} 127.0.0.1 {master_port} 2\n\
+                         sentinel down-after-milliseconds {master_name} 1000\nsentinel failover-timeout {master_name} 5000\n\
+                         sentinel parallel-syncs {master_name} 1\n"
+                    ),
+                )
+                .unwrap();
+                Node::spawn(
+                    port,
+                    &[conf.display().to_string(), "--sentinel".into()],
+                    &node_dir,
+                )
+            })
+            .collect();
+        let deployment = Self {
+            master,
+            replica,
+            sentinels,
+            master_name,
+            _dir: dir,
+        };
+        // The sentinels have found the replica and each other.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !deployment.sentinels.iter().all(|s| {
+            let replicas = cli(s.port, &["SENTINEL", "REPLICAS", &deployment.master_name]);
+            let peers = cli(s.port, &["SENTINEL", "SENTINELS", &deployment.master_name]);
+            replicas.contains(&deployment.replica.port.to_string())
+                && peers.lines().filter(|l| *l == "name").count() >= 2
+        }) {
+            assert!(Instant::now() < deadline, "the sentinels did not settle");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        deployment
+    }
+
+    pub fn nodes_yaml(&self) -> String {
+        let urls: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("\"redis://127.0.0.1:{}\"", s.port))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    pub fn master_port(&self) -> u16 {
+        self.master.port
+    }
+
+    pub fn replica_port(&self) -> u16 {
+        self.replica.port
+    }
+
+    pub fn kill_master(&mut self) {
+        self.master.kill();
+    }
+
+    /// The port the sentinels name as master now.
+    pub fn current_master(&self) -> Option<u16> {
+        let sentinel = self.sentinels.first()?.port;
+        let out = cli(
+            sentinel,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.master_name],
+        );
+        out.lines().nth(1)?.trim().parse().ok()
+    }
+}

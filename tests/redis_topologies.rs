@@ -1,0 +1,310 @@
+//! Limits on Redis Cluster and behind Redis Sentinel, over real processes:
+//! three gateway processes hold one request limit across replicas on a
+//! 3-master, 3-replica cluster in hybrid and redis modes; a master killed
+//! mid-flood fails over to its replica while no request waits past the
+//! Redis timeout and the replicas fall back to their shares, then shared
+//! counting resumes and the next window is exact again; and the same across
+//! a Sentinel failover.
+//!
+//! Windows are minutes (a flood on two cores fits in one, where it would
+//! spill over a one-second window) and counts are exact: every admitted
+//! request is a 200 the test saw.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::topologies::{RedisCluster, RedisSentinels};
+use common::*;
+
+/// A chat for `model`: each phase of a test floods its own model, so its
+/// counter (the rule counts per model) starts at zero in any minute.
+fn body(model: &str) -> String {
+    format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
+}
+
+/// The Redis key of `model`'s counter in this minute.
+fn counter_key(model: &str) -> String {
+    format!("aigw:rl:per-model-rpm|m={model}:{}", minute_now())
+}
+const LIMIT: u64 = 300;
+
+fn config(mode: &str, redis: &str, mock: &Mock) -> String {
+    format!(
+        "limits:\n  mode: {mode}\n  redis: {{{redis}, expected_replicas: 3, timeout: 200ms, sync_interval: 200ms}}\n  rules:\n    - {{name: per-model-rpm, key: [model], counts: requests, limit: {LIMIT}, window: minute}}\n  global_rules: [per-model-rpm]\naccess_log: {{enabled: false}}\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [\"mock-*\"]\n    upstream: main\n",
+        pool_yaml("main", &[mock.url()], ""),
+    )
+}
+
+fn minute_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60
+}
+
+/// Waits, if needed, so that at least `need` seconds of the current minute
+/// are left (one machine: Redis' clock is this clock).
+fn fresh_minute(need: u64) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if 60 - secs < need {
+        std::thread::sleep(Duration::from_secs(60 - secs + 1));
+    }
+}
+
+/// What a flood saw.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: AtomicUsize,
+    refused: AtomicUsize,
+    other: Mutex<Vec<String>>,
+    slowest_ms: AtomicUsize,
+}
+
+fn one_request(agent: &ureq::Agent, url: &str, body: &str, tally: &Tally) {
+    let started = Instant::now();
+    match agent.post(url).send_string(body) {
+        Ok(r) if r.status() == 200 => {
+            tally.ok.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(ureq::Error::Status(429, _)) => {
+            tally.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(r) => tally.other.lock().unwrap().push(r.status().to_string()),
+        Err(e) => tally.other.lock().unwrap().push(e.to_string()),
+    }
+    let ms = started.elapsed().as_millis() as usize;
+    tally.slowest_ms.fetch_max(ms, Ordering::Relaxed);
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
+}
+
+/// 3x the limit through the three gateways at once, inside one minute;
+/// the number admitted.
+fn flood_window(gateways: &[Gateway], model: &str) -> usize {
+    fresh_minute(40);
+    let minute = minute_now();
+    let tally = Arc::new(Tally::default());
+    let per_thread = (LIMIT as usize * 3) / (gateways.len() * 6);
+    let handles: Vec<_> = gateways
+        .iter()
+        .flat_map(|gw| {
+            let url = gw.url("/v1/chat/completions");
+            let tally = tally.clone();
+            let body = body(model);
+            (0..6).map(move |_| {
+                let (url, tally, body) = (url.clone(), tally.clone(), body.clone());
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    for _ in 0..per_thread {
+                        one_request(&agent, &url, &body, &tally);
+                    }
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        minute_now(),
+        minute,
+        "the flood spilled into the next minute"
+    );
+    let other = tally.other.lock().unwrap();
+    assert!(other.is_empty(), "answers other than 200/429: {other:?}");
+    tally.ok.load(Ordering::Relaxed)
+}
+
+fn assert_exact(what: &str, admitted: usize) {
+    eprintln!(
+        "{what}: {admitted} admitted of {} sent, limit {LIMIT}",
+        LIMIT * 3
+    );
+    assert!(
+        admitted as f64 <= LIMIT as f64 * 1.01,
+        "{what}: {admitted} admitted, limit {LIMIT}"
+    );
+    assert!(
+        admitted as f64 >= LIMIT as f64 * 0.9,
+        "{what}: only {admitted} admitted, limit {LIMIT}"
+    );
+}
+
+#[test]
+fn a_cluster_holds_one_limit_across_three_replicas_in_hybrid_and_redis_modes() {
+    let cluster = RedisCluster::start();
+    let mock = Mock::start("m");
+    for mode in ["hybrid", "redis"] {
+        let redis = format!("cluster_nodes: {}", cluster.nodes_yaml());
+        let gateways: Vec<Gateway> = (0..3)
+            .map(|_| Gateway::start(&config(mode, &redis, &mock)))
+            .collect();
+        let model = format!("mock-{mode}");
+        let admitted = flood_window(&gateways, &model);
+        assert_exact(&format!("cluster, {mode}"), admitted);
+        // The window's counter lives on the master of its slot.
+        let key = counter_key(&model);
+        let used = cluster.get(&key).unwrap_or(0);
+        assert!(used >= admitted as u64, "{key} = {used}");
+    }
+}
+
+/// A background flood on every gateway until `stop`: requests spread over
+/// time, as traffic during a failover.
+fn steady_flood(
+    gateways: &[Gateway],
+    model: &str,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Tally>, Vec<std::thread::JoinHandle<()>>) {
+    let tally = Arc::new(Tally::default());
+    let handles = gateways
+        .iter()
+        .flat_map(|gw| {
+            let url = gw.url("/v1/chat/completions");
+            let (tally, stop, body) = (tally.clone(), stop.clone(), body(model));
+            (0..2).map(move |_| {
+                let (url, tally, stop, body) =
+                    (url.clone(), tally.clone(), stop.clone(), body.clone());
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    while !stop.load(Ordering::Relaxed) {
+                        one_request(&agent, &url, &body, &tally);
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+        })
+        .collect();
+    (tally, handles)
+}
+
+fn metric_sum(gateways: &[Gateway], name: &str) -> f64 {
+    gateways
+        .iter()
+        .map(|gw| metric_value(&gw.metrics(), name).unwrap_or(0.0))
+        .sum()
+}
+
+/// During a failover: no 5xx and nothing held past the Redis timeout (the
+/// bound is far above 200 ms: it catches a wait on the topology itself);
+/// the replicas fell back to their shares; afterwards they share again.
+fn assert_failover(what: &str, gateways: &[Gateway], tally: &Tally) {
+    let other = tally.other.lock().unwrap();
+    assert!(
+        other.is_empty(),
+        "{what}: answers other than 200/429: {other:?}"
+    );
+    let slowest = tally.slowest_ms.load(Ordering::Relaxed);
+    eprintln!(
+        "{what}: {} admitted, {} refused during the failover; slowest answer {slowest} ms",
+        tally.ok.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed)
+    );
+    assert!(slowest < 3000, "{what}: a request waited {slowest} ms");
+    let fallback = metric_sum(
+        gateways,
+        r#"rate_limit_redis_transitions_total{state="fallback"}"#,
+    );
+    assert!(fallback >= 1.0, "{what}: no replica fell back to its share");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let shared = metric_sum(
+                gateways,
+                r#"rate_limit_redis_transitions_total{state="shared"}"#,
+            );
+            let fallback = metric_sum(
+                gateways,
+                r#"rate_limit_redis_transitions_total{state="fallback"}"#,
+            );
+            shared >= fallback
+        }),
+        "{what}: shared counting did not resume"
+    );
+    assert!(gateways.iter().all(|gw| gw
+        .log()
+        .contains("Redis is back: limits are shared across replicas again")));
+}
+
+#[test]
+fn a_cluster_master_killed_mid_flood_fails_over_and_sharing_resumes() {
+    let mut cluster = RedisCluster::start();
+    let mock = Mock::start("m");
+    let redis = format!("cluster_nodes: {}", cluster.nodes_yaml());
+    let gateways: Vec<Gateway> = (0..3)
+        .map(|_| Gateway::start(&config("hybrid", &redis, &mock)))
+        .collect();
+    fresh_minute(20);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tally, handles) = steady_flood(&gateways, "mock-during", stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    // The master of this window's counter.
+    let victim = cluster.master_of(&counter_key("mock-during"));
+    cluster.kill(victim);
+    cluster.wait_ok(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(!cluster.master_ports().contains(&victim));
+    assert_failover("cluster failover", &gateways, &tally);
+    assert_exact(
+        "cluster, the window after the failover",
+        flood_window(&gateways, "mock-after"),
+    );
+}
+
+#[test]
+fn the_gateway_follows_the_master_across_a_sentinel_failover() {
+    let mut sentinels = RedisSentinels::start();
+    let mock = Mock::start("m");
+    let redis = format!(
+        "sentinel: {{master_name: {}, nodes: {}}}",
+        sentinels.master_name,
+        sentinels.nodes_yaml()
+    );
+    let gateways: Vec<Gateway> = (0..3)
+        .map(|_| Gateway::start(&config("hybrid", &redis, &mock)))
+        .collect();
+    fresh_minute(25);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tally, handles) = steady_flood(&gateways, "mock-during", stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    let old = sentinels.master_port();
+    sentinels.kill_master();
+    assert!(
+        eventually(Duration::from_secs(30), || sentinels.current_master()
+            == Some(sentinels.replica_port())),
+        "the sentinels did not promote the replica"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_ne!(sentinels.current_master(), Some(old));
+    assert_failover("sentinel failover", &gateways, &tally);
+    assert_exact(
+        "sentinel, the window after the failover",
+        flood_window(&gateways, "mock-after"),
+    );
+    // The counters are on the new master.
+    let key = counter_key("mock-after");
+    let used: u64 = common::topologies::cli(sentinels.replica_port(), &["GET", &key])
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(used > 0, "no counter on the promoted master");
+}
