@@ -334,13 +334,13 @@ fn budget_across_replicas(mode: &str, window: &str) {
     assert_eq!(line["source"], "redis");
     // The limit counter itself holds exactly what was used once idle leases
     // are back.
-    let window = redis.keys("aigw:rl:team-budget|t=ml:*");
+    let window = redis.keys("aigw:lim:team-budget|t=ml:*");
     assert_eq!(window.len(), 1, "{window:?}");
     assert!(
-        eventually(Duration::from_secs(10), || redis.get(&window[0])
-            == spent.to_string()),
+        eventually(Duration::from_secs(10), || redis.counter(&window[0])
+            == spent),
         "{mode}: the limit counter holds {}, usage {spent}",
-        redis.get(&window[0])
+        redis.counter(&window[0])
     );
 }
 

@@ -445,9 +445,9 @@ fn the_unspent_hybrid_lease_goes_back_to_redis_on_exit() {
         assert_eq!(chat(&gw, "mock-gpt").status, 200);
     }
     let counted = || -> u64 {
-        let keys = redis.keys("aigw:rl:per-hour*");
+        let keys = redis.keys("aigw:lim:per-hour*");
         assert_eq!(keys.len(), 1, "{keys:?}");
-        redis.get(&keys[0]).parse().expect("a count")
+        redis.counter(&keys[0])
     };
     assert_eq!(counted(), 100, "one lease of 10% is held");
     let mut process = gw.take_child();

@@ -30,7 +30,7 @@ fn redis_down_fails_open_on_a_share_and_recovers() {
     let body = json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(post_json(&url, &body, &[]).status, 200);
     assert!(
-        !redis.keys("aigw:rl:*").is_empty(),
+        !redis.keys("aigw:lim:*").is_empty(),
         "hybrid mode leases from Redis"
     );
 
@@ -57,7 +57,7 @@ fn redis_down_fails_open_on_a_share_and_recovers() {
         metric_value(&m, "rate_limit_last_sync_age_seconds").is_some_and(|age| age < 1.0)
     }));
     assert!(eventually(Duration::from_secs(10), || {
-        post_json(&url, &body, &[]).status == 200 && !redis.keys("aigw:rl:*").is_empty()
+        post_json(&url, &body, &[]).status == 200 && !redis.keys("aigw:lim:*").is_empty()
     }));
     assert!(gw.log().contains("Redis is back"));
 }

@@ -258,7 +258,7 @@ fn limits_across_three_replicas_by_mode() {
     let hybrid = cluster_run("hybrid", limit);
     for (i, &n) in hybrid.iter().enumerate() {
         assert!(
-            n as f64 <= limit as f64 * 1.02,
+            n as f64 <= limit as f64 * 1.01,
             "hybrid window {i}: {n} admitted, limit {limit}"
         );
         assert!(
@@ -289,4 +289,101 @@ fn limits_across_three_replicas_by_mode() {
     // replicas' local windows are not aligned, so a window may catch less).
     let total: usize = local.iter().sum();
     assert!(total > limit as usize * local.len() * 3 / 2, "{local:?}");
+}
+
+/// The issue measured on one node: Redis SIGKILLed mid-flood and restarted
+/// empty let the window admit each replica's share and then the whole limit
+/// again. Now each replica's share covers all it took of the window, and on
+/// recovery every replica restates its part: Redis' count again equals what
+/// the cluster admitted, and the window stays within the limit.
+#[test]
+fn redis_restarted_empty_mid_window_neither_loses_nor_double_spends_the_window() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let limit = 300;
+    let mut redis = Redis::start();
+    let mock = Mock::start("a");
+    let config = format!(
+        "limits:\n  mode: hybrid\n  redis: {{url: \"{}\", expected_replicas: 3, timeout: 200ms, sync_interval: 200ms}}\n  rules:\n    - {{name: per-minute, key: [global], counts: requests, limit: {limit}, window: minute}}\n  global_rules: [per-minute]\naccess_log: {{enabled: false}}\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
+        redis.url(),
+        pool_yaml("main", &[mock.url()], ""),
+    );
+    let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
+    fresh_minute(40);
+    let minute = minute_now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = gateways
+        .iter()
+        .flat_map(|gw| {
+            let url = gw.url("/v1/chat/completions");
+            let (stop, admitted, failed) = (stop.clone(), admitted.clone(), failed.clone());
+            (0..2).map(move |_| {
+                let (url, stop, admitted, failed) =
+                    (url.clone(), stop.clone(), admitted.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(10))
+                        .build();
+                    let body =
+                        r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
+                    while !stop.load(Ordering::Relaxed) {
+                        match agent.post(&url).send_string(body) {
+                            Ok(r) if r.status() == 200 => {
+                                admitted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(ureq::Error::Status(429, _)) => {}
+                            _ => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(40));
+                    }
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = admitted.load(Ordering::Relaxed);
+    redis.down();
+    std::thread::sleep(Duration::from_secs(2));
+    let during = admitted.load(Ordering::Relaxed) - before;
+    redis.up(); // empty: it keeps nothing on disk
+    std::thread::sleep(Duration::from_secs(6));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        minute_now(),
+        minute,
+        "the test spilled into the next minute"
+    );
+    let total = admitted.load(Ordering::Relaxed);
+    eprintln!(
+        "limit {limit}: {before} admitted before Redis died, {during} while it was down, {total} in the window"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "answers other than 200/429"
+    );
+    assert!(
+        total as f64 <= limit as f64 * 1.01,
+        "the window admitted {total}, limit {limit}"
+    );
+    assert!(total as f64 >= limit as f64 * 0.9, "only {total} admitted");
+    // Once idle leases are handed back, Redis counts what was admitted.
+    let key = format!("aigw:lim:per-minute|g=*:{minute}");
+    let settled = eventually(Duration::from_secs(10), || {
+        let counted = redis.counter(&key);
+        (counted as f64 - total as f64).abs() <= limit as f64 * 0.01
+    });
+    assert!(
+        settled,
+        "Redis counts {} for {total} admitted",
+        redis.counter(&key)
+    );
 }

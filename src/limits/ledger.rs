@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use super::claims::Claims;
 use super::lease::LeaseTable;
 use super::local::LocalCounters;
 use super::rules::{is_current, ttl_secs, Counter, Rule};
@@ -45,9 +46,11 @@ pub enum Ledger {
         leases: LeaseTable,
         /// Share of a limit one lease takes.
         fraction: f64,
+        claims: Claims,
     },
     Redis {
         store: Arc<RedisStore>,
+        claims: Claims,
     },
 }
 
@@ -56,7 +59,15 @@ impl Ledger {
     pub fn store(&self) -> Option<&Arc<RedisStore>> {
         match self {
             Ledger::Local => None,
-            Ledger::Lease { store, .. } | Ledger::Redis { store } => Some(store),
+            Ledger::Lease { store, .. } | Ledger::Redis { store, .. } => Some(store),
+        }
+    }
+
+    /// What this replica took of each window, for Redis to learn again.
+    pub fn claims(&self) -> Option<&Claims> {
+        match self {
+            Ledger::Local => None,
+            Ledger::Lease { claims, .. } | Ledger::Redis { claims, .. } => Some(claims),
         }
     }
 
@@ -74,15 +85,19 @@ impl Ledger {
                     Charge::Refused
                 }
             }
-            Ledger::Redis { store } => {
+            Ledger::Redis { store, claims } => {
                 let key = rule.redis_key(at.counter, at.window_id);
+                let claim = claims.get(at.counter, at.window_id);
                 match store
-                    .charge(&key, rule.limit, amount, ttl_secs(rule.window))
+                    .charge(&key, rule.limit, amount, ttl_secs(rule.window), claim)
                     .await
                 {
-                    Ok((true, used)) => Charge::Admitted {
-                        remaining: rule.limit.saturating_sub(used),
-                    },
+                    Ok((true, used)) => {
+                        claims.add(at.counter, at.window_id, amount as i64);
+                        Charge::Admitted {
+                            remaining: rule.limit.saturating_sub(used),
+                        }
+                    }
                     Ok((false, _)) => Charge::Refused,
                     Err(e) => Charge::Unavailable(e),
                 }
@@ -91,7 +106,8 @@ impl Ledger {
                 store,
                 leases,
                 fraction,
-            } => lease_charge(store, leases, *fraction, at, amount).await,
+                claims,
+            } => lease_charge(store, leases, claims, *fraction, at, amount).await,
         }
     }
 
@@ -110,7 +126,12 @@ impl Ledger {
         }
         match self {
             Ledger::Local => local.adjust(rule.window, window_id, counter, delta),
-            Ledger::Lease { store, leases, .. } => {
+            Ledger::Lease {
+                store,
+                leases,
+                claims,
+                ..
+            } => {
                 let same_window = leases
                     .find(counter)
                     .filter(|lease| lease.window_id() == window_id);
@@ -118,12 +139,14 @@ impl Ledger {
                     // Budget given back stays in this replica's lease.
                     Some(lease) if delta < 0 => lease.give_back(delta.unsigned_abs()),
                     // Usage over the reservation is recorded in Redis at once.
-                    _ if delta > 0 => record(store, rule, counter, window_id, delta).await,
+                    _ if delta > 0 => record(store, claims, rule, counter, window_id, delta).await,
                     // Its window is over: nothing left to give back.
                     _ => {}
                 }
             }
-            Ledger::Redis { store } => record(store, rule, counter, window_id, delta).await,
+            Ledger::Redis { store, claims } => {
+                record(store, claims, rule, counter, window_id, delta).await
+            }
         }
     }
 
@@ -131,7 +154,13 @@ impl Ledger {
     /// (all of it with `u64::MAX`); leases of ended windows are dropped.
     /// Returns how much Redis took back.
     pub async fn hand_back(&self, rules: &[Arc<Rule>], idle_before_ms: u64) -> i64 {
-        let Ledger::Lease { store, leases, .. } = self else {
+        let Ledger::Lease {
+            store,
+            leases,
+            claims,
+            ..
+        } = self
+        else {
             return 0;
         };
         let now = store.now_ms();
@@ -143,7 +172,10 @@ impl Ledger {
             };
             let key = rule.redis_key(&counter, wid);
             match store.adjust(&key, -amount, ttl_secs(rule.window)).await {
-                Ok(_) => returned += amount,
+                Ok(_) => {
+                    claims.add(&counter, wid, -amount);
+                    returned += amount
+                }
                 Err(e) => {
                     metrics().rate_limit_redis_errors.inc();
                     log::debug!("cannot hand lease budget back to Redis: {}", e.0);
@@ -152,6 +184,24 @@ impl Ledger {
         }
         returned
     }
+
+    /// Raises this replica's part of every current window to what it took:
+    /// after Redis failed or failed over, it may have lost writes.
+    pub async fn reassert(&self, rules: &[Arc<Rule>]) {
+        let (Some(store), Some(claims)) = (self.store(), self.claims()) else {
+            return;
+        };
+        for (counter, window_id, taken) in claims.current(is_current(rules, store.now_ms())) {
+            let Some(rule) = rules.get(counter.rule) else {
+                continue;
+            };
+            let key = rule.redis_key(&counter, window_id);
+            if let Err(e) = store.claim(&key, taken, ttl_secs(rule.window)).await {
+                metrics().rate_limit_redis_errors.inc();
+                log::debug!("cannot restate this replica's part of a limit: {}", e.0);
+            }
+        }
+    }
 }
 
 /// Spends from the counter's lease, asking Redis for another slice when it
@@ -159,6 +209,7 @@ impl Ledger {
 async fn lease_charge(
     store: &RedisStore,
     leases: &LeaseTable,
+    claims: &Claims,
     fraction: f64,
     at: &Spot<'_>,
     amount: u64,
@@ -190,11 +241,13 @@ async fn lease_charge(
         let short = (amount as i64 - lease.remaining()).max(0) as u64;
         let want = slice.max(short);
         let key = rule.redis_key(at.counter, at.window_id);
+        let claim = claims.get(at.counter, at.window_id);
         match store
-            .lease(&key, rule.limit, want, ttl_secs(rule.window))
+            .lease(&key, rule.limit, want, ttl_secs(rule.window), claim)
             .await
         {
             Ok((granted, used)) => {
+                claims.add(at.counter, at.window_id, granted as i64);
                 lease.grant(granted, used, granted < want);
                 if granted < want {
                     return if lease.try_spend(amount, at.now_ms) {
@@ -209,8 +262,17 @@ async fn lease_charge(
     }
 }
 
-/// Adds `delta` to a counter in Redis, counting a failure.
-async fn record(store: &RedisStore, rule: &Rule, counter: &Counter, window_id: u64, delta: i64) {
+/// Adds `delta` to a counter in Redis, counting a failure. The claim takes
+/// it either way: a delta Redis missed is restated with the next claim.
+async fn record(
+    store: &RedisStore,
+    claims: &Claims,
+    rule: &Rule,
+    counter: &Counter,
+    window_id: u64,
+    delta: i64,
+) {
+    claims.add(counter, window_id, delta);
     let key = rule.redis_key(counter, window_id);
     if let Err(e) = store.adjust(&key, delta, ttl_secs(rule.window)).await {
         metrics().rate_limit_redis_errors.inc();

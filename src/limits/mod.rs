@@ -9,6 +9,7 @@
 //! in this replica.
 
 mod calendar;
+mod claims;
 mod connection;
 pub mod lease;
 mod ledger;
@@ -18,7 +19,7 @@ mod spend;
 mod store;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,13 +113,21 @@ pub struct Limiter {
     on_error: RedisFailure,
     replicas: u64,
     sync_interval: Duration,
-    /// Local mode's counts, the fallback shares, concurrency slots.
+    /// Local mode's counts and concurrency slots.
     local: LocalCounters,
     /// What budget rules spent, for `/v1/spend`.
     spend: SpendBook,
     /// How this process signs the reservations it publishes in Redis.
     replica: String,
     redis_down: AtomicBool,
+    /// Redis answers again after failing: the next sync restates what this
+    /// replica took of every current window, in case Redis lost it.
+    restate_claims: AtomicBool,
+    /// After Redis comes back, replicas keep to their shares until this
+    /// time (cluster clock, ms): long enough for every replica to have
+    /// restated its part, so none leases what another took while Redis was
+    /// gone.
+    shared_again_at_ms: AtomicU64,
 }
 
 /// How long requests skip a failing Redis before trying it again.
@@ -142,15 +151,18 @@ impl Limiter {
             .filter_map(|name| by_name.get(name).cloned())
             .collect();
         let redis = settings.redis.as_ref();
+        let replica = replica_name();
         let ledger = match (settings.mode, redis) {
             (LimitMode::Local, _) | (_, None) => Ledger::Local,
             (LimitMode::Hybrid, Some(r)) => Ledger::Lease {
-                store: Arc::new(RedisStore::new(&r.client, r.timeout)),
+                store: Arc::new(RedisStore::new(&r.client, r.timeout, &replica)),
                 leases: Default::default(),
                 fraction: r.lease_fraction,
+                claims: Default::default(),
             },
             (LimitMode::Redis, Some(r)) => Ledger::Redis {
-                store: Arc::new(RedisStore::new(&r.client, r.timeout)),
+                store: Arc::new(RedisStore::new(&r.client, r.timeout, &replica)),
+                claims: Default::default(),
             },
         };
         for rule in &rules {
@@ -169,8 +181,10 @@ impl Limiter {
             sync_interval: redis.map_or(Duration::from_secs(1), |r| r.sync_interval),
             local: LocalCounters::default(),
             spend: SpendBook::default(),
-            replica: replica_name(),
+            replica,
             redis_down: AtomicBool::new(false),
+            restate_claims: AtomicBool::new(false),
+            shared_again_at_ms: AtomicU64::new(0),
         }
     }
 
@@ -282,7 +296,8 @@ impl Limiter {
     /// Ok((remaining, on the fallback share)) or Err(status to refuse with).
     async fn charge(&self, at: &Spot<'_>, amount: u64) -> Result<(u64, bool), u16> {
         if let Some(store) = self.ledger.store() {
-            if store.backing_off(at.now_ms) {
+            let restating = at.now_ms < self.shared_again_at_ms.load(Ordering::Relaxed);
+            if store.backing_off(at.now_ms) || restating {
                 return self.fallback(at, amount);
             }
         }
@@ -308,6 +323,12 @@ impl Limiter {
             store.clear_backoff();
         }
         if self.redis_down.swap(false, Ordering::Relaxed) {
+            self.restate_claims.store(true, Ordering::Relaxed);
+            // Every replica notices within its backoff and a sync, and
+            // restates at that sync.
+            let settle = REDIS_BACKOFF_MS + 2 * self.sync_interval.as_millis() as u64;
+            self.shared_again_at_ms
+                .store(self.now_ms() + settle, Ordering::Relaxed);
             metrics()
                 .rate_limit_redis_transitions
                 .with_label_values(&["shared"])
@@ -337,19 +358,22 @@ impl Limiter {
         }
     }
 
-    /// While Redis fails: count locally on a per-replica share, or refuse.
+    /// While Redis fails: take from this replica's share, or refuse. The
+    /// share (`limit / expected_replicas`) covers all this replica took of
+    /// the window, before the failure too, so replicas that fail together
+    /// stay within the limit together; what they take is reported to Redis
+    /// with their next claim.
     fn fallback(&self, at: &Spot<'_>, amount: u64) -> Result<(u64, bool), u16> {
         match self.on_error {
             RedisFailure::Open => {
                 let rule = at.rule;
                 let share = (rule.limit / self.replicas).max(1);
-                let (admitted, used) =
-                    self.local
-                        .charge(rule.window, at.window_id, at.counter, share, amount);
-                if admitted {
-                    Ok((share.saturating_sub(used), true))
-                } else {
-                    Err(429)
+                let Some(claims) = self.ledger.claims() else {
+                    return Err(429);
+                };
+                match claims.take_within(at.counter, at.window_id, amount, share) {
+                    Some(taken) => Ok((share.saturating_sub(taken), true)),
+                    None => Err(429),
                 }
             }
             RedisFailure::Closed429 => Err(429),
@@ -369,8 +393,9 @@ impl Limiter {
 
     async fn adjust(&self, c: &Charged, delta: i64) {
         if c.fallback {
-            self.local
-                .adjust(c.rule.window, c.window_id, &c.counter, delta);
+            if let Some(claims) = self.ledger.claims() {
+                claims.add(&c.counter, c.window_id, delta);
+            }
         } else {
             self.ledger
                 .adjust(&self.local, &c.rule, &c.counter, c.window_id, delta)
@@ -522,6 +547,9 @@ impl Limiter {
         metrics()
             .rate_limit_sync_age
             .set(store.last_ok_age_secs().min(1e9));
+        if self.restate_claims.swap(false, Ordering::Relaxed) {
+            self.ledger.reassert(&self.rules).await;
+        }
         let idle_before = store
             .now_ms()
             .saturating_sub(self.sync_interval.as_millis() as u64);

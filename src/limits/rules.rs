@@ -72,10 +72,12 @@ impl Rule {
     }
 
     /// The Redis key of a counter of this rule in a window:
-    /// `aigw:rl:<rule>|<part>=<value>...:<window>`. Every replica, old
-    /// and new during a rollout, spells it the same.
+    /// `aigw:lim:<rule>|<part>=<value>...:<window>`, a hash of what each
+    /// replica took. Every replica spells it the same. (Versions before
+    /// per-replica parts counted in a string at `aigw:rl:`: during a rollout
+    /// from one of them, the two count apart.)
     pub fn redis_key(&self, counter: &Counter, window_id: u64) -> String {
-        format!("aigw:rl:{}{}:{window_id}", self.name, counter.parts)
+        format!("aigw:lim:{}{}:{window_id}", self.name, counter.parts)
     }
 
     /// The Redis keys of a budget counter's spend in a window.
@@ -213,7 +215,7 @@ mod tests {
         let r = rule(vec![LimitKeyPart::ApiKey, LimitKeyPart::Model]);
         let counter = r.counter_for(&facts);
         assert_eq!(counter, Counter::new(3, "|k=alice|m=gpt"));
-        assert_eq!(r.redis_key(&counter, 7), "aigw:rl:r1|k=alice|m=gpt:7");
+        assert_eq!(r.redis_key(&counter, 7), "aigw:lim:r1|k=alice|m=gpt:7");
         assert_eq!(
             rule(vec![LimitKeyPart::Team]).counter_for(&facts).parts,
             "|t=-"

@@ -12,34 +12,70 @@ use tokio::sync::Mutex;
 use super::connection::Connection;
 use crate::config::RedisClient;
 
+/// A window's counter is a hash with one field per replica: what that
+/// replica took. Every script first raises the caller's field to its claim
+/// (ARGV `claim`, what the replica knows it took) when Redis holds less: a
+/// Redis that lost writes learns them again (see `claims.rs`).
+const PRELUDE: &str = r#"
+local function raise_to_claim(key, me, claim)
+  local mine = tonumber(redis.call('HGET', key, me) or '0')
+  if tonumber(claim) > mine then redis.call('HSET', key, me, claim) end
+end
+local function total(key)
+  local used = 0
+  for _, v in ipairs(redis.call('HVALS', key)) do used = used + tonumber(v) end
+  return used
+end
+"#;
+
 /// Take up to `want` of what is left of `limit`; returns {granted, used after}.
+/// ARGV: limit, want, ttl, replica, claim.
 const LEASE: &str = r#"
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+raise_to_claim(KEYS[1], ARGV[4], ARGV[5])
+local used = total(KEYS[1])
 local left = tonumber(ARGV[1]) - used
-if left <= 0 then return {0, used} end
-local grant = math.min(left, tonumber(ARGV[2]))
-used = redis.call('INCRBY', KEYS[1], grant)
+local grant = 0
+if left > 0 then
+  grant = math.min(left, tonumber(ARGV[2]))
+  redis.call('HINCRBY', KEYS[1], ARGV[4], grant)
+end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {grant, used}
+return {grant, used + grant}
 "#;
 
 /// Charge `n` if it fits under `limit`; returns {admitted 0/1, used after}.
+/// ARGV: limit, n, ttl, replica, claim.
 const CHARGE: &str = r#"
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+raise_to_claim(KEYS[1], ARGV[4], ARGV[5])
+local used = total(KEYS[1])
 local n = tonumber(ARGV[2])
-if used + n > tonumber(ARGV[1]) then return {0, used} end
-used = redis.call('INCRBY', KEYS[1], n)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {1, used}
+if used + n > tonumber(ARGV[1]) then return {0, used} end
+redis.call('HINCRBY', KEYS[1], ARGV[4], n)
+return {1, used + n}
 "#;
 
-/// Add `n` (negative to give back) without a limit check; never below zero.
+/// Add `delta` (negative to give back) to the replica's part without a
+/// limit check, never below zero; returns the window's total.
+/// ARGV: delta, ttl, replica.
 const ADJUST: &str = r#"
-local used = redis.call('INCRBY', KEYS[1], ARGV[1])
-if used < 0 then redis.call('SET', KEYS[1], 0) used = 0 end
+local mine = redis.call('HINCRBY', KEYS[1], ARGV[3], ARGV[1])
+if mine < 0 then redis.call('HSET', KEYS[1], ARGV[3], 0) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return used
+return total(KEYS[1])
 "#;
+
+/// Raise the replica's part to its claim; returns the window's total.
+/// ARGV: claim, ttl, replica.
+const CLAIM: &str = r#"
+raise_to_claim(KEYS[1], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return total(KEYS[1])
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
 
 /// This machine's clock, in milliseconds since the epoch.
 pub fn epoch_ms() -> u64 {
@@ -55,6 +91,9 @@ pub struct RedisStore {
     lease: Script,
     charge: Script,
     adjust: Script,
+    claim: Script,
+    /// This replica's field in every counter.
+    replica: String,
     /// Redis time minus local time, in milliseconds.
     clock_offset_ms: AtomicI64,
     /// Local time (ms) of the last successful Redis call.
@@ -77,14 +116,16 @@ pub struct SpendKeys {
 }
 
 impl RedisStore {
-    pub fn new(client: &RedisClient, timeout: Duration) -> Self {
+    pub fn new(client: &RedisClient, timeout: Duration, replica: &str) -> Self {
         Self {
             client: client.clone(),
             conn: Mutex::new(None),
             timeout,
-            lease: Script::new(LEASE),
-            charge: Script::new(CHARGE),
-            adjust: Script::new(ADJUST),
+            lease: script(LEASE),
+            charge: script(CHARGE),
+            adjust: script(ADJUST),
+            claim: script(CLAIM),
+            replica: replica.to_string(),
             clock_offset_ms: AtomicI64::new(0),
             last_ok_ms: AtomicU64::new(0),
             retry_at_ms: AtomicU64::new(0),
@@ -148,37 +189,58 @@ impl RedisStore {
             .await
     }
 
-    /// Leases up to `want` of the window's budget: (granted, used after).
+    /// Leases up to `want` of the window's budget, after raising this
+    /// replica's part to `claim`: (granted, used after).
     pub async fn lease(
         &self,
         key: &str,
         limit: u64,
         want: u64,
         ttl_secs: u64,
+        claim: u64,
     ) -> Result<(u64, u64), StoreError> {
         let mut inv = self.lease.prepare_invoke();
-        inv.key(key).arg(limit).arg(want).arg(ttl_secs);
+        inv.key(key)
+            .arg(limit)
+            .arg(want)
+            .arg(ttl_secs)
+            .arg(&self.replica)
+            .arg(claim);
         self.run(inv).await
     }
 
-    /// Charges `n` when it fits: (admitted, used after).
+    /// Charges `n` when it fits, after raising this replica's part to
+    /// `claim`: (admitted, used after).
     pub async fn charge(
         &self,
         key: &str,
         limit: u64,
         n: u64,
         ttl_secs: u64,
+        claim: u64,
     ) -> Result<(bool, u64), StoreError> {
         let mut inv = self.charge.prepare_invoke();
-        inv.key(key).arg(limit).arg(n).arg(ttl_secs);
+        inv.key(key)
+            .arg(limit)
+            .arg(n)
+            .arg(ttl_secs)
+            .arg(&self.replica)
+            .arg(claim);
         let (admitted, used): (u64, u64) = self.run(inv).await?;
         Ok((admitted == 1, used))
     }
 
-    /// Adds `delta` (negative gives budget back).
+    /// Adds `delta` to this replica's part (negative gives budget back).
     pub async fn adjust(&self, key: &str, delta: i64, ttl_secs: u64) -> Result<u64, StoreError> {
         let mut inv = self.adjust.prepare_invoke();
-        inv.key(key).arg(delta).arg(ttl_secs);
+        inv.key(key).arg(delta).arg(ttl_secs).arg(&self.replica);
+        self.run(inv).await
+    }
+
+    /// Raises this replica's part to `claim`; the window's total.
+    pub async fn claim(&self, key: &str, claim: u64, ttl_secs: u64) -> Result<u64, StoreError> {
+        let mut inv = self.claim.prepare_invoke();
+        inv.key(key).arg(claim).arg(ttl_secs).arg(&self.replica);
         self.run(inv).await
     }
 
@@ -334,12 +396,11 @@ mod tests {
     /// argument.
     #[test]
     fn every_script_touches_one_key() {
-        for script in [LEASE, CHARGE, ADJUST] {
+        for script in [PRELUDE, LEASE, CHARGE, ADJUST, CLAIM] {
             let keys: Vec<&str> = script
                 .match_indices("KEYS[")
                 .map(|(i, _)| &script[i..i + 7])
                 .collect();
-            assert!(!keys.is_empty(), "{script}");
             assert!(keys.iter().all(|k| *k == "KEYS[1]"), "{script}");
             assert!(!script.contains("redis.call('GET', ARGV"), "{script}");
         }

@@ -730,6 +730,17 @@ impl Redis {
         value.unwrap_or_default()
     }
 
+    /// A limit counter's window total: the sum of every replica's part.
+    pub fn counter(&self, key: &str) -> u64 {
+        let client = redis::Client::open(self.url()).expect("client");
+        let mut conn = client.get_connection().expect("connection");
+        let parts: Vec<u64> = redis::cmd("HVALS")
+            .arg(key)
+            .query(&mut conn)
+            .expect("HVALS");
+        parts.iter().sum()
+    }
+
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let client = redis::Client::open(self.url()).expect("client");
         let mut conn = client.get_connection().expect("connection");
@@ -848,4 +859,27 @@ pub fn open_held_stream(port: u16, key: &str, headers: &str) -> BufReader<TcpStr
     }
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
     reader
+}
+
+/// The current minute since the epoch (one machine: Redis' clock is this
+/// clock, and limit windows are numbered this way).
+pub fn minute_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 60
+}
+
+/// Waits, if needed, so that at least `need` seconds of the current minute
+/// are left.
+pub fn fresh_minute(need: u64) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        % 60;
+    if 60 - secs < need {
+        std::thread::sleep(Duration::from_secs(60 - secs + 1));
+    }
 }

@@ -51,6 +51,14 @@ impl Drop for Node {
     }
 }
 
+/// A limit counter's window total on the node at `port`.
+pub fn counter_at(port: u16, key: &str) -> u64 {
+    cli(port, &["HVALS", key])
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .sum()
+}
+
 /// `redis-cli -p PORT args...`: its output (empty when it cannot connect).
 pub fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
@@ -207,10 +215,10 @@ impl RedisCluster {
         }
     }
 
-    /// The sum of `key`'s integer value over the masters (it lives on one).
-    pub fn get(&self, key: &str) -> Option<u64> {
-        let port = self.master_of(key);
-        cli(port, &["GET", key]).trim().parse().ok()
+    /// A limit counter's window total (the sum of every replica's part),
+    /// read on the master of its slot.
+    pub fn counter(&self, key: &str) -> u64 {
+        counter_at(self.master_of(key), key)
     }
 }
 
