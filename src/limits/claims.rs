@@ -42,16 +42,7 @@ impl Claims {
     /// and no longer claimed.
     pub fn add(&self, counter: &Counter, window_id: u64, delta: i64) {
         let mut claims = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
-        let claim = claims.entry(counter.clone()).or_insert(Claim {
-            window_id,
-            taken: 0,
-        });
-        if claim.window_id < window_id {
-            *claim = Claim {
-                window_id,
-                taken: 0,
-            };
-        }
+        let claim = rolled(&mut claims, counter, window_id);
         if claim.window_id == window_id {
             claim.taken = claim.taken.saturating_add_signed(delta);
         }
@@ -67,16 +58,7 @@ impl Claims {
         cap: u64,
     ) -> Option<u64> {
         let mut claims = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
-        let claim = claims.entry(counter.clone()).or_insert(Claim {
-            window_id,
-            taken: 0,
-        });
-        if claim.window_id < window_id {
-            *claim = Claim {
-                window_id,
-                taken: 0,
-            };
-        }
+        let claim = rolled(&mut claims, counter, window_id);
         if claim.window_id != window_id || claim.taken.saturating_add(amount) > cap {
             return None;
         }
@@ -94,6 +76,26 @@ impl Claims {
             .map(|(counter, claim)| (counter.clone(), claim.window_id, claim.taken))
             .collect()
     }
+}
+
+/// The counter's claim, started afresh when `window_id` is a later window
+/// (an earlier one is left as it is: it is over).
+fn rolled<'a>(
+    claims: &'a mut HashMap<Counter, Claim>,
+    counter: &Counter,
+    window_id: u64,
+) -> &'a mut Claim {
+    let claim = claims.entry(counter.clone()).or_insert(Claim {
+        window_id,
+        taken: 0,
+    });
+    if claim.window_id < window_id {
+        *claim = Claim {
+            window_id,
+            taken: 0,
+        };
+    }
+    claim
 }
 
 #[cfg(test)]
