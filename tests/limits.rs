@@ -387,3 +387,88 @@ fn redis_restarted_empty_mid_window_neither_loses_nor_double_spends_the_window()
         redis.counter(&key)
     );
 }
+
+/// Attempts `n` held streams round robin over the gateways, one after the
+/// other; the admitted ones, with the gateway that admitted each.
+fn hold_streams(
+    gateways: &[Gateway],
+    n: usize,
+    tag: &str,
+) -> Vec<(usize, String, std::io::BufReader<std::net::TcpStream>)> {
+    let mut held = Vec::new();
+    for i in 0..n {
+        let g = i % gateways.len();
+        let key = format!("{tag}-{i}");
+        match try_held_stream(gateways[g].proxy_port, &key, "") {
+            (200, Some(reader)) => held.push((g, key, reader)),
+            (429, None) => {}
+            (status, _) => panic!("attempt {i}: status {status}"),
+        }
+    }
+    held
+}
+
+/// `counts: concurrent` across three replicas in hybrid mode: exactly the
+/// limit is admitted however the streams spread, slots freed on one replica
+/// serve another after a sync, and a replica killed while holding slots
+/// loses them to the others within the slots' TTL.
+#[test]
+fn concurrency_holds_across_three_replicas_and_a_dead_replicas_slots_come_back() {
+    let limit = 6;
+    let redis = Redis::start();
+    let mock = Mock::start("a");
+    let config = format!(
+        "limits:\n  mode: hybrid\n  redis: {{url: \"{}\", expected_replicas: 3, timeout: 200ms, sync_interval: 200ms}}\n  rules:\n    - {{name: per-model-streams, key: [model], counts: concurrent, limit: {limit}}}\n  global_rules: [per-model-streams]\naccess_log: {{enabled: false}}\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
+        redis.url(),
+        pool_yaml("main", &[mock.url()], ""),
+    );
+    let mut gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
+
+    // 3x the limit, spread over the replicas: exactly the limit is admitted.
+    let held = hold_streams(&gateways, 3 * limit, "first");
+    assert_eq!(held.len(), limit, "admitted {} of {limit}", held.len());
+    // Released, the slots are free again (handed back at the next sync).
+    for (_, key, _) in &held {
+        mock.control(&format!("/mock/release/{key}"));
+    }
+    drop(held);
+    std::thread::sleep(Duration::from_millis(800));
+    let held = hold_streams(&gateways, 3 * limit, "second");
+    assert_eq!(held.len(), limit, "after release: admitted {}", held.len());
+
+    // Kill (SIGKILL) the replica holding slots: they come back to the
+    // others within the TTL (2 s: three 200 ms syncs, at least 2 s).
+    let victim = held[0].0;
+    let dead_slots = held.iter().filter(|(g, _, _)| *g == victim).count();
+    assert!(dead_slots > 0);
+    signal(gateways[victim].pid(), "KILL");
+    let _ = gateways[victim].wait_exit(Duration::from_secs(10));
+    let killed_at = Instant::now();
+    let survivors: Vec<Gateway> = gateways
+        .drain(..)
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, gw)| gw)
+        .collect();
+    let mut regained = Vec::new();
+    let mut attempt = 0;
+    while regained.len() < dead_slots && killed_at.elapsed() < Duration::from_secs(20) {
+        regained.extend(hold_streams(&survivors, 1, &format!("after-{attempt}")));
+        attempt += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = killed_at.elapsed();
+    eprintln!(
+        "concurrency {limit}: {dead_slots} slots of a killed replica back in {took:?} (TTL 2 s)"
+    );
+    assert_eq!(
+        regained.len(),
+        dead_slots,
+        "the dead replica's slots never came back"
+    );
+    // And never more than the limit: the survivors hold all there is.
+    assert!(hold_streams(&survivors, 4, "over").is_empty());
+    for (_, key, _) in held.iter().chain(&regained) {
+        mock.control(&format!("/mock/release/{key}"));
+    }
+}

@@ -15,6 +15,7 @@ pub mod lease;
 mod ledger;
 mod local;
 mod rules;
+mod slots;
 mod spend;
 mod store;
 
@@ -36,6 +37,7 @@ use crate::observability::metrics::metrics;
 use ledger::{Charge as Outcome, Ledger, Spot};
 use local::LocalCounters;
 use rules::{is_current, reset_in_ms, ttl_secs, window_id};
+use slots::{SlotGuard, SlotLease, SlotTable};
 use spend::{Source, SpendBook};
 pub use spend::{SpendError, SpendLine, SpendQuery};
 use store::{epoch_ms, RedisStore};
@@ -88,6 +90,7 @@ pub struct Standing {
 pub struct Admission {
     charged: Vec<Charged>,
     _slots: Vec<Guard>,
+    _shared_slots: Vec<SlotGuard>,
     pub requests: Option<Standing>,
     pub tokens: Option<Standing>,
 }
@@ -128,6 +131,10 @@ pub struct Limiter {
     /// restated its part, so none leases what another took while Redis was
     /// gone.
     shared_again_at_ms: AtomicU64,
+    /// Concurrency slots leased from Redis (hybrid and redis modes).
+    slots: SlotTable,
+    /// How long Redis counts a replica's slots without a heartbeat.
+    slot_ttl_ms: u64,
 }
 
 /// How long requests skip a failing Redis before trying it again.
@@ -152,16 +159,21 @@ impl Limiter {
             .collect();
         let redis = settings.redis.as_ref();
         let replica = replica_name();
+        // This limiter's own field in Redis' per-replica hashes: a reload's
+        // new limiter and the old one, still settling its requests, count
+        // apart.
+        static LIMITERS: AtomicU64 = AtomicU64::new(0);
+        let field = format!("{replica}#{}", LIMITERS.fetch_add(1, Ordering::Relaxed));
         let ledger = match (settings.mode, redis) {
             (LimitMode::Local, _) | (_, None) => Ledger::Local,
             (LimitMode::Hybrid, Some(r)) => Ledger::Lease {
-                store: Arc::new(RedisStore::new(&r.client, r.timeout, &replica)),
+                store: Arc::new(RedisStore::new(&r.client, r.timeout, &field)),
                 leases: Default::default(),
                 fraction: r.lease_fraction,
                 claims: Default::default(),
             },
             (LimitMode::Redis, Some(r)) => Ledger::Redis {
-                store: Arc::new(RedisStore::new(&r.client, r.timeout, &replica)),
+                store: Arc::new(RedisStore::new(&r.client, r.timeout, &field)),
                 claims: Default::default(),
             },
         };
@@ -185,6 +197,8 @@ impl Limiter {
             redis_down: AtomicBool::new(false),
             restate_claims: AtomicBool::new(false),
             shared_again_at_ms: AtomicU64::new(0),
+            slots: SlotTable::default(),
+            slot_ttl_ms: redis.map_or(0, |r| slot_ttl(r.sync_interval)),
         }
     }
 
@@ -218,12 +232,25 @@ impl Limiter {
         for rule in rules {
             let counter = rule.counter_for(facts);
             if rule.counts == LimitCounts::Concurrent {
-                match self.local.enter(&counter, rule.limit) {
-                    Some(slot) => admission._slots.push(slot),
-                    None => {
-                        self.undo(&admission).await;
-                        return Err(self.reject(rule, 429, 1, 0));
-                    }
+                let entered = match self.ledger.store() {
+                    Some(store) => match self.enter_shared(rule, &counter, store).await {
+                        Ok(slot) => {
+                            admission._shared_slots.push(slot);
+                            Ok(())
+                        }
+                        Err(status) => Err(status),
+                    },
+                    None => match self.local.enter(&counter, rule.limit) {
+                        Some(slot) => {
+                            admission._slots.push(slot);
+                            Ok(())
+                        }
+                        None => Err(429),
+                    },
+                };
+                if let Err(status) = entered {
+                    self.undo(&admission).await;
+                    return Err(self.reject(rule, status, 1, 0));
                 }
                 continue;
             }
@@ -271,6 +298,79 @@ impl Limiter {
             }
         }
         Ok(admission)
+    }
+
+    /// A concurrency slot shared across replicas: one this replica holds,
+    /// else one more from Redis, else (Redis failing) one of its share.
+    async fn enter_shared(
+        &self,
+        rule: &Rule,
+        counter: &Counter,
+        store: &RedisStore,
+    ) -> Result<SlotGuard, u16> {
+        let lease = self.slots.get(counter);
+        if let Some(slot) = lease.try_enter() {
+            return Ok(slot);
+        }
+        let _refill = lease.refill_lock().await;
+        if let Some(slot) = lease.try_enter() {
+            return Ok(slot);
+        }
+        let now = self.now_ms();
+        let restating = now < self.shared_again_at_ms.load(Ordering::Relaxed);
+        if store.backing_off(now) || restating {
+            return self.slots_fallback(rule, &lease);
+        }
+        let (held, _) = lease.counts();
+        let key = rule.slots_key(counter);
+        match store
+            .take_slots(&key, rule.limit, 1, held, self.slot_ttl_ms)
+            .await
+        {
+            Ok((granted, _)) => {
+                self.redis_ok();
+                lease.grant(granted);
+                lease.try_enter().ok_or(429)
+            }
+            Err(e) => {
+                self.redis_failed(&e.0);
+                self.slots_fallback(rule, &lease)
+            }
+        }
+    }
+
+    fn slots_fallback(&self, rule: &Rule, lease: &Arc<SlotLease>) -> Result<SlotGuard, u16> {
+        match self.on_error {
+            RedisFailure::Open => lease
+                .try_enter_share((rule.limit / self.replicas).max(1))
+                .ok_or(429),
+            RedisFailure::Closed429 => Err(429),
+            RedisFailure::Closed503 => Err(503),
+        }
+    }
+
+    /// Hands idle slots back and renews this replica's hold on the rest
+    /// (the heartbeat that keeps them counted).
+    async fn heartbeat_slots(&self) {
+        let Some(store) = self.ledger.store() else {
+            return;
+        };
+        for (counter, lease) in self.slots.active() {
+            let Some(rule) = self.rules.get(counter.rule) else {
+                continue;
+            };
+            // Not while a request is asking Redis for a slot of it: the two
+            // would race to set this replica's field.
+            let _refill = lease.refill_lock().await;
+            let held = lease.release_idle();
+            if let Err(e) = store
+                .hold_slots(&rule.slots_key(&counter), held, self.slot_ttl_ms)
+                .await
+            {
+                metrics().rate_limit_redis_errors.inc();
+                log::debug!("cannot renew concurrency slots in Redis: {}", e.0);
+            }
+        }
     }
 
     fn reject(&self, rule: &Rule, status: u16, retry_after_secs: u64, reset_ms: u64) -> Rejection {
@@ -437,6 +537,7 @@ impl Limiter {
     /// that exits does not take a slice of every limit with it, and sends
     /// the spend it booked since the last sync.
     pub async fn return_leases(&self) {
+        self.heartbeat_slots().await;
         let returned = self.ledger.hand_back(&self.rules, u64::MAX).await;
         if returned > 0 {
             log::info!("handed {returned} unspent units of limit leases back to Redis");
@@ -550,12 +651,19 @@ impl Limiter {
         if self.restate_claims.swap(false, Ordering::Relaxed) {
             self.ledger.reassert(&self.rules).await;
         }
+        self.heartbeat_slots().await;
         let idle_before = store
             .now_ms()
             .saturating_sub(self.sync_interval.as_millis() as u64);
         self.ledger.hand_back(&self.rules, idle_before).await;
         self.send_spend().await;
     }
+}
+
+/// How long Redis counts a replica's concurrency slots after its last
+/// heartbeat (one per sync): three syncs, and at least two seconds.
+fn slot_ttl(sync_interval: Duration) -> u64 {
+    (3 * sync_interval.as_millis() as u64).max(2000)
 }
 
 /// This process among the replicas: the pod's name (Kubernetes sets

@@ -80,6 +80,12 @@ impl Rule {
         format!("aigw:lim:{}{}:{window_id}", self.name, counter.parts)
     }
 
+    /// The Redis key of a concurrency counter's slots (no window):
+    /// `aigw:slots:<rule>|<part>=<value>...`.
+    pub fn slots_key(&self, counter: &Counter) -> String {
+        format!("aigw:slots:{}{}", self.name, counter.parts)
+    }
+
     /// The Redis keys of a budget counter's spend in a window.
     pub fn spend_keys(&self, counter: &Counter, window_id: u64) -> SpendKeys {
         let spent = format!("aigw:spend:{}{}:{window_id}", self.name, counter.parts);

@@ -73,6 +73,42 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return total(KEYS[1])
 "#;
 
+/// Concurrency slots: a hash of `held@expiry_ms` per replica. Fields whose
+/// expiry passed are removed; the caller's field is set to what it holds
+/// plus what it is granted. ARGV: limit, want, replica, held, now_ms, ttl_ms.
+/// Returns {granted, held by all after}.
+const SLOTS_TAKE: &str = r#"
+local others = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local n, expiry = string.match(fields[i + 1], '^(%d+)@(%d+)$')
+  if n == nil or tonumber(expiry) < tonumber(ARGV[5]) then
+    redis.call('HDEL', KEYS[1], fields[i])
+  elseif fields[i] ~= ARGV[3] then
+    others = others + tonumber(n)
+  end
+end
+local held = tonumber(ARGV[4])
+local grant = math.max(0, math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - others - held))
+local expiry = tonumber(ARGV[5]) + tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], ARGV[3], string.format('%d@%d', held + grant, expiry))
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return {grant, others + held + grant}
+"#;
+
+/// The heartbeat: sets the caller's field to what it holds, with a new
+/// expiry (removed when it holds none). ARGV: replica, held, now_ms, ttl_ms.
+const SLOTS_HOLD: &str = r#"
+if tonumber(ARGV[2]) == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  local expiry = tonumber(ARGV[3]) + tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], ARGV[1], string.format('%d@%d', tonumber(ARGV[2]), expiry))
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+"#;
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
@@ -92,6 +128,8 @@ pub struct RedisStore {
     charge: Script,
     adjust: Script,
     claim: Script,
+    slots_take: Script,
+    slots_hold: Script,
     /// This replica's field in every counter.
     replica: String,
     /// Redis time minus local time, in milliseconds.
@@ -125,6 +163,8 @@ impl RedisStore {
             charge: script(CHARGE),
             adjust: script(ADJUST),
             claim: script(CLAIM),
+            slots_take: Script::new(SLOTS_TAKE),
+            slots_hold: Script::new(SLOTS_HOLD),
             replica: replica.to_string(),
             clock_offset_ms: AtomicI64::new(0),
             last_ok_ms: AtomicU64::new(0),
@@ -242,6 +282,40 @@ impl RedisStore {
         let mut inv = self.claim.prepare_invoke();
         inv.key(key).arg(claim).arg(ttl_secs).arg(&self.replica);
         self.run(inv).await
+    }
+
+    /// Asks for `want` more concurrency slots on top of the `held` this
+    /// replica holds: (granted, held by all replicas after).
+    pub async fn take_slots(
+        &self,
+        key: &str,
+        limit: u64,
+        want: u64,
+        held: u64,
+        ttl_ms: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut inv = self.slots_take.prepare_invoke();
+        inv.key(key)
+            .arg(limit)
+            .arg(want)
+            .arg(&self.replica)
+            .arg(held)
+            .arg(self.now_ms())
+            .arg(ttl_ms);
+        self.run(inv).await
+    }
+
+    /// Tells Redis this replica holds `held` slots of the counter, for
+    /// another `ttl_ms`.
+    pub async fn hold_slots(&self, key: &str, held: u64, ttl_ms: u64) -> Result<(), StoreError> {
+        let mut inv = self.slots_hold.prepare_invoke();
+        inv.key(key)
+            .arg(&self.replica)
+            .arg(held)
+            .arg(self.now_ms())
+            .arg(ttl_ms);
+        let _: u64 = self.run(inv).await?;
+        Ok(())
     }
 
     /// One script, command or pipeline on a connection, bounded by the
@@ -396,7 +470,9 @@ mod tests {
     /// argument.
     #[test]
     fn every_script_touches_one_key() {
-        for script in [PRELUDE, LEASE, CHARGE, ADJUST, CLAIM] {
+        for script in [
+            PRELUDE, LEASE, CHARGE, ADJUST, CLAIM, SLOTS_TAKE, SLOTS_HOLD,
+        ] {
             let keys: Vec<&str> = script
                 .match_indices("KEYS[")
                 .map(|(i, _)| &script[i..i + 7])

@@ -838,6 +838,15 @@ pub fn signal(pid: u32, name: &str) {
 /// more request header lines (`name: value\r\n`), and returns the reader
 /// after the first event arrived.
 pub fn open_held_stream(port: u16, key: &str, headers: &str) -> BufReader<TcpStream> {
+    match try_held_stream(port, key, headers) {
+        (200, Some(reader)) => reader,
+        (status, _) => panic!("the held stream got status {status}"),
+    }
+}
+
+/// As [`open_held_stream`], for a request that may be refused: its status,
+/// and the reader after the first event when it was admitted (200).
+pub fn try_held_stream(port: u16, key: &str, headers: &str) -> (u16, Option<BufReader<TcpStream>>) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -850,15 +859,24 @@ pub fn open_held_stream(port: u16, key: &str, headers: &str) -> BufReader<TcpStr
     )
     .expect("write");
     let mut reader = BufReader::new(stream);
-    let mut seen = String::new();
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if status != 200 {
+        return (status, None);
+    }
+    let mut seen = status_line;
     while !seen.contains("word0") {
         let mut line = String::new();
         let n = reader.read_line(&mut line).expect("read");
         assert!(n > 0, "stream ended early: {seen}");
         seen.push_str(&line);
     }
-    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
-    reader
+    (status, Some(reader))
 }
 
 /// The current minute since the epoch (one machine: Redis' clock is this
