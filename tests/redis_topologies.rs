@@ -6,6 +6,9 @@
 //! own window stays within the limit, then shared counting resumes and the
 //! next window is exact again; and the same across a Sentinel failover.
 //!
+//! Every Redis node requires a password (sentinels excepted), which the
+//! gateways take from `${REDIS_PASSWORD}`.
+//!
 //! Windows are minutes (a flood on two cores fits in one, where it would
 //! spill over a one-second window) and counts are exact: every admitted
 //! request is a 200 the test saw.
@@ -16,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::topologies::{RedisCluster, RedisSentinels};
+use common::topologies::{RedisCluster, RedisSentinels, PASSWORD};
 use common::*;
 
 /// A chat for `model`: each phase of a test floods its own model, so its
@@ -31,9 +34,15 @@ fn counter_key(model: &str) -> String {
 }
 const LIMIT: u64 = 300;
 
+/// A gateway that authenticates to Redis with the deployments' password,
+/// from its environment as operators pass it.
+fn start_gateway(config: &str) -> Gateway {
+    Gateway::start_with_env(config, &[("REDIS_PASSWORD", PASSWORD)])
+}
+
 fn config(mode: &str, redis: &str, mock: &Mock) -> String {
     format!(
-        "limits:\n  mode: {mode}\n  redis: {{{redis}, expected_replicas: 3, timeout: 200ms, sync_interval: 200ms}}\n  rules:\n    - {{name: per-model-rpm, key: [model], counts: requests, limit: {LIMIT}, window: minute}}\n  global_rules: [per-model-rpm]\naccess_log: {{enabled: false}}\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [\"mock-*\"]\n    upstream: main\n",
+        "limits:\n  mode: {mode}\n  redis: {{{redis}, password: \"${{REDIS_PASSWORD}}\", expected_replicas: 3, timeout: 200ms, sync_interval: 200ms}}\n  rules:\n    - {{name: per-model-rpm, key: [model], counts: requests, limit: {LIMIT}, window: minute}}\n  global_rules: [per-model-rpm]\naccess_log: {{enabled: false}}\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [\"mock-*\"]\n    upstream: main\n",
         pool_yaml("main", &[mock.url()], ""),
     )
 }
@@ -128,7 +137,7 @@ fn a_cluster_holds_one_limit_across_three_replicas_in_hybrid_and_redis_modes() {
     for mode in ["hybrid", "redis"] {
         let redis = format!("cluster_nodes: {}", cluster.nodes_yaml());
         let gateways: Vec<Gateway> = (0..3)
-            .map(|_| Gateway::start(&config(mode, &redis, &mock)))
+            .map(|_| start_gateway(&config(mode, &redis, &mock)))
             .collect();
         let model = format!("mock-{mode}");
         let admitted = flood_window(&gateways, &model);
@@ -216,7 +225,8 @@ fn assert_failover(what: &str, gateways: &[Gateway], tally: &Tally) {
             );
             shared >= fallback
         }),
-        "{what}: shared counting did not resume"
+        "{what}: shared counting did not resume; a replica's log:\n{}",
+        gateways[0].log()
     );
     assert!(gateways.iter().all(|gw| gw
         .log()
@@ -229,7 +239,7 @@ fn a_cluster_master_killed_mid_flood_fails_over_and_sharing_resumes() {
     let mock = Mock::start("m");
     let redis = format!("cluster_nodes: {}", cluster.nodes_yaml());
     let gateways: Vec<Gateway> = (0..3)
-        .map(|_| Gateway::start(&config("hybrid", &redis, &mock)))
+        .map(|_| start_gateway(&config("hybrid", &redis, &mock)))
         .collect();
     fresh_minute(20);
     let stop = Arc::new(AtomicBool::new(false));
@@ -262,7 +272,7 @@ fn the_gateway_follows_the_master_across_a_sentinel_failover() {
         sentinels.nodes_yaml()
     );
     let gateways: Vec<Gateway> = (0..3)
-        .map(|_| Gateway::start(&config("hybrid", &redis, &mock)))
+        .map(|_| start_gateway(&config("hybrid", &redis, &mock)))
         .collect();
     fresh_minute(25);
     let stop = Arc::new(AtomicBool::new(false));

@@ -3,13 +3,17 @@
 //! recorded usage, and what it admitted on its fallback share while Redis
 //! failed.
 //!
-//! Redis keeps each replica's part of a window in its own hash field, and
-//! every script this replica runs first raises its field to this claim when
-//! Redis has less. So a Redis that restarted empty, or a replica promoted
-//! after losing the last writes, learns again what every replica took, and
-//! what replicas admitted on their shares is counted before anything more is
+//! Redis keeps each replica's part of a window in its own hash field. When
+//! Redis answers again after failing, the sync that finds it back raises
+//! this replica's fields to these claims where Redis holds less, and
+//! requests keep to their shares until every replica had time to do the
+//! same. So a Redis that restarted empty, or a replica promoted after
+//! losing the last writes, learns again what every replica took, and what
+//! replicas admitted on their shares is counted before anything more is
 //! leased: the window's total in Redis again equals what the cluster
-//! admitted, and what is left is all that can be leased.
+//! admitted, and what is left is all that can be leased. (Raising only
+//! then, not on every call: a call's claim can be older than a decrease of
+//! the same replica that reached Redis first, and would undo it.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +33,7 @@ struct Claim {
 
 impl Claims {
     /// What this replica has taken of the counter's window.
+    #[cfg(test)]
     pub fn get(&self, counter: &Counter, window_id: u64) -> u64 {
         let claims = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
         claims

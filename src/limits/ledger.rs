@@ -87,9 +87,8 @@ impl Ledger {
             }
             Ledger::Redis { store, claims } => {
                 let key = rule.redis_key(at.counter, at.window_id);
-                let claim = claims.get(at.counter, at.window_id);
                 match store
-                    .charge(&key, rule.limit, amount, ttl_secs(rule.window), claim)
+                    .charge(&key, rule.limit, amount, ttl_secs(rule.window))
                     .await
                 {
                     Ok((true, used)) => {
@@ -241,9 +240,8 @@ async fn lease_charge(
         let short = (amount as i64 - lease.remaining()).max(0) as u64;
         let want = slice.max(short);
         let key = rule.redis_key(at.counter, at.window_id);
-        let claim = claims.get(at.counter, at.window_id);
         match store
-            .lease(&key, rule.limit, want, ttl_secs(rule.window), claim)
+            .lease(&key, rule.limit, want, ttl_secs(rule.window))
             .await
         {
             Ok((granted, used)) => {

@@ -300,6 +300,15 @@ impl Limiter {
         Ok(admission)
     }
 
+    /// Whether requests may ask Redis now. Not while it is down (only the
+    /// sync probes it, so recovery is always noticed there, where this
+    /// replica restates its part first), nor in the moments after it came
+    /// back while every replica restates its part.
+    fn shared_now(&self, now_ms: u64) -> bool {
+        !self.redis_down.load(Ordering::Relaxed)
+            && now_ms >= self.shared_again_at_ms.load(Ordering::Relaxed)
+    }
+
     /// A concurrency slot shared across replicas: one this replica holds,
     /// else one more from Redis, else (Redis failing) one of its share.
     async fn enter_shared(
@@ -316,9 +325,7 @@ impl Limiter {
         if let Some(slot) = lease.try_enter() {
             return Ok(slot);
         }
-        let now = self.now_ms();
-        let restating = now < self.shared_again_at_ms.load(Ordering::Relaxed);
-        if store.backing_off(now) || restating {
+        if !self.shared_now(self.now_ms()) {
             return self.slots_fallback(rule, &lease);
         }
         let (held, _) = lease.counts();
@@ -395,11 +402,8 @@ impl Limiter {
     /// One charge in the ledger, or on the fallback share while Redis fails.
     /// Ok((remaining, on the fallback share)) or Err(status to refuse with).
     async fn charge(&self, at: &Spot<'_>, amount: u64) -> Result<(u64, bool), u16> {
-        if let Some(store) = self.ledger.store() {
-            let restating = at.now_ms < self.shared_again_at_ms.load(Ordering::Relaxed);
-            if store.backing_off(at.now_ms) || restating {
-                return self.fallback(at, amount);
-            }
+        if self.ledger.store().is_some() && !self.shared_now(at.now_ms) {
+            return self.fallback(at, amount);
         }
         match self.ledger.charge(&self.local, at, amount).await {
             Outcome::Admitted { remaining } => {

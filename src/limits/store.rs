@@ -13,9 +13,9 @@ use super::connection::Connection;
 use crate::config::RedisClient;
 
 /// A window's counter is a hash with one field per replica: what that
-/// replica took. Every script first raises the caller's field to its claim
-/// (ARGV `claim`, what the replica knows it took) when Redis holds less: a
-/// Redis that lost writes learns them again (see `claims.rs`).
+/// replica took. After Redis failed, each replica raises its field to its
+/// claim (what it knows it took) when Redis holds less: a Redis that lost
+/// writes learns them again (see `claims.rs`).
 const PRELUDE: &str = r#"
 local function raise_to_claim(key, me, claim)
   local mine = tonumber(redis.call('HGET', key, me) or '0')
@@ -29,9 +29,8 @@ end
 "#;
 
 /// Take up to `want` of what is left of `limit`; returns {granted, used after}.
-/// ARGV: limit, want, ttl, replica, claim.
+/// ARGV: limit, want, ttl, replica.
 const LEASE: &str = r#"
-raise_to_claim(KEYS[1], ARGV[4], ARGV[5])
 local used = total(KEYS[1])
 local left = tonumber(ARGV[1]) - used
 local grant = 0
@@ -44,9 +43,8 @@ return {grant, used + grant}
 "#;
 
 /// Charge `n` if it fits under `limit`; returns {admitted 0/1, used after}.
-/// ARGV: limit, n, ttl, replica, claim.
+/// ARGV: limit, n, ttl, replica.
 const CHARGE: &str = r#"
-raise_to_claim(KEYS[1], ARGV[4], ARGV[5])
 local used = total(KEYS[1])
 local n = tonumber(ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -229,43 +227,37 @@ impl RedisStore {
             .await
     }
 
-    /// Leases up to `want` of the window's budget, after raising this
-    /// replica's part to `claim`: (granted, used after).
+    /// Leases up to `want` of the window's budget: (granted, used after).
     pub async fn lease(
         &self,
         key: &str,
         limit: u64,
         want: u64,
         ttl_secs: u64,
-        claim: u64,
     ) -> Result<(u64, u64), StoreError> {
         let mut inv = self.lease.prepare_invoke();
         inv.key(key)
             .arg(limit)
             .arg(want)
             .arg(ttl_secs)
-            .arg(&self.replica)
-            .arg(claim);
+            .arg(&self.replica);
         self.run(inv).await
     }
 
-    /// Charges `n` when it fits, after raising this replica's part to
-    /// `claim`: (admitted, used after).
+    /// Charges `n` when it fits: (admitted, used after).
     pub async fn charge(
         &self,
         key: &str,
         limit: u64,
         n: u64,
         ttl_secs: u64,
-        claim: u64,
     ) -> Result<(bool, u64), StoreError> {
         let mut inv = self.charge.prepare_invoke();
         inv.key(key)
             .arg(limit)
             .arg(n)
             .arg(ttl_secs)
-            .arg(&self.replica)
-            .arg(claim);
+            .arg(&self.replica);
         let (admitted, used): (u64, u64) = self.run(inv).await?;
         Ok((admitted == 1, used))
     }

@@ -59,9 +59,14 @@ pub fn counter_at(port: u16, key: &str) -> u64 {
         .sum()
 }
 
+/// The password every node of these deployments requires (sentinels
+/// excepted): the gateway authenticates as Redis' default user.
+pub const PASSWORD: &str = "limits-secret-7c2e";
+
 /// `redis-cli -p PORT args...`: its output (empty when it cannot connect).
 pub fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
+        .args(["-a", PASSWORD, "--no-auth-warning"])
         .args(["-p", &port.to_string()])
         .args(args)
         .output()
@@ -85,13 +90,15 @@ fn server_args(port: u16) -> Vec<String> {
     .collect()
 }
 
-/// Three masters and three replicas, `cluster-node-timeout` 1 s.
+/// Three masters and three replicas, `cluster-node-timeout` 1 s, every node
+/// requiring `PASSWORD`.
 pub struct RedisCluster {
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
 }
 
 impl RedisCluster {
+    /// Every node requires `PASSWORD` (`requirepass`, `masterauth`).
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nodes: Vec<Node> = (0..6)
@@ -106,6 +113,10 @@ impl RedisCluster {
                         "nodes.conf",
                         "--cluster-node-timeout",
                         "1000",
+                        "--requirepass",
+                        PASSWORD,
+                        "--masterauth",
+                        PASSWORD,
                     ]
                     .map(String::from),
                 );
@@ -117,7 +128,7 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
+            .args(["-a", PASSWORD, "--no-auth-warning", "--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
             .output()
@@ -223,7 +234,7 @@ impl RedisCluster {
 }
 
 /// One master, one replica and three sentinels watching them, with
-/// `down-after-milliseconds` 1 s.
+/// `down-after-milliseconds` 1 s; master and replica require `PASSWORD`.
 pub struct RedisSentinels {
     master: Node,
     replica: Node,
@@ -236,11 +247,10 @@ impl RedisSentinels {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let master_port = free_port();
-        let master = Node::spawn(
-            master_port,
-            &server_args(master_port),
-            &dir.path().join("master"),
-        );
+        let auth = ["--requirepass", PASSWORD, "--masterauth", PASSWORD].map(String::from);
+        let mut args = server_args(master_port);
+        args.extend(auth.clone());
+        let master = Node::spawn(master_port, &args, &dir.path().join("master"));
         let replica_port = free_port();
         let mut args = server_args(replica_port);
         args.extend([
@@ -248,6 +258,7 @@ impl RedisSentinels {
             "127.0.0.1".into(),
             master_port.to_string(),
         ]);
+        args.extend(auth);
         let replica = Node::spawn(replica_port, &args, &dir.path().join("replica"));
         let master_name = "gateway-limits".to_string();
         let sentinels = (0..3)
@@ -261,7 +272,7 @@ impl RedisSentinels {
                     format!(
                         "port {port}\nbind 127.0.0.1\nsentinel monitor {master_name} 127.0.0.1 {master_port} 2\n\
                          sentinel down-after-milliseconds {master_name} 1000\nsentinel failover-timeout {master_name} 5000\n\
-                         sentinel parallel-syncs {master_name} 1\n"
+                         sentinel parallel-syncs {master_name} 1\nsentinel auth-pass {master_name} {PASSWORD}\n"
                     ),
                 )
                 .unwrap();
