@@ -149,6 +149,33 @@ fn a_cluster_holds_one_limit_across_three_replicas_in_hybrid_and_redis_modes() {
     }
 }
 
+#[test]
+fn a_tls_cluster_holds_one_limit_across_three_replicas() {
+    let (cluster, ca_file) = RedisCluster::start_tls();
+    let mock = Mock::start("m");
+    let redis = format!(
+        "cluster_nodes: {}, tls: {{ca_file: \"{}\"}}",
+        cluster.nodes_yaml(),
+        ca_file.display()
+    );
+    assert!(redis.contains("rediss://"), "{redis}");
+    let gateways: Vec<Gateway> = (0..3)
+        .map(|_| start_gateway(&config("hybrid", &redis, &mock)))
+        .collect();
+    let admitted = flood_window(&gateways, "mock-tls");
+    assert_exact("TLS cluster, hybrid", admitted);
+    assert!(cluster.counter(&counter_key("mock-tls")) >= admitted as u64);
+    let metrics = gateways[0].metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"rate_limit_redis_transitions_total{state="fallback"}"#
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+}
+
 /// A background flood on every gateway until `stop`: requests spread over
 /// time, as traffic during a failover.
 fn steady_flood(

@@ -2,11 +2,17 @@
 //! redis-server processes on free ports, with failover timers of about a
 //! second so a failover fits in a test. Killed on drop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::free_port;
+use super::pki::TestCa;
+
+/// `redis-cli` flags for a test process whose deployment speaks only TLS
+/// (set once, by [`RedisCluster::start_tls`]).
+static CLI_TLS: OnceLock<Vec<String>> = OnceLock::new();
 
 /// A node process: redis-server in cluster or sentinel mode, or plain.
 struct Node {
@@ -66,6 +72,7 @@ pub const PASSWORD: &str = "limits-secret-7c2e";
 /// `redis-cli -p PORT args...`: its output (empty when it cannot connect).
 pub fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
+        .args(CLI_TLS.get().into_iter().flatten())
         .args(["-a", PASSWORD, "--no-auth-warning"])
         .args(["-p", &port.to_string()])
         .args(args)
@@ -100,11 +107,53 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Every node requires `PASSWORD` (`requirepass`, `masterauth`).
     pub fn start() -> Self {
+        Self::start_with(tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// The same, speaking only TLS (clients, the cluster bus and
+    /// replication) with a certificate for 127.0.0.1 from a CA of the
+    /// test's own; returns the CA file for `limits.redis.tls.ca_file`.
+    pub fn start_tls() -> (Self, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("redis CA");
+        let ca_file = ca.write(dir.path(), "redis-ca.pem");
+        let (cert, key) = ca
+            .server(&["127.0.0.1", "localhost"], "redis")
+            .write(dir.path(), "redis");
+        let _ = CLI_TLS.set(vec![
+            "--tls".into(),
+            "--cacert".into(),
+            ca_file.display().to_string(),
+        ]);
+        let tls = [
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-ca-cert-file",
+            &ca_file.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ]
+        .map(String::from);
+        (Self::start_with(dir, &tls), ca_file)
+    }
+
+    fn start_with(dir: tempfile::TempDir, tls: &[String]) -> Self {
         let nodes: Vec<Node> = (0..6)
             .map(|i| {
                 let port = free_port();
                 let mut args = server_args(port);
+                if !tls.is_empty() {
+                    // Only TLS: the plain port closed, the TLS one opened.
+                    args[1] = "0".into();
+                    args.extend(["--tls-port".to_string(), port.to_string()]);
+                    args.extend(tls.iter().cloned());
+                }
                 args.extend(
                     [
                         "--cluster-enabled",
@@ -128,6 +177,7 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
+            .args(CLI_TLS.get().into_iter().flatten())
             .args(["-a", PASSWORD, "--no-auth-warning", "--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -146,9 +196,14 @@ impl RedisCluster {
     /// The seed URLs for `limits.redis.cluster_nodes` (a YAML flow list of
     /// three nodes: the gateway discovers the rest).
     pub fn nodes_yaml(&self) -> String {
+        let scheme = if CLI_TLS.get().is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         let urls: Vec<String> = self.nodes[..3]
             .iter()
-            .map(|n| format!("\"redis://127.0.0.1:{}\"", n.port))
+            .map(|n| format!("\"{scheme}://127.0.0.1:{}\"", n.port))
             .collect();
         format!("[{}]", urls.join(", "))
     }
