@@ -378,3 +378,62 @@ fn the_connection_cap_counts_tls_connections_from_accept() {
     let metrics = t.gw.metrics();
     assert!(metric_value(&metrics, "client_connections_refused_total") >= Some(2.0));
 }
+
+#[test]
+fn an_http2_connection_that_never_sends_its_preface_is_closed_at_the_idle_timeout() {
+    use std::io::Read;
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let mock = Mock::start("m");
+    let dir = tempfile::tempdir().unwrap();
+    let tls = LocalhostTls::new(dir.path(), "");
+    let gw = Gateway::start_with_listen(
+        &tls.listen,
+        &format!(
+            "request:\n  idle_timeout: 1s\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
+            pool_yaml("main", &[mock.url()], "")
+        ),
+    );
+    // A client that completes the TLS handshake with ALPN h2, then says
+    // nothing: h2 itself would wait for its preface forever.
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&tls.ca_file).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = "localhost".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let socket = std::net::TcpStream::connect(("127.0.0.1", tls.port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, socket);
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    // The server's SETTINGS may come first; then the connection ends.
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break started.elapsed() < Duration::from_secs(14),
+            Ok(_) => {}
+        }
+    };
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"h2"[..]));
+    assert!(
+        closed,
+        "a silent HTTP/2 connection outlived the 1 s idle timeout"
+    );
+    let metrics = gw.metrics();
+    assert_eq!(
+        metric_value(&metrics, r#"client_timeouts_total{phase="idle"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
+}

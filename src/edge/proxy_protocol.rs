@@ -81,11 +81,13 @@ fn parse_v1(line: &str) -> Result<ProxyHeader, String> {
             let source: IpAddr = source
                 .parse()
                 .map_err(|_| format!("PROXY v1 source `{source}` is not an address"))?;
-            destination
-                .parse::<IpAddr>()
+            let destination: IpAddr = destination
+                .parse()
                 .map_err(|_| format!("PROXY v1 destination `{destination}` is not an address"))?;
-            if source.is_ipv4() != (*family == "TCP4") {
-                return Err(format!("PROXY v1 source `{source}` is not {family}"));
+            for address in [source, destination] {
+                if address.is_ipv4() != (*family == "TCP4") {
+                    return Err(format!("PROXY v1 address `{address}` is not {family}"));
+                }
             }
             let port = |text: &str| {
                 // No sign, no leading zeros: the specification's form.
@@ -132,6 +134,10 @@ fn parse_v2(version_command: u8, family: u8, body: &[u8]) -> Result<ProxyHeader,
         other => return Err(format!("PROXY v2 command {other} is unknown")),
     }
     let short = || format!("PROXY v2 addresses of {} bytes are cut short", body.len());
+    // Only a stream (TCP) connection's source is a client address here.
+    if family & 0x0f != 1 && family >> 4 != 0 && family >> 4 != 3 {
+        return Ok(ProxyHeader::Unnamed);
+    }
     match family >> 4 {
         // AF_INET: source, destination, source port, destination port.
         1 => {
@@ -188,6 +194,7 @@ mod tests {
         for bad in [
             &b"PROXY TCP4 203.0.113.7 10.0.0.1 051234 443\r\n"[..],
             b"PROXY TCP4 2001:db8::1 10.0.0.1 1 2\r\n",
+            b"PROXY TCP6 2001:db8::1 10.0.0.1 1 2\r\n",
             b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",
             b"PROXY TCP4 1.2.3.4 5.6.7.8 1 70000\r\n",
             b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
@@ -226,6 +233,9 @@ mod tests {
         );
         assert_eq!(rest, b"\x16\x03\x01");
         let (header, _) = parse(&v2(0, 0x00, &[])).await;
+        assert_eq!(header, Ok(ProxyHeader::Unnamed));
+        // A datagram (UDP) source is no client of a TCP connection.
+        let (header, _) = parse(&v2(1, 0x12, &[0; 12])).await;
         assert_eq!(header, Ok(ProxyHeader::Unnamed));
     }
 

@@ -95,13 +95,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
         }
         let mut stream = self.through_edge(stream).await?;
         // HTTP/2 multiplexes requests on one stream: per-request marks do not
-        // apply. Its bounds are the h2 settings (`edge/http2.rs`), Pingora's
-        // idle timeout and the write timeout on every session.
-        if self.is_http2(&mut stream, timeouts.idle).await? {
-            let _open = open;
-            return self.app.process_new(stream, shutdown).await;
-        }
-        let guarded = GuardedStream::new(stream, timeouts, open);
+        // apply. The guard only bounds the wait for its first bytes (the
+        // client preface; h2 itself waits for it without a deadline); then
+        // the bounds are the h2 settings (`edge/http2.rs`), Pingora's idle
+        // timeout and the write timeout on every session.
+        let http2 = self.is_http2(&mut stream, timeouts.idle).await?;
+        let guarded = if http2 {
+            GuardedStream::for_http2(stream, timeouts, open)
+        } else {
+            GuardedStream::new(stream, timeouts, open)
+        };
         self.app.process_new(Box::new(guarded), shutdown).await
     }
 
@@ -325,6 +328,8 @@ pub struct GuardedStream {
     /// Our answer in place of one Pingora writes itself, and how much of it
     /// has been written.
     replacement: Option<(Vec<u8>, usize)>,
+    /// An HTTP/2 connection: only the wait for its first bytes is bounded.
+    http2: bool,
     _open: OpenConnection,
 }
 
@@ -337,7 +342,17 @@ impl GuardedStream {
             waiting: Waiting::Request(Instant::now()),
             timer: None,
             replacement: None,
+            http2: false,
             _open: open,
+        }
+    }
+
+    /// For an HTTP/2 connection: the idle timeout until its first bytes,
+    /// nothing after (its requests share the stream).
+    fn for_http2(inner: Stream, timeouts: ClientTimeouts, open: OpenConnection) -> Self {
+        Self {
+            http2: true,
+            ..Self::new(inner, timeouts, open)
         }
     }
 
@@ -400,7 +415,11 @@ impl AsyncRead for GuardedStream {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    if let Waiting::Request(_) = this.waiting {
+                    if this.http2 {
+                        // Serving from here on: reads pass straight through.
+                        this.mark.store(SERVING, Ordering::Release);
+                        this.timer = None;
+                    } else if let Waiting::Request(_) = this.waiting {
                         this.waiting = Waiting::Headers(Instant::now());
                     }
                 }
