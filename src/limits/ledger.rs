@@ -111,7 +111,8 @@ impl Ledger {
     }
 
     /// Moves a charge by `delta`: negative gives budget back (undo, usage
-    /// under the reservation), positive records usage over it.
+    /// under the reservation), positive records usage over it. False when
+    /// Redis could not be told.
     pub async fn adjust(
         &self,
         local: &LocalCounters,
@@ -119,12 +120,15 @@ impl Ledger {
         counter: &Counter,
         window_id: u64,
         delta: i64,
-    ) {
+    ) -> bool {
         if delta == 0 {
-            return;
+            return true;
         }
         match self {
-            Ledger::Local => local.adjust(rule.window, window_id, counter, delta),
+            Ledger::Local => {
+                local.adjust(rule.window, window_id, counter, delta);
+                true
+            }
             Ledger::Lease {
                 store,
                 leases,
@@ -136,11 +140,14 @@ impl Ledger {
                     .filter(|lease| lease.window_id() == window_id);
                 match same_window {
                     // Budget given back stays in this replica's lease.
-                    Some(lease) if delta < 0 => lease.give_back(delta.unsigned_abs()),
+                    Some(lease) if delta < 0 => {
+                        lease.give_back(delta.unsigned_abs());
+                        true
+                    }
                     // Usage over the reservation is recorded in Redis at once.
                     _ if delta > 0 => record(store, claims, rule, counter, window_id, delta).await,
                     // Its window is over: nothing left to give back.
-                    _ => {}
+                    _ => true,
                 }
             }
             Ledger::Redis { store, claims } => {
@@ -182,6 +189,13 @@ impl Ledger {
             }
         }
         returned
+    }
+
+    /// Drops the claims of windows that ended.
+    pub fn forget_old_claims(&self, rules: &[Arc<Rule>]) {
+        if let (Some(store), Some(claims)) = (self.store(), self.claims()) {
+            claims.current(is_current(rules, store.now_ms()));
+        }
     }
 
     /// Raises this replica's part of every current window to what it took:
@@ -260,8 +274,9 @@ async fn lease_charge(
     }
 }
 
-/// Adds `delta` to a counter in Redis, counting a failure. The claim takes
-/// it either way: a delta Redis missed is restated with the next claim.
+/// Adds `delta` to a counter in Redis, counting a failure; false then. The
+/// claim takes it either way, so the restate that follows a failure tells
+/// Redis what it missed.
 async fn record(
     store: &RedisStore,
     claims: &Claims,
@@ -269,11 +284,15 @@ async fn record(
     counter: &Counter,
     window_id: u64,
     delta: i64,
-) {
+) -> bool {
     claims.add(counter, window_id, delta);
     let key = rule.redis_key(counter, window_id);
-    if let Err(e) = store.adjust(&key, delta, ttl_secs(rule.window)).await {
-        metrics().rate_limit_redis_errors.inc();
-        log::debug!("cannot record a limit adjustment in Redis: {}", e.0);
+    match store.adjust(&key, delta, ttl_secs(rule.window)).await {
+        Ok(_) => true,
+        Err(e) => {
+            metrics().rate_limit_redis_errors.inc();
+            log::debug!("cannot record a limit adjustment in Redis: {}", e.0);
+            false
+        }
     }
 }

@@ -362,20 +362,30 @@ impl Limiter {
         let Some(store) = self.ledger.store() else {
             return;
         };
-        for (counter, lease) in self.slots.active() {
+        if self.redis_down.load(Ordering::Relaxed) {
+            // The fields expire meanwhile; the first sync that finds Redis
+            // back rewrites them.
+            return;
+        }
+        for (counter, lease) in self.slots.all() {
             let Some(rule) = self.rules.get(counter.rule) else {
                 continue;
             };
             // Not while a request is asking Redis for a slot of it: the two
             // would race to set this replica's field.
-            let _refill = lease.refill_lock().await;
+            let refill = lease.refill_lock().await;
             let held = lease.release_idle();
-            if let Err(e) = store
+            let told = store
                 .hold_slots(&rule.slots_key(&counter), held, self.slot_ttl_ms)
-                .await
-            {
-                metrics().rate_limit_redis_errors.inc();
-                log::debug!("cannot renew concurrency slots in Redis: {}", e.0);
+                .await;
+            drop(refill);
+            match told {
+                Ok(()) if held == 0 => self.slots.forget_if_idle(&counter, &lease),
+                Ok(()) => {}
+                Err(e) => {
+                    metrics().rate_limit_redis_errors.inc();
+                    log::debug!("cannot renew concurrency slots in Redis: {}", e.0);
+                }
             }
         }
     }
@@ -501,9 +511,14 @@ impl Limiter {
                 claims.add(&c.counter, c.window_id, delta);
             }
         } else {
-            self.ledger
+            let recorded = self
+                .ledger
                 .adjust(&self.local, &c.rule, &c.counter, c.window_id, delta)
                 .await;
+            if !recorded {
+                // Redis missed it; the claim has it: restate at next sync.
+                self.restate_claims.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -652,10 +667,12 @@ impl Limiter {
         metrics()
             .rate_limit_sync_age
             .set(store.last_ok_age_secs().min(1e9));
+        // First: the slots' expiry is the tightest deadline here.
+        self.heartbeat_slots().await;
         if self.restate_claims.swap(false, Ordering::Relaxed) {
             self.ledger.reassert(&self.rules).await;
         }
-        self.heartbeat_slots().await;
+        self.ledger.forget_old_claims(&self.rules);
         let idle_before = store
             .now_ms()
             .saturating_sub(self.sync_interval.as_millis() as u64);

@@ -72,13 +72,11 @@ impl SlotLease {
     }
 
     /// While Redis fails: takes a slot while this replica uses fewer than
-    /// `share` (or than it holds); a slot beyond what it holds is held from
-    /// then on, to be reported.
+    /// `share`, the slots it held included; a slot beyond what it holds is
+    /// held from then on, to be reported.
     pub fn try_enter_share(self: &Arc<Self>, share: u64) -> Option<SlotGuard> {
-        self.update(|held, in_use| {
-            (in_use < held.max(share)).then_some((held.max(in_use + 1), in_use + 1))
-        })
-        .map(|_| SlotGuard(self.clone()))
+        self.update(|held, in_use| (in_use < share).then_some((held.max(in_use + 1), in_use + 1)))
+            .map(|_| SlotGuard(self.clone()))
     }
 
     /// Redis granted `n` more slots.
@@ -121,16 +119,28 @@ impl SlotTable {
             .clone()
     }
 
-    /// Every counter with slots held or in use; counters with neither are
-    /// forgotten (after this sync has told Redis they hold nothing).
-    pub fn active(&self) -> Vec<(Counter, Arc<SlotLease>)> {
-        let mut leases = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
-        let out = leases
+    /// Every counter's lease, for the heartbeat.
+    pub fn all(&self) -> Vec<(Counter, Arc<SlotLease>)> {
+        let leases = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
+        leases
             .iter()
             .map(|(counter, lease)| (counter.clone(), lease.clone()))
-            .collect();
-        leases.retain(|_, lease| lease.counts() != (0, 0) || Arc::strong_count(lease) > 2);
-        out
+            .collect()
+    }
+
+    /// Forgets `lease` if it is still the counter's, holds nothing and no
+    /// request uses it. Called only after Redis was told it holds nothing:
+    /// a lease made afresh before that could have its field erased by the
+    /// telling.
+    pub fn forget_if_idle(&self, counter: &Counter, lease: &Arc<SlotLease>) {
+        let mut leases = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = leases.get(counter).is_some_and(|current| {
+            // The map's reference and the caller's: no request holds it.
+            Arc::ptr_eq(current, lease) && lease.counts() == (0, 0) && Arc::strong_count(lease) == 2
+        });
+        if idle {
+            leases.remove(counter);
+        }
     }
 }
 

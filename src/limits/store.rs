@@ -47,9 +47,11 @@ return {grant, used + grant}
 const CHARGE: &str = r#"
 local used = total(KEYS[1])
 local n = tonumber(ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
 if used + n > tonumber(ARGV[1]) then return {0, used} end
 redis.call('HINCRBY', KEYS[1], ARGV[4], n)
+-- After the write that may have created the key: an EXPIRE on a missing
+-- key does nothing, and the counter would never go.
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {1, used + n}
 "#;
 
@@ -317,14 +319,22 @@ impl RedisStore {
         Run: FnOnce(Connection) -> Answer,
         Answer: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.connection().await?;
-        let result = tokio::time::timeout(self.timeout, run(conn.clone()))
+        // One deadline for connecting and the call together: a request
+        // never waits on Redis longer than the timeout.
+        let mut used = None;
+        let call = async {
+            let conn = self.connection().await?;
+            used = Some(conn.clone());
+            run(conn).await.map_err(|e| StoreError(e.to_string()))
+        };
+        let result = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| StoreError("timed out".into()))
-            .and_then(|r| r.map_err(|e| StoreError(e.to_string())));
-        match &result {
-            Ok(_) => self.last_ok_ms.store(epoch_ms(), Ordering::Relaxed),
-            Err(_) => self.forget(&conn).await,
+            .and_then(|r| r);
+        match (&result, used) {
+            (Ok(_), _) => self.last_ok_ms.store(epoch_ms(), Ordering::Relaxed),
+            (Err(_), Some(conn)) => self.forget(&conn).await,
+            (Err(_), None) => {}
         }
         result
     }
