@@ -472,3 +472,22 @@ fn concurrency_holds_across_three_replicas_and_a_dead_replicas_slots_come_back()
         mock.control(&format!("/mock/release/{key}"));
     }
 }
+
+/// Every counter Redis keeps expires after its window: in redis mode a
+/// window with one admission creates its key in the script that charges it.
+#[test]
+fn redis_mode_counters_expire_after_their_window() {
+    let redis = Redis::start();
+    let mock = Mock::start("a");
+    let gw = Gateway::start(&format!(
+        "limits:\n  mode: redis\n  redis: {{url: \"{}\"}}\n  rules:\n    - {{name: per-minute, key: [global], counts: requests, limit: 10, window: minute}}\n  global_rules: [per-minute]\nupstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n",
+        redis.url(),
+        pool_yaml("main", &[mock.url()], ""),
+    ));
+    assert_eq!(chat(&gw, "mock-gpt").status, 200);
+    let keys = redis.keys("aigw:lim:per-minute*");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(redis.counter(&keys[0]), 1);
+    let ttl = redis.ttl(&keys[0]);
+    assert!((1..=181).contains(&ttl), "{} expires in {ttl} s", keys[0]);
+}

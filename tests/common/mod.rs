@@ -730,6 +730,13 @@ impl Redis {
         value.unwrap_or_default()
     }
 
+    /// Seconds until `key` expires (-1: never, -2: no such key).
+    pub fn ttl(&self, key: &str) -> i64 {
+        let client = redis::Client::open(self.url()).expect("client");
+        let mut conn = client.get_connection().expect("connection");
+        redis::cmd("TTL").arg(key).query(&mut conn).expect("TTL")
+    }
+
     /// A limit counter's window total: the sum of every replica's part.
     pub fn counter(&self, key: &str) -> u64 {
         let client = redis::Client::open(self.url()).expect("client");
