@@ -176,6 +176,59 @@ fn a_tls_cluster_holds_one_limit_across_three_replicas() {
     );
 }
 
+/// A budget on the cluster: its settled spend and its replicas'
+/// reservations are keys in different slots, each written and read in a
+/// pipeline of its own; `/v1/spend` finds them and they add up.
+#[test]
+fn a_budget_on_the_cluster_settles_to_what_was_spent() {
+    let cluster = RedisCluster::start();
+    let mock = Mock::start("m");
+    let token = "cluster-admin-token-0123456789";
+    let config = format!(
+        "pricing:\n  - {{model: \"mock-*\", input_per_million: 2, output_per_million: 10}}\nadmin: {{token: \"${{AIGW_ADMIN_TOKEN}}\"}}\n\
+         limits:\n  mode: hybrid\n  redis: {{cluster_nodes: {}, password: \"${{REDIS_PASSWORD}}\", sync_interval: 200ms}}\n  rules:\n    - {{name: budget, key: [global], counts: cost_usd, limit: 10.0, window: day}}\n  global_rules: [budget]\n\
+         upstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [\"mock-*\"]\n    upstream: main\n",
+        cluster.nodes_yaml(),
+        pool_yaml("main", &[mock.url()], ""),
+    );
+    let gw = Gateway::start_with_env(
+        &config,
+        &[("REDIS_PASSWORD", PASSWORD), ("AIGW_ADMIN_TOKEN", token)],
+    );
+    let mut spent = 0;
+    for _ in 0..10 {
+        let answer = chat(&gw, "mock-gpt");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let usage = &answer.json()["usage"];
+        spent += 2 * usage["prompt_tokens"].as_u64().unwrap()
+            + 10 * usage["completion_tokens"].as_u64().unwrap();
+    }
+    let report = || {
+        send(
+            "GET",
+            &gw.admin_url("/v1/spend?rule=budget"),
+            &[("authorization", &format!("Bearer {token}"))],
+            None,
+        )
+        .json()
+    };
+    let line = || report()["data"][0].clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let line = line();
+            line["spent_micro_usd"] == spent && line["reserved_micro_usd"] == 0
+        }),
+        "spent {spent}, /v1/spend says {}; log:\n{}",
+        line(),
+        gw.log()
+    );
+    assert_eq!(report()["source"], "redis");
+    assert_eq!(
+        metric_value(&gw.metrics(), "rate_limit_redis_errors_total"),
+        Some(0.0)
+    );
+}
+
 /// A background flood on every gateway until `stop`: requests spread over
 /// time, as traffic during a failover.
 fn steady_flood(

@@ -353,30 +353,40 @@ impl RedisStore {
         reserved: Option<(&str, u64, u64)>,
         ttl_secs: u64,
     ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        // The two keys are in different slots on a cluster: there each
-        // command goes to its own master, and a reader may see one update
-        // before the other for a moment (see README, Redis topologies).
-        if !self.is_cluster() {
-            pipe.atomic();
-        }
+        let mut spent_cmds = redis::pipe();
         if spent > 0 {
-            pipe.cmd("INCRBY").arg(&keys.spent).arg(spent).ignore();
-            pipe.cmd("EXPIRE").arg(&keys.spent).arg(ttl_secs).ignore();
+            spent_cmds
+                .cmd("INCRBY")
+                .arg(&keys.spent)
+                .arg(spent)
+                .ignore();
+            spent_cmds
+                .cmd("EXPIRE")
+                .arg(&keys.spent)
+                .arg(ttl_secs)
+                .ignore();
         }
+        let mut reserved_cmds = redis::pipe();
         if let Some((replica, amount, now_ms)) = reserved {
-            pipe.cmd("HSET")
+            reserved_cmds
+                .cmd("HSET")
                 .arg(&keys.reserved)
                 .arg(replica)
                 .arg(format!("{amount}@{now_ms}"))
                 .ignore();
-            pipe.cmd("EXPIRE")
+            reserved_cmds
+                .cmd("EXPIRE")
                 .arg(&keys.reserved)
                 .arg(ttl_secs)
                 .ignore();
         }
-        self.query(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
-            .await
+        for pipe in self.per_slot([spent_cmds, reserved_cmds]) {
+            if pipe.cmd_iter().next().is_some() {
+                self.query(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// A window's settled spend and every replica's published reservation.
@@ -384,13 +394,40 @@ impl RedisStore {
         &self,
         keys: &SpendKeys,
     ) -> Result<(u64, Vec<(String, String)>), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(&keys.spent);
-        pipe.cmd("HGETALL").arg(&keys.reserved);
-        let (spent, reserved): (Option<u64>, Vec<(String, String)>) = self
-            .query(|mut conn| async move { pipe.query_async(&mut conn).await })
-            .await?;
+        let mut spent_cmd = redis::pipe();
+        spent_cmd.cmd("GET").arg(&keys.spent);
+        let mut reserved_cmd = redis::pipe();
+        reserved_cmd.cmd("HGETALL").arg(&keys.reserved);
+        let mut values = Vec::with_capacity(2);
+        for pipe in self.per_slot([spent_cmd, reserved_cmd]) {
+            let answers: Vec<redis::Value> = self
+                .query(|mut conn| async move { pipe.query_async(&mut conn).await })
+                .await?;
+            values.extend(answers);
+        }
+        let [spent, reserved] = <[redis::Value; 2]>::try_from(values)
+            .map_err(|_| StoreError("two answers expected".into()))?;
+        let spent: Option<u64> =
+            redis::from_redis_value(spent).map_err(|e| StoreError(e.to_string()))?;
+        let reserved: Vec<(String, String)> =
+            redis::from_redis_value(reserved).map_err(|e| StoreError(e.to_string()))?;
         Ok((spent.unwrap_or(0), reserved))
+    }
+
+    /// A budget's two keys together: one atomic pipeline on one node; on a
+    /// cluster, where they are in different slots and a pipeline must stay
+    /// in one, a pipeline each (a reader may then see one update before the
+    /// other for a moment).
+    fn per_slot(&self, pipes: [redis::Pipeline; 2]) -> Vec<redis::Pipeline> {
+        if self.is_cluster() {
+            return pipes.into();
+        }
+        let mut one = redis::pipe();
+        one.atomic();
+        for cmd in pipes.iter().flat_map(|p| p.cmd_iter()) {
+            one.add_command(cmd.clone());
+        }
+        vec![one]
     }
 
     /// Keys matching `pattern` (`SCAN`, so Redis never blocks; every master
