@@ -219,7 +219,7 @@ fn main() -> ExitCode {
     let request_limits = state.load().request;
     let mut proxy_app =
         pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
-    proxy_app.server_options = Some(http2::server_options(listen, &request_limits));
+    proxy_app.server_options = Some(http2::server_options(&request_limits));
     proxy_app.h2_options = Some(http2::options(&request_limits));
     let edge = Edge {
         handshake_timeout: tls

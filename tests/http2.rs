@@ -443,3 +443,28 @@ fn a_local_answer_before_the_body_ends_its_stream_cleanly() {
         "{next:?}"
     );
 }
+
+#[test]
+fn an_http1_request_shorter_than_the_h2c_preface_is_answered_at_once() {
+    let mock = Mock::start("m");
+    let gw = gateway(&mock);
+    // Requests shorter than the 24-byte h2c preface, as load balancers'
+    // health checks are. The idle timeout is 60 s: an answer within the 3 s
+    // read window was not waited for.
+    let health = raw_exchange(
+        gw.proxy_port,
+        b"GET /health HTTP/1.0\r\n\r\n",
+        Duration::from_secs(3),
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health:?}");
+    let short = raw_exchange(
+        gw.proxy_port,
+        b"GET / HTTP/1.0\r\n\r\n",
+        Duration::from_secs(3),
+    );
+    assert!(
+        short.starts_with("HTTP/1."),
+        "no answer to a short request: {short:?}"
+    );
+    well_behaved_requests(&gw, 1);
+}

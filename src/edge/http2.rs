@@ -20,7 +20,7 @@
 use pingora::apps::HttpServerOptions;
 use pingora::protocols::http::v2::server::H2Options;
 
-use crate::config::{Listen, RequestLimits};
+use crate::config::RequestLimits;
 
 /// Streams one client connection may have open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 128;
@@ -44,9 +44,11 @@ pub fn options(request: &RequestLimits) -> H2Options {
     options
 }
 
-pub fn server_options(listen: &Listen, request: &RequestLimits) -> HttpServerOptions {
+pub fn server_options(request: &RequestLimits) -> HttpServerOptions {
     let mut options = HttpServerOptions::default();
-    options.h2c = listen.h2c;
+    // The connection guard tells h2c from HTTP/1 itself (without waiting for
+    // 24 bytes) and presents h2c as ALPN h2: Pingora's own check stays off.
+    options.h2c = false;
     options.h2_idle_timeout = Some(request.idle_timeout);
     options
 }

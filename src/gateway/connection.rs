@@ -93,15 +93,15 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
             metrics().client_connections_refused.inc();
             return None; // dropping the stream closes it
         }
-        let mut stream = self.through_edge(stream).await?;
+        let stream = self.through_edge(stream).await?;
         // HTTP/2 multiplexes requests on one stream: per-request marks do not
         // apply. The guard only bounds the wait for its first bytes (the
         // client preface; h2 itself waits for it without a deadline); then
         // the bounds are the h2 settings (`edge/http2.rs`), Pingora's idle
         // timeout and the write timeout on every session.
-        let http2 = self.is_http2(&mut stream, timeouts.idle).await?;
+        let (stream, http2, h2c) = self.is_http2(stream, timeouts.idle).await?;
         let guarded = if http2 {
-            GuardedStream::for_http2(stream, timeouts, open)
+            GuardedStream::for_http2(stream, timeouts, open, h2c)
         } else {
             GuardedStream::new(stream, timeouts, open)
         };
@@ -207,19 +207,27 @@ impl<A> ConnectionGuard<A> {
     }
 
     /// Whether the client speaks HTTP/2: `h2` by ALPN, or the h2c preface on
-    /// a cleartext connection when `listen.h2c` is on. `None`: the client
-    /// sent nothing within the idle timeout, or closed.
-    async fn is_http2(&self, stream: &mut Stream, idle: std::time::Duration) -> Option<bool> {
+    /// a cleartext connection when `listen.h2c` is on (then `Some(true)` in
+    /// the second place: the stream is presented to Pingora as ALPN h2).
+    /// `None`: the client sent nothing within the idle timeout, or closed.
+    async fn is_http2(
+        &self,
+        stream: Stream,
+        idle: std::time::Duration,
+    ) -> Option<(Stream, bool, bool)> {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return Some(true);
+            return Some((stream, true, false));
         }
         if !self.edge.h2c || stream.get_ssl_digest().is_some() {
-            return Some(false);
+            return Some((stream, false, false));
         }
-        // As Pingora does for h2c: the first 24 bytes, put back after.
-        let mut preface = [0u8; H2_PREFACE.len()];
-        match tokio::time::timeout(idle, stream.try_peek(&mut preface)).await {
-            Ok(Ok(_)) => Some(preface == *H2_PREFACE),
+        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+            log::error!("a cleartext listener gave the proxy a stream that is not TCP; closed");
+            return None;
+        };
+        let mut l4 = *l4;
+        match tokio::time::timeout(idle, sniff_h2c(&mut l4)).await {
+            Ok(Ok(h2c)) => Some((Box::new(l4), h2c, h2c)),
             Ok(Err(_)) => None,
             Err(_) => {
                 metrics().client_timeouts.with_label_values(&["idle"]).inc();
@@ -227,6 +235,33 @@ impl<A> ConnectionGuard<A> {
             }
         }
     }
+}
+
+/// Reads the connection's first bytes until they are the h2c preface or
+/// cannot be, and puts them back. Unlike Pingora's own h2c check (the first
+/// 24 bytes, however long they take), an HTTP/1 request shorter than the
+/// preface (a load balancer's `OPTIONS / HTTP/1.0` check) is told apart at
+/// its first bytes.
+async fn sniff_h2c(l4: &mut L4Stream) -> io::Result<bool> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::with_capacity(H2_PREFACE.len());
+    let verdict = loop {
+        let mut chunk = [0u8; 24];
+        let want = H2_PREFACE.len() - seen.len();
+        let n = l4.read(&mut chunk[..want]).await?;
+        if n == 0 {
+            break Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        seen.extend_from_slice(&chunk[..n]);
+        if !H2_PREFACE.starts_with(&seen) {
+            break Ok(false);
+        }
+        if seen.len() == H2_PREFACE.len() {
+            break Ok(true);
+        }
+    };
+    l4.rewind(&seen);
+    verdict
 }
 
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -330,6 +365,9 @@ pub struct GuardedStream {
     replacement: Option<(Vec<u8>, usize)>,
     /// An HTTP/2 connection: only the wait for its first bytes is bounded.
     http2: bool,
+    /// h2c found by the guard: shown to Pingora as ALPN h2, so that it
+    /// does not wait for the preface's 24 bytes itself.
+    alpn: Option<ALPN>,
     _open: OpenConnection,
 }
 
@@ -343,15 +381,17 @@ impl GuardedStream {
             timer: None,
             replacement: None,
             http2: false,
+            alpn: None,
             _open: open,
         }
     }
 
     /// For an HTTP/2 connection: the idle timeout until its first bytes,
     /// nothing after (its requests share the stream).
-    fn for_http2(inner: Stream, timeouts: ClientTimeouts, open: OpenConnection) -> Self {
+    fn for_http2(inner: Stream, timeouts: ClientTimeouts, open: OpenConnection, h2c: bool) -> Self {
         Self {
             http2: true,
+            alpn: h2c.then_some(ALPN::H2),
             ..Self::new(inner, timeouts, open)
         }
     }
@@ -563,7 +603,9 @@ impl Ssl for GuardedStream {
     }
 
     fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
+        self.alpn
+            .clone()
+            .or_else(|| self.inner.selected_alpn_proto())
     }
 }
 
