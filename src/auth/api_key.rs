@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{Failure, Identity};
+use super::{Caller, Failure, Identity};
 use crate::config::{self, AuthMethod};
 
 /// Hex SHA-256 of a key, as `auth.api_keys[].sha256` expects.
@@ -15,14 +15,9 @@ pub fn hash_key(key: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-struct Entry {
-    identity: Arc<Identity>,
-    enabled: bool,
-}
-
 #[derive(Default)]
 pub struct ApiKeyStore {
-    by_hash: HashMap<[u8; 32], Entry>,
+    by_hash: HashMap<[u8; 32], Caller>,
 }
 
 impl ApiKeyStore {
@@ -30,20 +25,8 @@ impl ApiKeyStore {
         let by_hash = keys
             .iter()
             .map(|key| {
-                let identity = Identity {
-                    method: AuthMethod::ApiKey,
-                    id: key.id.clone(),
-                    owner: key.owner.clone(),
-                    team: key.team.clone(),
-                    models: key.models.clone(),
-                    scopes: key.scopes.clone(),
-                    limits: key.limits.clone(),
-                };
-                let entry = Entry {
-                    identity: Arc::new(identity),
-                    enabled: key.enabled,
-                };
-                (key.sha256, entry)
+                let caller = Caller::new(AuthMethod::ApiKey, &key.id, &key.grants);
+                (key.sha256, caller)
             })
             .collect();
         Self { by_hash }
@@ -53,8 +36,8 @@ impl ApiKeyStore {
     pub fn lookup(&self, key: &str) -> Result<Arc<Identity>, Failure> {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         match self.by_hash.get(&hash) {
-            Some(entry) if entry.enabled => Ok(entry.identity.clone()),
-            _ => Err(Failure::UnknownKey),
+            Some(caller) => caller.identity(),
+            None => Err(Failure::UnknownKey),
         }
     }
 }

@@ -6,37 +6,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Failure, Identity};
+use super::{Caller, Failure, Identity};
 use crate::config::{self, AuthMethod, CertificateName};
 use crate::edge::tls::ClientCertificate;
 
-struct Entry {
-    identity: Arc<Identity>,
-    enabled: bool,
-}
-
 #[derive(Default)]
 pub struct ClientCertStore {
-    by_subject: HashMap<String, Entry>,
-    by_alt_name: HashMap<String, Entry>,
+    by_subject: HashMap<String, Caller>,
+    by_alt_name: HashMap<String, Caller>,
 }
 
 impl ClientCertStore {
     pub fn new(certs: &[config::ClientCert]) -> Self {
         let mut store = Self::default();
         for cert in certs {
-            let entry = Entry {
-                identity: Arc::new(Identity {
-                    method: AuthMethod::ClientCert,
-                    id: cert.id.clone(),
-                    owner: cert.owner.clone(),
-                    team: cert.team.clone(),
-                    models: cert.models.clone(),
-                    scopes: cert.scopes.clone(),
-                    limits: cert.limits.clone(),
-                }),
-                enabled: cert.enabled,
-            };
+            let entry = Caller::new(AuthMethod::ClientCert, &cert.id, &cert.grants);
             match &cert.name {
                 CertificateName::Subject(cn) => store.by_subject.insert(cn.clone(), entry),
                 CertificateName::AltName(san) => store.by_alt_name.insert(san.clone(), entry),
@@ -52,7 +36,7 @@ impl ClientCertStore {
     /// The identity of a verified certificate; one named nowhere, or
     /// disabled, is an unknown credential.
     pub fn lookup(&self, certificate: &ClientCertificate) -> Result<Arc<Identity>, Failure> {
-        let entry = certificate
+        let caller = certificate
             .alt_names
             .iter()
             .find_map(|name| self.by_alt_name.get(name))
@@ -60,9 +44,6 @@ impl ClientCertStore {
                 let cn = certificate.common_name.as_ref()?;
                 self.by_subject.get(cn)
             });
-        match entry {
-            Some(entry) if entry.enabled => Ok(entry.identity.clone()),
-            _ => Err(Failure::UnknownKey),
-        }
+        caller.map_or(Err(Failure::UnknownKey), Caller::identity)
     }
 }

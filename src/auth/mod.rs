@@ -46,6 +46,18 @@ pub struct Identity {
 }
 
 impl Identity {
+    fn new(method: AuthMethod, id: &str, grants: &config::Grants) -> Self {
+        Self {
+            method,
+            id: id.to_string(),
+            owner: grants.owner.clone(),
+            team: grants.team.clone(),
+            models: grants.models.clone(),
+            scopes: grants.scopes.clone(),
+            limits: grants.limits.clone(),
+        }
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         self.models.is_empty() || self.models.iter().any(|glob| glob.matches(model))
     }
@@ -53,6 +65,31 @@ impl Identity {
     /// Whether the caller holds every scope in `required`.
     pub fn has_scopes(&self, required: &[String]) -> bool {
         required.iter().all(|scope| self.scopes.contains(scope))
+    }
+}
+
+/// A configured caller (an API key, a client certificate), as the stores
+/// keep it: its identity, built once, and whether it may be used.
+struct Caller {
+    identity: Arc<Identity>,
+    enabled: bool,
+}
+
+impl Caller {
+    fn new(method: AuthMethod, id: &str, grants: &config::Grants) -> Self {
+        Self {
+            identity: Arc::new(Identity::new(method, id, grants)),
+            enabled: grants.enabled,
+        }
+    }
+
+    /// The identity, when enabled; a disabled caller looks unknown.
+    fn identity(&self) -> Result<Arc<Identity>, Failure> {
+        if self.enabled {
+            Ok(self.identity.clone())
+        } else {
+            Err(Failure::UnknownKey)
+        }
     }
 }
 

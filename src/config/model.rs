@@ -221,13 +221,7 @@ pub enum CertificateName {
 pub struct ClientCert {
     pub id: String,
     pub name: CertificateName,
-    pub owner: Option<String>,
-    pub team: Option<String>,
-    /// Models this certificate may use; empty: every model.
-    pub models: Vec<Glob>,
-    pub limits: Vec<String>,
-    pub scopes: Vec<String>,
-    pub enabled: bool,
+    pub grants: Grants,
 }
 
 #[derive(Debug)]
@@ -235,12 +229,19 @@ pub struct ApiKey {
     pub id: String,
     /// SHA-256 of the key: keys are looked up by hash.
     pub sha256: [u8; 32],
+    pub grants: Grants,
+}
+
+/// Who a configured caller (an API key, a client certificate) is and what
+/// it may do.
+#[derive(Debug)]
+pub struct Grants {
     pub owner: Option<String>,
     pub team: Option<String>,
-    /// Models this key may use; empty: every model.
+    /// Models the caller may use; empty: every model.
     pub models: Vec<Glob>,
     pub limits: Vec<String>,
-    /// Scopes the key grants (routes may require them).
+    /// Scopes granted (routes may require them).
     pub scopes: Vec<String>,
     pub enabled: bool,
 }

@@ -279,10 +279,13 @@ pub fn translate(file: schema::File, env: Env<'_>) -> Result<Config> {
         Ok(())
     };
     for (i, key) in auth.api_keys.iter().enumerate() {
-        check_rule_refs(&format!("auth.api_keys[{i}].limits"), &key.limits)?;
+        check_rule_refs(&format!("auth.api_keys[{i}].limits"), &key.grants.limits)?;
     }
     for (i, cert) in auth.client_certs.iter().enumerate() {
-        check_rule_refs(&format!("auth.client_certs[{i}].limits"), &cert.limits)?;
+        check_rule_refs(
+            &format!("auth.client_certs[{i}].limits"),
+            &cert.grants.limits,
+        )?;
     }
     check_rule_refs("limits.global_rules", &limits.global_rules)?;
     ensure(
@@ -750,12 +753,14 @@ fn auth(a: &schema::Auth, env: Env<'_>) -> Result<Auth> {
         api_keys.push(ApiKey {
             id: key.id.clone(),
             sha256,
-            owner: key.owner.clone(),
-            team: key.team.clone(),
-            models: globs(&format!("{at}.models"), &key.models)?,
-            limits: key.limits.clone(),
-            scopes: key.scopes.clone(),
-            enabled: key.enabled,
+            grants: Grants {
+                owner: key.owner.clone(),
+                team: key.team.clone(),
+                models: globs(&format!("{at}.models"), &key.models)?,
+                limits: key.limits.clone(),
+                scopes: key.scopes.clone(),
+                enabled: key.enabled,
+            },
         });
     }
     let jwt = match &a.jwt {
@@ -778,12 +783,14 @@ fn auth(a: &schema::Auth, env: Env<'_>) -> Result<Auth> {
         client_certs.push(ClientCert {
             id: cert.id.clone(),
             name,
-            owner: cert.owner.clone(),
-            team: cert.team.clone(),
-            models: globs(&format!("{at}.models"), &cert.models)?,
-            limits: cert.limits.clone(),
-            scopes: cert.scopes.clone(),
-            enabled: cert.enabled,
+            grants: Grants {
+                owner: cert.owner.clone(),
+                team: cert.team.clone(),
+                models: globs(&format!("{at}.models"), &cert.models)?,
+                limits: cert.limits.clone(),
+                scopes: cert.scopes.clone(),
+                enabled: cert.enabled,
+            },
         });
     }
     Ok(Auth {
