@@ -27,7 +27,7 @@ pub use keyword::{
 };
 pub use model::*;
 pub use secret::Secret;
-pub use tls::{CaBundle, ClientCa, ServerCertificate};
+pub use tls::{AltName, CaBundle, CertificateNames, ClientCa, ServerCertificate};
 pub use translate::parse_algorithms;
 pub use url::{check_fetch_url, BaseUrl};
 

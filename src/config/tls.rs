@@ -87,8 +87,8 @@ impl ServerCertificate {
         let leaf = chain
             .first()
             .ok_or_else(|| format!("`{cert_file}` holds no PEM certificate"))?;
-        let (names, not_after) =
-            leaf_names(leaf).map_err(|e| format!("`{cert_file}`: the certificate {e}"))?;
+        let leaf_names = CertificateNames::of(leaf)
+            .map_err(|e| format!("`{cert_file}`: the certificate {e}"))?;
         let pem = std::fs::read(key_file).map_err(|e| format!("cannot read `{key_file}`: {e}"))?;
         let key = rustls_pemfile::private_key(&mut pem.as_slice())
             .map_err(|e| format!("`{key_file}` is not valid PEM: {e}"))?
@@ -100,33 +100,77 @@ impl ServerCertificate {
             .map_err(|e| format!("`{key_file}` is not the key of `{cert_file}`: {e}"))?;
         Ok(Self {
             key: Arc::new(key),
-            names,
-            not_after,
+            names: leaf_names.served(),
+            not_after: leaf_names.not_after,
         })
     }
 }
 
-/// The DNS names a leaf certificate serves, lowercased, and its expiry.
-fn leaf_names(der: &[u8]) -> Result<(Vec<String>, i64), String> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| format!("does not parse: {e}"))?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let GeneralName::DNSName(dns) = name {
-                names.push(dns.to_ascii_lowercase());
+/// What an X.509 certificate names: the subject's common names, its
+/// subject alternative names in their order, and when it expires. Read for
+/// the listeners' certificates (SNI) and for verified client certificates.
+pub struct CertificateNames {
+    pub common_names: Vec<String>,
+    pub alt_names: Vec<AltName>,
+    /// Seconds since the epoch.
+    pub not_after: i64,
+}
+
+/// A subject alternative name the gateway matches on.
+pub enum AltName {
+    Dns(String),
+    /// A URI (a SPIFFE ID) or an email address.
+    Other(String),
+}
+
+impl CertificateNames {
+    pub fn of(der: &[u8]) -> Result<Self, String> {
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| format!("does not parse: {e}"))?;
+        let common_names = cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .map(str::to_string)
+            .collect();
+        let mut alt_names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(dns) => alt_names.push(AltName::Dns(dns.to_string())),
+                    GeneralName::URI(s) | GeneralName::RFC822Name(s) => {
+                        alt_names.push(AltName::Other(s.to_string()))
+                    }
+                    _ => {}
+                }
             }
         }
+        Ok(Self {
+            common_names,
+            alt_names,
+            not_after: cert.validity().not_after.timestamp(),
+        })
     }
-    if names.is_empty() {
-        names.extend(
-            cert.subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok())
-                .map(str::to_ascii_lowercase),
-        );
+
+    /// The names a server certificate serves, lowercased: its DNS names, or
+    /// its common names when it has none.
+    fn served(&self) -> Vec<String> {
+        let dns: Vec<String> = self
+            .alt_names
+            .iter()
+            .filter_map(|name| match name {
+                AltName::Dns(dns) => Some(dns.to_ascii_lowercase()),
+                AltName::Other(_) => None,
+            })
+            .collect();
+        if !dns.is_empty() {
+            return dns;
+        }
+        self.common_names
+            .iter()
+            .map(|cn| cn.to_ascii_lowercase())
+            .collect()
     }
-    Ok((names, cert.validity().not_after.timestamp()))
 }
 
 /// The CAs that sign client certificates (mTLS), as rustls verifies them.

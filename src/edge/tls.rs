@@ -19,10 +19,9 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::tls::TlsRef;
 use pingora::protocols::Stream;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use x509_parser::extensions::GeneralName;
 
 use super::certificates::CertificateStore;
-use crate::config::EdgeTls;
+use crate::config::{AltName, CertificateNames, EdgeTls};
 
 /// What the TLS listeners need to accept a connection.
 pub struct TlsEdge {
@@ -77,33 +76,17 @@ impl ClientCertificate {
     /// The names of a DER certificate; `None` if it does not parse (it was
     /// verified by then, so that does not happen in practice).
     pub fn from_der(der: &[u8]) -> Option<Self> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let common_name = cert
-            .subject()
-            .iter_common_name()
-            .find_map(|cn| cn.as_str().ok())
-            .map(str::to_string);
-        let mut alt_names = Vec::new();
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
-            for name in &san.value.general_names {
-                match name {
-                    GeneralName::DNSName(s) | GeneralName::URI(s) | GeneralName::RFC822Name(s) => {
-                        alt_names.push(s.to_string())
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let names = CertificateNames::of(der).ok()?;
         Some(Self {
-            common_name,
-            alt_names,
+            common_name: names.common_names.into_iter().next(),
+            alt_names: names
+                .alt_names
+                .into_iter()
+                .map(|name| match name {
+                    AltName::Dns(name) | AltName::Other(name) => name,
+                })
+                .collect(),
         })
-    }
-
-    /// Whether the certificate carries `name` as its common name or one of
-    /// its alternative names.
-    pub fn is_named(&self, name: &str) -> bool {
-        self.common_name.as_deref() == Some(name) || self.alt_names.iter().any(|n| n == name)
     }
 }
 
