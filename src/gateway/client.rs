@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use pingora::http::RequestHeader;
+use pingora::protocols::l4::socket::SocketAddr;
 use pingora::proxy::Session;
 
 use crate::config::Cidr;
@@ -37,12 +38,20 @@ impl ClientAddress {
 /// whole (the peer stands as the client).
 const MAX_HOPS: usize = 32;
 
+/// Whether `ip` is one of the trusted proxies.
+pub fn is_trusted(trusted: &[Cidr], ip: IpAddr) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
+}
+
+/// A connection's peer address as the trust checks compare it (an
+/// IPv4-mapped IPv6 address as IPv4).
+pub fn peer_ip(addr: &SocketAddr) -> Option<IpAddr> {
+    addr.as_inet().map(|a| a.ip().to_canonical())
+}
+
 pub fn resolve(session: &Session, trusted: &[Cidr]) -> ClientAddress {
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_canonical());
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = session.client_addr().and_then(peer_ip);
+    let is_trusted = |ip: IpAddr| is_trusted(trusted, ip);
     let peer_trusted = peer.is_some_and(is_trusted);
     let tls = session
         .digest()

@@ -35,7 +35,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::respond;
+use super::{client, respond};
 use crate::edge::proxy_protocol::{self, ProxyHeader};
 use crate::edge::tls::TlsEdge;
 use crate::lifecycle::drain;
@@ -99,11 +99,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
         // client preface; h2 itself waits for it without a deadline); then
         // the bounds are the h2 settings (`edge/http2.rs`), Pingora's idle
         // timeout and the write timeout on every session.
-        let (stream, http2, h2c) = self.is_http2(stream, timeouts.idle).await?;
-        let guarded = if http2 {
-            GuardedStream::for_http2(stream, timeouts, open, h2c)
-        } else {
-            GuardedStream::new(stream, timeouts, open)
+        let (stream, protocol) = self.protocol(stream, timeouts.idle).await?;
+        let guarded = match protocol {
+            Protocol::Http1 => GuardedStream::new(stream, timeouts, open),
+            Protocol::Http2 => GuardedStream::for_http2(stream, timeouts, open, None),
+            // Shown to Pingora as ALPN h2, so that it does not wait for the
+            // preface's 24 bytes itself.
+            Protocol::H2c => GuardedStream::for_http2(stream, timeouts, open, Some(ALPN::H2)),
         };
         self.app.process_new(Box::new(guarded), shutdown).await
     }
@@ -131,11 +133,7 @@ impl<A> ConnectionGuard<A> {
         if tls.is_none() && !self.edge.proxy_protocol {
             return Some(stream);
         }
-        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
-            log::error!("a listener gave the proxy a stream that is not TCP; closed");
-            return None;
-        };
-        let mut l4 = *l4;
+        let mut l4 = into_tcp(stream)?;
         let _in_progress = HandshakeInProgress::new();
         let mut stage = if self.edge.proxy_protocol {
             "proxy_protocol"
@@ -189,14 +187,9 @@ impl<A> ConnectionGuard<A> {
         let Some(original) = l4.get_socket_digest() else {
             return;
         };
-        let peer = original
-            .peer_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_canonical());
-        let trusted = peer.is_some_and(|ip| {
-            let state = self.state.load();
-            state.trusted_proxies.iter().any(|net| net.contains(ip))
-        });
+        let peer = original.peer_addr().and_then(client::peer_ip);
+        let trusted =
+            peer.is_some_and(|ip| client::is_trusted(&self.state.load().trusted_proxies, ip));
         if !trusted {
             return;
         }
@@ -206,33 +199,43 @@ impl<A> ConnectionGuard<A> {
         l4.set_socket_digest(digest);
     }
 
-    /// Whether the client speaks HTTP/2: `h2` by ALPN, or the h2c preface on
-    /// a cleartext connection when `listen.h2c` is on (then `Some(true)` in
-    /// the second place: the stream is presented to Pingora as ALPN h2).
-    /// `None`: the client sent nothing within the idle timeout, or closed.
-    async fn is_http2(
+    /// What the client speaks: HTTP/2 by ALPN, h2c (its preface on a
+    /// cleartext connection, when `listen.h2c` is on), or HTTP/1. `None`:
+    /// the client sent nothing within the idle timeout, or closed.
+    async fn protocol(
         &self,
         stream: Stream,
         idle: std::time::Duration,
-    ) -> Option<(Stream, bool, bool)> {
+    ) -> Option<(Stream, Protocol)> {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return Some((stream, true, false));
+            return Some((stream, Protocol::Http2));
         }
         if !self.edge.h2c || stream.get_ssl_digest().is_some() {
-            return Some((stream, false, false));
+            return Some((stream, Protocol::Http1));
         }
-        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
-            log::error!("a cleartext listener gave the proxy a stream that is not TCP; closed");
-            return None;
-        };
-        let mut l4 = *l4;
+        let mut l4 = into_tcp(stream)?;
         match tokio::time::timeout(idle, sniff_h2c(&mut l4)).await {
-            Ok(Ok(h2c)) => Some((Box::new(l4), h2c, h2c)),
+            Ok(Ok(h2c)) => {
+                let protocol = if h2c { Protocol::H2c } else { Protocol::Http1 };
+                Some((Box::new(l4), protocol))
+            }
             Ok(Err(_)) => None,
             Err(_) => {
                 metrics().client_timeouts.with_label_values(&["idle"]).inc();
                 None
             }
+        }
+    }
+}
+
+/// The TCP stream a proxy listener accepted (`None`, logged, for anything
+/// else: the listeners are all TCP).
+fn into_tcp(stream: Stream) -> Option<L4Stream> {
+    match stream.into_any().downcast::<L4Stream>() {
+        Ok(l4) => Some(*l4),
+        Err(_) => {
+            log::error!("a listener gave the proxy a stream that is not TCP; closed");
+            None
         }
     }
 }
@@ -246,7 +249,7 @@ async fn sniff_h2c(l4: &mut L4Stream) -> io::Result<bool> {
     use tokio::io::AsyncReadExt;
     let mut seen = Vec::with_capacity(H2_PREFACE.len());
     let verdict = loop {
-        let mut chunk = [0u8; 24];
+        let mut chunk = [0u8; H2_PREFACE.len()];
         let want = H2_PREFACE.len() - seen.len();
         let n = l4.read(&mut chunk[..want]).await?;
         if n == 0 {
@@ -262,6 +265,15 @@ async fn sniff_h2c(l4: &mut L4Stream) -> io::Result<bool> {
     };
     l4.rewind(&seen);
     verdict
+}
+
+/// What a client connection speaks.
+enum Protocol {
+    Http1,
+    /// Negotiated by ALPN on TLS.
+    Http2,
+    /// Cleartext HTTP/2 with prior knowledge.
+    H2c,
 }
 
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -365,8 +377,7 @@ pub struct GuardedStream {
     replacement: Option<(Vec<u8>, usize)>,
     /// An HTTP/2 connection: only the wait for its first bytes is bounded.
     http2: bool,
-    /// h2c found by the guard: shown to Pingora as ALPN h2, so that it
-    /// does not wait for the preface's 24 bytes itself.
+    /// The protocol shown to Pingora in place of the inner stream's ALPN.
     alpn: Option<ALPN>,
     _open: OpenConnection,
 }
@@ -388,10 +399,15 @@ impl GuardedStream {
 
     /// For an HTTP/2 connection: the idle timeout until its first bytes,
     /// nothing after (its requests share the stream).
-    fn for_http2(inner: Stream, timeouts: ClientTimeouts, open: OpenConnection, h2c: bool) -> Self {
+    fn for_http2(
+        inner: Stream,
+        timeouts: ClientTimeouts,
+        open: OpenConnection,
+        alpn: Option<ALPN>,
+    ) -> Self {
         Self {
             http2: true,
-            alpn: h2c.then_some(ALPN::H2),
+            alpn,
             ..Self::new(inner, timeouts, open)
         }
     }
