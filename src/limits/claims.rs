@@ -71,15 +71,20 @@ impl Claims {
         Some(claim.taken)
     }
 
-    /// Every claim of a current window (the others are dropped).
+    /// Every claim of a current window.
     pub fn current(&self, is_current: impl Fn(&Counter, u64) -> bool) -> Vec<(Counter, u64, u64)> {
-        let mut claims = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
-        claims.retain(|counter, claim| is_current(counter, claim.window_id));
+        let claims = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
         claims
             .iter()
-            .filter(|(_, claim)| claim.taken > 0)
+            .filter(|(counter, claim)| claim.taken > 0 && is_current(counter, claim.window_id))
             .map(|(counter, claim)| (counter.clone(), claim.window_id, claim.taken))
             .collect()
+    }
+
+    /// Drops the claims of windows that ended.
+    pub fn forget_ended(&self, is_current: impl Fn(&Counter, u64) -> bool) {
+        let mut claims = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
+        claims.retain(|counter, claim| is_current(counter, claim.window_id));
     }
 }
 
@@ -127,5 +132,8 @@ mod tests {
         assert_eq!(claims.take_within(&c, 6, 6, 10), Some(10));
         assert_eq!(claims.take_within(&c, 6, 1, 10), None);
         assert!(claims.current(|_, w| w == 7).is_empty());
+        // Window 6 ended: its claim goes.
+        claims.forget_ended(|_, w| w == 7);
+        assert_eq!(claims.get(&c, 6), 0);
     }
 }

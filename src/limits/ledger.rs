@@ -194,7 +194,7 @@ impl Ledger {
     /// Drops the claims of windows that ended.
     pub fn forget_old_claims(&self, rules: &[Arc<Rule>]) {
         if let (Some(store), Some(claims)) = (self.store(), self.claims()) {
-            claims.current(is_current(rules, store.now_ms()));
+            claims.forget_ended(is_current(rules, store.now_ms()));
         }
     }
 

@@ -89,10 +89,18 @@ pub struct Standing {
 #[derive(Default)]
 pub struct Admission {
     charged: Vec<Charged>,
-    _slots: Vec<Guard>,
-    _shared_slots: Vec<SlotGuard>,
+    _slots: Vec<Slot>,
     pub requests: Option<Standing>,
     pub tokens: Option<Standing>,
+}
+
+/// A concurrency slot a request holds until it ends (dropped): this
+/// replica's count in local mode, one leased from Redis otherwise.
+// Never read: each guard is held for what its drop does.
+#[allow(dead_code)]
+enum Slot {
+    Local(Guard),
+    Shared(SlotGuard),
 }
 
 /// Why a request was refused.
@@ -233,24 +241,22 @@ impl Limiter {
             let counter = rule.counter_for(facts);
             if rule.counts == LimitCounts::Concurrent {
                 let entered = match self.ledger.store() {
-                    Some(store) => match self.enter_shared(rule, &counter, store).await {
-                        Ok(slot) => {
-                            admission._shared_slots.push(slot);
-                            Ok(())
-                        }
-                        Err(status) => Err(status),
-                    },
-                    None => match self.local.enter(&counter, rule.limit) {
-                        Some(slot) => {
-                            admission._slots.push(slot);
-                            Ok(())
-                        }
-                        None => Err(429),
-                    },
+                    Some(store) => self
+                        .enter_shared(rule, &counter, store)
+                        .await
+                        .map(Slot::Shared),
+                    None => self
+                        .local
+                        .enter(&counter, rule.limit)
+                        .map(Slot::Local)
+                        .ok_or(429),
                 };
-                if let Err(status) = entered {
-                    self.undo(&admission).await;
-                    return Err(self.reject(rule, status, 1, 0));
+                match entered {
+                    Ok(slot) => admission._slots.push(slot),
+                    Err(status) => {
+                        self.undo(&admission).await;
+                        return Err(self.reject(rule, status, 1, 0));
+                    }
                 }
                 continue;
             }
@@ -347,13 +353,8 @@ impl Limiter {
     }
 
     fn slots_fallback(&self, rule: &Rule, lease: &Arc<SlotLease>) -> Result<SlotGuard, u16> {
-        match self.on_error {
-            RedisFailure::Open => lease
-                .try_enter_share((rule.limit / self.replicas).max(1))
-                .ok_or(429),
-            RedisFailure::Closed429 => Err(429),
-            RedisFailure::Closed503 => Err(503),
-        }
+        let share = self.failure_share(rule)?;
+        lease.try_enter_share(share).ok_or(429)
     }
 
     /// Hands idle slots back and renews this replica's hold on the rest
@@ -478,18 +479,19 @@ impl Limiter {
     /// stay within the limit together; what they take is reported to Redis
     /// with their next claim.
     fn fallback(&self, at: &Spot<'_>, amount: u64) -> Result<(u64, bool), u16> {
+        let share = self.failure_share(at.rule)?;
+        let claims = self.ledger.claims().ok_or(429u16)?;
+        match claims.take_within(at.counter, at.window_id, amount, share) {
+            Some(taken) => Ok((share.saturating_sub(taken), true)),
+            None => Err(429),
+        }
+    }
+
+    /// While Redis fails: the share of `rule` this replica may take
+    /// (`on_error: open`), or the status to refuse with.
+    fn failure_share(&self, rule: &Rule) -> Result<u64, u16> {
         match self.on_error {
-            RedisFailure::Open => {
-                let rule = at.rule;
-                let share = (rule.limit / self.replicas).max(1);
-                let Some(claims) = self.ledger.claims() else {
-                    return Err(429);
-                };
-                match claims.take_within(at.counter, at.window_id, amount, share) {
-                    Some(taken) => Ok((share.saturating_sub(taken), true)),
-                    None => Err(429),
-                }
-            }
+            RedisFailure::Open => Ok((rule.limit / self.replicas).max(1)),
             RedisFailure::Closed429 => Err(429),
             RedisFailure::Closed503 => Err(503),
         }
