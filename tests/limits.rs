@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::flood::SteadyFlood;
 use common::*;
 use serde_json::json;
 
@@ -298,9 +299,6 @@ fn limits_across_three_replicas_by_mode() {
 /// the cluster admitted, and the window stays within the limit.
 #[test]
 fn redis_restarted_empty_mid_window_neither_loses_nor_double_spends_the_window() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     let limit = 300;
     let mut redis = Redis::start();
     let mock = Mock::start("a");
@@ -312,64 +310,31 @@ fn redis_restarted_empty_mid_window_neither_loses_nor_double_spends_the_window()
     let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
     fresh_minute(40);
     let minute = minute_now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let admitted = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let handles: Vec<_> = gateways
-        .iter()
-        .flat_map(|gw| {
-            let url = gw.url("/v1/chat/completions");
-            let (stop, admitted, failed) = (stop.clone(), admitted.clone(), failed.clone());
-            (0..2).map(move |_| {
-                let (url, stop, admitted, failed) =
-                    (url.clone(), stop.clone(), admitted.clone(), failed.clone());
-                std::thread::spawn(move || {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(Duration::from_secs(10))
-                        .build();
-                    let body =
-                        r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
-                    while !stop.load(Ordering::Relaxed) {
-                        match agent.post(&url).send_string(body) {
-                            Ok(r) if r.status() == 200 => {
-                                admitted.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(ureq::Error::Status(429, _)) => {}
-                            _ => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        std::thread::sleep(Duration::from_millis(40));
-                    }
-                })
-            })
-        })
-        .collect();
+    let flood = SteadyFlood::start(&gateways, "mock-gpt", Duration::from_millis(40));
     std::thread::sleep(Duration::from_millis(1500));
-    let before = admitted.load(Ordering::Relaxed);
+    let before = flood.tally.ok();
     redis.down();
     std::thread::sleep(Duration::from_secs(2));
-    let during = admitted.load(Ordering::Relaxed) - before;
+    let during = flood.tally.ok() - before;
     redis.up(); // empty: it keeps nothing on disk
     std::thread::sleep(Duration::from_secs(6));
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    let tally = flood.stop();
     assert_eq!(
         minute_now(),
         minute,
         "the test spilled into the next minute"
     );
-    let total = admitted.load(Ordering::Relaxed);
+    let total = tally.ok();
     eprintln!(
         "limit {limit}: {before} admitted before Redis died, {during} while it was down, {total} in the window"
     );
     assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
+        tally.other(),
+        Vec::<String>::new(),
         "answers other than 200/429"
     );
+    let slowest = tally.slowest_ms.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(slowest < 10_000, "a request took {slowest} ms");
     assert!(
         total as f64 <= limit as f64 * 1.01,
         "the window admitted {total}, limit {limit}"

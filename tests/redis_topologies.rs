@@ -15,18 +15,16 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
+use common::flood::{agent, chat_body, one_request, SteadyFlood, Tally};
 use common::topologies::{RedisCluster, RedisSentinels, PASSWORD};
 use common::*;
 
-/// A chat for `model`: each phase of a test floods its own model, so its
-/// counter (the rule counts per model) starts at zero in any minute.
-fn body(model: &str) -> String {
-    format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
-}
+// Each phase of a test floods its own model, so its counter (the rule
+// counts per model) starts at zero in any minute.
 
 /// The Redis key of `model`'s counter in this minute.
 fn counter_key(model: &str) -> String {
@@ -47,37 +45,6 @@ fn config(mode: &str, redis: &str, mock: &Mock) -> String {
     )
 }
 
-/// What a flood saw.
-#[derive(Debug, Default)]
-struct Tally {
-    ok: AtomicUsize,
-    refused: AtomicUsize,
-    other: Mutex<Vec<String>>,
-    slowest_ms: AtomicUsize,
-}
-
-fn one_request(agent: &ureq::Agent, url: &str, body: &str, tally: &Tally) {
-    let started = Instant::now();
-    match agent.post(url).send_string(body) {
-        Ok(r) if r.status() == 200 => {
-            tally.ok.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(ureq::Error::Status(429, _)) => {
-            tally.refused.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(r) => tally.other.lock().unwrap().push(r.status().to_string()),
-        Err(e) => tally.other.lock().unwrap().push(e.to_string()),
-    }
-    let ms = started.elapsed().as_millis() as usize;
-    tally.slowest_ms.fetch_max(ms, Ordering::Relaxed);
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build()
-}
-
 /// 3x the limit through the three gateways at once, inside one minute;
 /// the number admitted.
 fn flood_window(gateways: &[Gateway], model: &str) -> usize {
@@ -90,7 +57,7 @@ fn flood_window(gateways: &[Gateway], model: &str) -> usize {
         .flat_map(|gw| {
             let url = gw.url("/v1/chat/completions");
             let tally = tally.clone();
-            let body = body(model);
+            let body = chat_body(model);
             (0..6).map(move |_| {
                 let (url, tally, body) = (url.clone(), tally.clone(), body.clone());
                 std::thread::spawn(move || {
@@ -229,35 +196,6 @@ fn a_budget_on_the_cluster_settles_to_what_was_spent() {
     );
 }
 
-/// A background flood on every gateway until `stop`: requests spread over
-/// time, as traffic during a failover.
-fn steady_flood(
-    gateways: &[Gateway],
-    model: &str,
-    stop: Arc<AtomicBool>,
-) -> (Arc<Tally>, Vec<std::thread::JoinHandle<()>>) {
-    let tally = Arc::new(Tally::default());
-    let handles = gateways
-        .iter()
-        .flat_map(|gw| {
-            let url = gw.url("/v1/chat/completions");
-            let (tally, stop, body) = (tally.clone(), stop.clone(), body(model));
-            (0..2).map(move |_| {
-                let (url, tally, stop, body) =
-                    (url.clone(), tally.clone(), stop.clone(), body.clone());
-                std::thread::spawn(move || {
-                    let agent = agent();
-                    while !stop.load(Ordering::Relaxed) {
-                        one_request(&agent, &url, &body, &tally);
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                })
-            })
-        })
-        .collect();
-    (tally, handles)
-}
-
 fn metric_sum(gateways: &[Gateway], name: &str) -> f64 {
     gateways
         .iter()
@@ -322,18 +260,14 @@ fn a_cluster_master_killed_mid_flood_fails_over_and_sharing_resumes() {
         .map(|_| start_gateway(&config("hybrid", &redis, &mock)))
         .collect();
     fresh_minute(20);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tally, handles) = steady_flood(&gateways, "mock-during", stop.clone());
+    let flood = SteadyFlood::start(&gateways, "mock-during", Duration::from_millis(20));
     std::thread::sleep(Duration::from_secs(1));
     // The master of this window's counter.
     let victim = cluster.master_of(&counter_key("mock-during"));
     cluster.kill(victim);
     cluster.wait_ok(Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    let tally = flood.stop();
     assert!(!cluster.master_ports().contains(&victim));
     assert_failover("cluster failover", &gateways, &tally);
     assert_exact(
@@ -355,8 +289,7 @@ fn the_gateway_follows_the_master_across_a_sentinel_failover() {
         .map(|_| start_gateway(&config("hybrid", &redis, &mock)))
         .collect();
     fresh_minute(25);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tally, handles) = steady_flood(&gateways, "mock-during", stop.clone());
+    let flood = SteadyFlood::start(&gateways, "mock-during", Duration::from_millis(20));
     std::thread::sleep(Duration::from_secs(1));
     let old = sentinels.master_port();
     sentinels.kill_master();
@@ -366,10 +299,7 @@ fn the_gateway_follows_the_master_across_a_sentinel_failover() {
         "the sentinels did not promote the replica"
     );
     std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
+    let tally = flood.stop();
     assert_ne!(sentinels.current_master(), Some(old));
     assert_failover("sentinel failover", &gateways, &tally);
     assert_exact(

@@ -3,6 +3,7 @@
 //! kills them on `Drop`, so a failing test leaves no process behind.
 #![allow(dead_code)]
 
+pub mod flood;
 pub mod pki;
 pub mod topologies;
 

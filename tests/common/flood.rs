@@ -1,0 +1,101 @@
+//! Chat traffic from many threads against several gateways, tallied: what
+//! the limit tests that kill Redis or fail it over send while it happens.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::Gateway;
+
+/// A chat for `model`.
+pub fn chat_body(model: &str) -> String {
+    format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
+}
+
+/// What a flood saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: AtomicUsize,
+    pub refused: AtomicUsize,
+    /// Answers other than 200 and 429, and transport errors.
+    pub other: Mutex<Vec<String>>,
+    pub slowest_ms: AtomicUsize,
+}
+
+impl Tally {
+    pub fn ok(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    pub fn other(&self) -> Vec<String> {
+        self.other.lock().unwrap().clone()
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
+}
+
+/// One chat, tallied.
+pub fn one_request(agent: &ureq::Agent, url: &str, body: &str, tally: &Tally) {
+    let started = Instant::now();
+    match agent.post(url).send_string(body) {
+        Ok(r) if r.status() == 200 => {
+            tally.ok.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(ureq::Error::Status(429, _)) => {
+            tally.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(r) => tally.other.lock().unwrap().push(r.status().to_string()),
+        Err(e) => tally.other.lock().unwrap().push(e.to_string()),
+    }
+    let ms = started.elapsed().as_millis() as usize;
+    tally.slowest_ms.fetch_max(ms, Ordering::Relaxed);
+}
+
+/// Two threads per gateway sending chats for `model`, `pause` apart, until
+/// [`SteadyFlood::stop`]: traffic spread over time, as during a failover.
+pub struct SteadyFlood {
+    stop: Arc<AtomicBool>,
+    pub tally: Arc<Tally>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl SteadyFlood {
+    pub fn start(gateways: &[Gateway], model: &str, pause: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        let body = chat_body(model);
+        let mut threads = Vec::new();
+        for gw in gateways {
+            for _ in 0..2 {
+                let url = gw.url("/v1/chat/completions");
+                let (stop, tally, body) = (stop.clone(), tally.clone(), body.clone());
+                threads.push(std::thread::spawn(move || {
+                    let agent = agent();
+                    while !stop.load(Ordering::Relaxed) {
+                        one_request(&agent, &url, &body, &tally);
+                        std::thread::sleep(pause);
+                    }
+                }));
+            }
+        }
+        Self {
+            stop,
+            tally,
+            threads,
+        }
+    }
+
+    /// Stops every thread and waits for it; what was seen.
+    pub fn stop(self) -> Arc<Tally> {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        self.tally
+    }
+}
