@@ -11,11 +11,32 @@ wait_port() {
   exit 1
 }
 
-# Writes $WORK/nginx.conf: one worker proxying LISTEN to UPSTREAM with
+# One server block of nginx.conf proxying to the `mock` upstream with
 # keep-alive upstream connections and no buffering (streams pass as they
-# come), the way the gateway proxies. DAEMON is on or off.
+# come), the way the gateway proxies. LISTEN is nginx's listen value (an
+# address, `ADDR ssl`); EXTRA, more directives for the block.
+nginx_server() {
+  local listen=$1 extra=${2:-}
+  cat <<NGINX
+  server {
+    listen $listen;
+$extra
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+NGINX
+}
+
+# Writes $WORK/nginx.conf: one worker proxying LISTEN to UPSTREAM (see
+# nginx_server), or serving the SERVERS blocks given instead. DAEMON is on
+# or off.
 write_nginx_conf() {
-  local listen=$1 upstream=$2 daemon=$3
+  local listen=$1 upstream=$2 daemon=$3 servers=${4:-}
+  [ -n "$servers" ] || servers=$(nginx_server "$listen")
   cat > "$WORK/nginx.conf" <<NGINX
 worker_processes 1;
 daemon $daemon;
@@ -25,15 +46,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   upstream mock { server $upstream; keepalive 64; }
-  server {
-    listen $listen;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
+$servers
 }
 NGINX
 }

@@ -40,40 +40,15 @@ LOAD_CPU=0; PROXY_CPU=$(( CORES > 1 ? 1 : 0 ))
 taskset -pc "$LOAD_CPU" "$!" >/dev/null
 wait_port "$MOCK"
 
-cat > "$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream mock { server $MOCK; keepalive 64; }
-  server {
-    listen $NGINX_PLAIN;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-  server {
-    listen $NGINX ssl;
-    ssl_certificate $WORK/cert.pem;
+# Cleartext and TLS on the same worker, neither closing a keep-alive
+# connection after nginx's default 1,000 requests.
+many="    keepalive_requests 1000000;"
+tls="    ssl_certificate $WORK/cert.pem;
     ssl_certificate_key $WORK/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-NGINX
+$many"
+write_nginx_conf "" "$MOCK" off "$(nginx_server "$NGINX_PLAIN" "$many")
+$(nginx_server "$NGINX ssl" "$tls")"
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
 wait_port "$NGINX"; NGINX_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
 
