@@ -646,6 +646,22 @@ pub fn auth_failures(metrics: &str, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A redis-server on `port` of 127.0.0.1 that keeps nothing on disk.
+pub fn redis_server_args(port: u16) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A redis-server of the test's own on a free port; stop and start it again
 /// on the same port to test faults. Killed on drop.
 pub struct Redis {
@@ -671,16 +687,7 @@ impl Redis {
 
     pub fn up(&mut self) {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(redis_server_args(self.port))
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

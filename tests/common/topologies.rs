@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::free_port;
 use super::pki::TestCa;
+use super::{free_port, redis_server_args};
 
 /// `redis-cli` flags for a test process whose deployment speaks only TLS
 /// (set once, by [`RedisCluster::start_tls`]).
@@ -81,22 +81,6 @@ pub fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn server_args(port: u16) -> Vec<String> {
-    [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 /// Three masters and three replicas, `cluster-node-timeout` 1 s, every node
 /// requiring `PASSWORD`.
 pub struct RedisCluster {
@@ -147,7 +131,7 @@ impl RedisCluster {
         let nodes: Vec<Node> = (0..6)
             .map(|i| {
                 let port = free_port();
-                let mut args = server_args(port);
+                let mut args = redis_server_args(port);
                 if !tls.is_empty() {
                     // Only TLS: the plain port closed, the TLS one opened.
                     args[1] = "0".into();
@@ -303,11 +287,11 @@ impl RedisSentinels {
         let dir = tempfile::tempdir().unwrap();
         let master_port = free_port();
         let auth = ["--requirepass", PASSWORD, "--masterauth", PASSWORD].map(String::from);
-        let mut args = server_args(master_port);
+        let mut args = redis_server_args(master_port);
         args.extend(auth.clone());
         let master = Node::spawn(master_port, &args, &dir.path().join("master"));
         let replica_port = free_port();
-        let mut args = server_args(replica_port);
+        let mut args = redis_server_args(replica_port);
         args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
