@@ -57,10 +57,7 @@ impl CertificateStore {
     pub fn reload_if_changed(&self) -> bool {
         let fingerprint = fingerprint(&self.files);
         {
-            let mut last_seen = match self.last_seen.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
             if *last_seen == fingerprint {
                 return false;
             }
