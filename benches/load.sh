@@ -90,14 +90,6 @@ YAML
 } >> "$WORK/gateway-full.yaml"
 export KEY=sk-bench-0
 
-# BASELINE_BIN: another build of the gateway (say, main's) run with the same
-# config in the same rounds, for an A/B comparison of a change.
-BASE_PID=
-if [ -n "${BASELINE_BIN:-}" ]; then
-  sed -e "s|$GW|$GWB|; s|$ADMIN|$ADMINB|; s|/upgrade\.sock|/upgrade-b.sock|; s|/gateway\.pid|/gateway-b.pid|" "$WORK/gateway.yaml" > "$WORK/gateway-baseline.yaml"
-  RUST_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE_BIN" -c "$WORK/gateway-baseline.yaml" >/dev/null 2>&1 & PIDS+=($!)
-  BASE_PID=$!; wait_port "$GWB"
-fi
 
 # The same gateway with a request limit per client in hybrid mode on Redis,
 # set high enough never to refuse: what admission itself costs.
@@ -117,6 +109,16 @@ RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-li
 GWL_PID=$!; wait_port "$GWL"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-full.yaml" >"$WORK/gateway-full.log" 2>&1 & PIDS+=($!)
 GWF_PID=$!; wait_port "$GWF"
+
+# BASELINE_BIN: another build of the gateway (say, main's) run with the
+# every-feature-on config, measured right after this build's in every
+# round: an A/B of a change in the configuration the floors are set for.
+BASE_PID=
+if [ -n "${BASELINE_BIN:-}" ]; then
+  sed -e "s|$GWF|$GWB|; s|$ADMINF|$ADMINB|; s|/upgrade-f\.sock|/upgrade-b.sock|; s|/gateway-f\.pid|/gateway-b.pid|; s|access-full\.log|access-baseline.log|" "$WORK/gateway-full.yaml" > "$WORK/gateway-baseline.yaml"
+  RUST_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE_BIN" -c "$WORK/gateway-baseline.yaml" >/dev/null 2>&1 & PIDS+=($!)
+  BASE_PID=$!; wait_port "$GWB"
+fi
 
 # Every feature on plus OpenTelemetry traces, every request sampled, to an
 # OTLP sink (on the load generator's core).
@@ -170,8 +172,8 @@ for round in $(seq "$ROUNDS"); do
   run gateway "$GW" "$GW_PID"
   run gateway_limits "$GWL" "$GWL_PID"
   run gateway_full "$GWF" "$GWF_PID"
-  run gateway_traced "$GWT" "$GWT_PID"
   [ -n "$BASE_PID" ] && run baseline "$GWB" "$BASE_PID"
+  run gateway_traced "$GWT" "$GWT_PID"
 done
 
 printf "\n%-12s %12s %10s %10s %14s\n" target rps p50_ms p99_ms cpu_us_per_req
@@ -192,7 +194,7 @@ echo "every feature on: $lines access-log lines written for ${REQS[gateway_full]
 traced_metrics=$(curl -s "http://$ADMINT/metrics")
 echo "traces on (every request sampled), cpu per request: $(ratio "${CPU[gateway_traced]}" "${CPU[gateway_full]}")x every feature on without them, $(ratio "${CPU[gateway_traced]}" "${CPU[passthrough]}")x the passthrough; spans exported $(echo "$traced_metrics" | awk '$1=="otel_spans_exported_total" {print $2}'), dropped $(echo "$traced_metrics" | awk '/^otel_spans_dropped_total/ {s+=$2} END {print s+0}')"
 if [ -n "$BASE_PID" ]; then
-  echo "cpu per request, gateway/baseline ($BASELINE_BIN): $(ratio "${CPU[gateway]}" "${CPU[baseline]}")"
+  echo "every feature on, cpu per request, this build/baseline ($BASELINE_BIN): $(ratio "${CPU[gateway_full]}" "${CPU[baseline]}")"
 fi
 
 # Latency the gateway adds to one request, without queueing: one connection.
