@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::flood::{agent, chat_body, one_request, SteadyFlood, Tally};
+use common::flood::{agent, assert_admitted, chat_body, one_request, SteadyFlood, Tally};
 use common::topologies::{RedisCluster, RedisSentinels, PASSWORD};
 use common::*;
 
@@ -87,14 +87,7 @@ fn assert_exact(what: &str, admitted: usize) {
         "{what}: {admitted} admitted of {} sent, limit {LIMIT}",
         LIMIT * 3
     );
-    assert!(
-        admitted as f64 <= LIMIT as f64 * 1.01,
-        "{what}: {admitted} admitted, limit {LIMIT}"
-    );
-    assert!(
-        admitted as f64 >= LIMIT as f64 * 0.9,
-        "{what}: only {admitted} admitted, limit {LIMIT}"
-    );
+    assert_admitted(what, admitted, LIMIT, 0.9);
 }
 
 #[test]

@@ -13,6 +13,20 @@ pub fn chat_body(model: &str) -> String {
     format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
 }
 
+/// A limit held across replicas: at most 1% over it (a window boundary
+/// seen slightly apart by two clocks), and at least `at_least` of it (the
+/// replicas did not starve each other).
+pub fn assert_admitted(what: &str, admitted: usize, limit: u64, at_least: f64) {
+    assert!(
+        admitted as f64 <= limit as f64 * 1.01,
+        "{what}: {admitted} admitted, limit {limit}"
+    );
+    assert!(
+        admitted as f64 >= limit as f64 * at_least,
+        "{what}: only {admitted} admitted, limit {limit}"
+    );
+}
+
 /// What a flood saw.
 #[derive(Debug, Default)]
 pub struct Tally {
