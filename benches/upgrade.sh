@@ -12,22 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-24}
 CONNS=${2:-16}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  [ -f "$WORK/gateway.pid" ] && kill "$(cat "$WORK/gateway.pid")" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for tool in wrk nginx curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y wrk nginx-light curl"; exit 1; }
-done
+source benches/common.sh
+bench_start wrk nginx curl
 cargo build --release --bins >/dev/null 2>&1 || cargo build --release --bins
 BIN=target/release
 MOCK=127.0.0.1:18100; NGINX=127.0.0.1:18101; GW=127.0.0.1:18102; ADMIN=127.0.0.1:18103
-source benches/common.sh
 
 "$BIN/mock-upstream" --listen "$MOCK" --threads 1 >/dev/null & PIDS+=($!)
 wait_port "$MOCK"
@@ -36,7 +25,7 @@ wait_port "$MOCK"
 stream() {
   curl -sN --max-time 60 "http://$1/v1/chat/completions" -H 'content-type: application/json' \
     -H 'x-mock-chunks: 20' -H 'x-mock-chunk-delay-ms: 1000' \
-    -d '{"model":"mock-gpt","stream":true,"messages":[]}' > "$WORK/$2.stream" 2>&1 || true
+    -d '{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}' > "$WORK/$2.stream" 2>&1 || true
 }
 stream_outcome() {
   local events; events=$(grep -c '"content"' "$WORK/$1.stream" || true)
