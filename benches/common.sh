@@ -1,4 +1,27 @@
-# Shared by the benchmark scripts: source it after setting WORK.
+# Shared by the benchmark scripts: source it first, then call bench_start.
+
+# A work directory, and PIDS, the processes a script starts: both gone at
+# exit, with any process a pid file in WORK names (nginx's master, a gateway
+# that replaced itself in an upgrade). Then the tools the script needs.
+bench_start() {
+  WORK=$(mktemp -d)
+  PIDS=()
+  trap bench_cleanup EXIT
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y $*"; exit 1; }
+  done
+}
+
+bench_cleanup() {
+  local p file
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # A process killed above may remove its pid file meanwhile.
+  for file in "$WORK"/*.pid; do
+    kill "$(cat "$file" 2>/dev/null)" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
 
 # Waits until host:port accepts a connection (10 s at most).
 wait_port() {

@@ -13,14 +13,8 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-for tool in wrk nginx redis-server; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y wrk nginx-light"; exit 1; }
-done
+source benches/common.sh
+bench_start wrk nginx redis-server
 cargo build --release --bins --example passthrough >/dev/null 2>&1 || cargo build --release --bins --example passthrough
 BIN=target/release
 
@@ -30,7 +24,6 @@ GWB=127.0.0.1:18008; ADMINB=127.0.0.1:18009
 GWF=127.0.0.1:18010; ADMINF=127.0.0.1:18011
 GWT=127.0.0.1:18012; ADMINT=127.0.0.1:18013; SINK_PORT=18014
 
-source benches/common.sh
 
 CORES=$(nproc)
 LOAD_CPU=0; PROXY_CPU=$(( CORES > 1 ? 1 : 0 ))

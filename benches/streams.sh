@@ -19,18 +19,11 @@ CONNS=${2:-16}
 EVENTS=${3:-100}
 HELD=${4:-1000}
 ROUNDS=${5:-3}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+source benches/common.sh
+bench_start wrk nginx python3
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-for tool in wrk nginx python3; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y wrk nginx-light"; exit 1; }
-done
 cargo build --release --bins --example passthrough >/dev/null 2>&1 || cargo build --release --bins --example passthrough
 BIN=target/release
-source benches/common.sh
 
 MOCK=127.0.0.1:18100; NGINX=127.0.0.1:18101; PASS=127.0.0.1:18102
 CORES=$(nproc)

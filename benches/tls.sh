@@ -16,19 +16,12 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-for tool in wrk nginx openssl; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y wrk nginx-light openssl"; exit 1; }
-done
+source benches/common.sh
+bench_start wrk nginx openssl
 cargo build --release --bins >/dev/null 2>&1 || cargo build --release --bins
 BIN=target/release
 
 MOCK=127.0.0.1:18100; NGINX=127.0.0.1:18101; NGINX_PLAIN=127.0.0.1:18105; GW=127.0.0.1:18102; GW_TLS=127.0.0.1:18103; ADMIN=127.0.0.1:18104
-source benches/common.sh
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
