@@ -93,13 +93,26 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
             metrics().client_connections_refused.inc();
             return None; // dropping the stream closes it
         }
-        let stream = self.through_edge(stream).await?;
+        // This future lives as long as the connection, and holds room for
+        // the largest state it passes through. The handshakes' states (TLS
+        // above all) are kilobytes, so they are boxed and awaited only where
+        // a connection needs them: otherwise every open stream would keep
+        // that room, written and resident, for its whole life.
+        let tls = self.tls_for(&stream);
+        let stream = if tls.is_some() || self.edge.proxy_protocol {
+            Box::pin(self.through_edge(stream, tls)).await?
+        } else {
+            stream
+        };
         // HTTP/2 multiplexes requests on one stream: per-request marks do not
         // apply. The guard only bounds the wait for its first bytes (the
         // client preface; h2 itself waits for it without a deadline); then
         // the bounds are the h2 settings (`edge/http2.rs`), Pingora's idle
         // timeout and the write timeout on every session.
-        let (stream, protocol) = self.protocol(stream, timeouts.idle).await?;
+        let (stream, protocol) = match self.protocol_known(&stream) {
+            Some(protocol) => (stream, protocol),
+            None => Box::pin(self.sniff_protocol(stream, timeouts.idle)).await?,
+        };
         let guarded = match protocol {
             Protocol::Http1 => GuardedStream::new(stream, timeouts, open),
             Protocol::Http2 => GuardedStream::for_http2(stream, timeouts, open, None),
@@ -121,18 +134,20 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
 }
 
 impl<A> ConnectionGuard<A> {
-    /// The PROXY header and the TLS handshake, where configured, within
-    /// `handshake_timeout`. `None`: the connection failed them and is closed.
-    async fn through_edge(&self, stream: Stream) -> Option<Stream> {
-        let tls = self.edge.tls.as_ref().filter(|_| {
+    /// The TLS settings for a connection accepted on a TLS port.
+    fn tls_for(&self, stream: &Stream) -> Option<&TlsEdge> {
+        self.edge.tls.as_ref().filter(|_| {
             let port = stream
                 .get_socket_digest()
                 .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()));
             port.is_some_and(|port| self.edge.tls_ports.contains(&port))
-        });
-        if tls.is_none() && !self.edge.proxy_protocol {
-            return Some(stream);
-        }
+        })
+    }
+
+    /// The PROXY header, where configured, and the TLS handshake, for a
+    /// connection on a TLS port, within `handshake_timeout`. `None`: the
+    /// connection failed them and is closed.
+    async fn through_edge(&self, stream: Stream, tls: Option<&TlsEdge>) -> Option<Stream> {
         let mut l4 = into_tcp(stream)?;
         let _in_progress = HandshakeInProgress::new();
         let mut stage = if self.edge.proxy_protocol {
@@ -199,20 +214,26 @@ impl<A> ConnectionGuard<A> {
         l4.set_socket_digest(digest);
     }
 
-    /// What the client speaks: HTTP/2 by ALPN, h2c (its preface on a
-    /// cleartext connection, when `listen.h2c` is on), or HTTP/1. `None`:
-    /// the client sent nothing within the idle timeout, or closed.
-    async fn protocol(
+    /// What the client speaks, where the connection tells without reading:
+    /// HTTP/2 by ALPN, or HTTP/1 on TLS or where `listen.h2c` is off.
+    /// `None`: its first bytes tell (`sniff_protocol`).
+    fn protocol_known(&self, stream: &Stream) -> Option<Protocol> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return Some(Protocol::Http2);
+        }
+        if !self.edge.h2c || stream.get_ssl_digest().is_some() {
+            return Some(Protocol::Http1);
+        }
+        None
+    }
+
+    /// h2c (its preface on a cleartext connection) or HTTP/1. `None`: the
+    /// client sent nothing within the idle timeout, or closed.
+    async fn sniff_protocol(
         &self,
         stream: Stream,
         idle: std::time::Duration,
     ) -> Option<(Stream, Protocol)> {
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return Some((stream, Protocol::Http2));
-        }
-        if !self.edge.h2c || stream.get_ssl_digest().is_some() {
-            return Some((stream, Protocol::Http1));
-        }
         let mut l4 = into_tcp(stream)?;
         match tokio::time::timeout(idle, sniff_h2c(&mut l4)).await {
             Ok(Ok(h2c)) => {
