@@ -45,7 +45,11 @@ fn smuggling_and_framing_tricks_are_refused() {
         ("TE chunked, identity", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n{n:x}\r\n{BODY}\r\n0\r\n\r\n")),
         ("TE on HTTP/1.0", format!("POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{n:x}\r\n{BODY}\r\n0\r\n\r\n")),
         ("bad chunk size", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{BODY}\r\n0\r\n\r\n")),
-        ("oversized chunk extension", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{n:x};ext={}\r\n{BODY}\r\n0\r\n\r\n", "e".repeat(16 * 1024))),
+        // Pingora refuses a chunk head that has not ended within 8 KiB of
+        // what it has read, so whether a 16 KiB one is refused depends on
+        // how it arrives; past its 64 KiB body buffer one never arrives
+        // whole, and is refused however it is segmented.
+        ("oversized chunk extension", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{n:x};ext={}\r\n{BODY}\r\n0\r\n\r\n", "e".repeat(80 * 1024))),
         ("obs-fold header", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\nContent-Length: {n}\r\n\r\n{BODY}")),
     ];
     let mut failures = Vec::new();

@@ -140,7 +140,9 @@ pub struct Listen {
     pub proxy_protocol: bool,
     pub admin: String,
     pub max_connections: usize,
-    /// Pingora's default is 64 KiB, held by every idle keep-alive connection.
+    /// Pingora's default is 64 KiB, held by every idle keep-alive
+    /// connection; unbuffered by default (benches/README.md: a buffer is
+    /// zeroed when allocated, so it is resident once its memory is reused).
     pub read_buffer_bytes: usize,
     /// Also answer `/metrics` on the proxy port.
     pub metrics_on_proxy: bool,
@@ -158,7 +160,7 @@ impl Default for Listen {
             proxy_protocol: false,
             admin: "0.0.0.0:9090".into(),
             max_connections: 0,
-            read_buffer_bytes: 16 * 1024,
+            read_buffer_bytes: 0,
             metrics_on_proxy: true,
             trusted_proxies: Vec::new(),
         }

@@ -6,12 +6,13 @@
 //! The address it names counts only when the connection's peer is in
 //! `listen.trusted_proxies`.
 //!
-//! Exactly the header's bytes are read, so what follows (a TLS ClientHello,
+//! Exactly the header's bytes are taken, so what follows (a TLS ClientHello,
 //! an HTTP request) is left for the next reader.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 /// What a PROXY header says about the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,22 @@ const V1_MAX: usize = 107;
 /// balancer sends tens of bytes.
 const V2_MAX_BODY: usize = 2048;
 
-/// Reads one PROXY header from the start of a connection.
+/// Covers a v1 line and a load balancer's v2 header in one read.
+const HEADER_READ_BUFFER: usize = 512;
+
+/// Reads the PROXY header of a client connection, and puts back what the
+/// client sent after it. The connection may read unbuffered
+/// (`listen.read_buffer_bytes: 0`), and a v1 line is read byte by byte: a
+/// buffer of its own keeps that to one system call.
+pub async fn read_from(l4: &mut L4Stream) -> Result<ProxyHeader, String> {
+    let mut reader = BufReader::with_capacity(HEADER_READ_BUFFER, &mut *l4);
+    let header = read(&mut reader).await;
+    let rest = reader.buffer().to_vec();
+    l4.rewind(&rest);
+    header
+}
+
+/// Reads one PROXY header from the start of a stream.
 pub async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<ProxyHeader, String> {
     let mut start = [0u8; 6];
     read_exact(stream, &mut start).await?;
@@ -54,7 +70,8 @@ async fn read_exact<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> Res
 
 async fn read_v1<S: AsyncRead + Unpin>(stream: &mut S) -> Result<ProxyHeader, String> {
     // Byte by byte: the line's end is not known in advance, and nothing past
-    // it may be taken. The stream is buffered, so these are not syscalls.
+    // it may be taken. `read_from` buffers the stream, so these are not
+    // system calls.
     let mut line = Vec::with_capacity(64);
     loop {
         let mut byte = [0u8; 1];

@@ -163,7 +163,7 @@ impl<A> ConnectionGuard<A> {
                 return Err(None);
             }
             if self.edge.proxy_protocol {
-                let header = proxy_protocol::read(&mut l4).await.map_err(Some)?;
+                let header = proxy_protocol::read_from(&mut l4).await.map_err(Some)?;
                 self.apply_proxy_header(&mut l4, header);
             }
             match tls {
