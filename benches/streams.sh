@@ -9,6 +9,9 @@
 #   kb_per_stream: the proxy's RSS growth per open stream, HELD streams held
 #     open after their first event (x-mock-hold), each target in a fresh
 #     process; RSS before, during, and 5 s after the streams closed.
+#   kb_per_stream_again: the same HELD streams opened a second time in the
+#     same process, over its RSS at start: memory that the first surge left
+#     to be reused (buffers zeroed on reuse are resident in full).
 # On a 2-core machine the proxy is pinned to core 1, wrk and the mock to core 0.
 # Usage: benches/streams.sh [seconds_per_round] [connections] [events] [held] [rounds]
 # Needs wrk, nginx and python3 (apt-get install -y wrk nginx-light).
@@ -105,24 +108,39 @@ body_of() {
 path_of() { [ "${API[$1]}" = anthropic ] && echo /v1/messages || echo /v1/chat/completions; }
 auth_of() { [ "${API[$1]}" = anthropic ] && echo "x-api-key:$KEY" || echo "authorization:Bearer $KEY"; }
 
-# Memory first, on fresh processes: RSS before and with HELD open streams.
-declare -A KB BEFORE DURING AFTER
-for name in "${TARGETS[@]}"; do
-  before=$(rss_kb "${PID[$name]}")
-  mkfifo "$WORK/$name.in"
+# Holds HELD streams open on a target and prints its RSS with them open;
+# closes them when done.
+hold_streams() {
+  local name=$1 surge=$2 holder rss
+  mkfifo "$WORK/$name.$surge.in"
   python3 benches/hold_streams.py "${ADDR[$name]}" "$(path_of "$name")" "$(body_of "$name")" "$HELD" \
-    "$(auth_of "$name")" "x-mock-hold:bench-$name" "x-mock-chunks:$EVENTS" <"$WORK/$name.in" >"$WORK/$name.out" 2>&1 &
+    "$(auth_of "$name")" "x-mock-hold:bench-$name-$surge" "x-mock-chunks:$EVENTS" \
+    <"$WORK/$name.$surge.in" >"$WORK/$name.$surge.out" 2>&1 &
   holder=$!
-  exec 3>"$WORK/$name.in"
-  for _ in $(seq 600); do grep -q "^open" "$WORK/$name.out" && break; kill -0 "$holder" 2>/dev/null || break; sleep 0.1; done
-  grep -q "^open $HELD" "$WORK/$name.out" || { echo "$name: streams did not open:"; cat "$WORK/$name.out"; exit 1; }
+  exec 3>"$WORK/$name.$surge.in"
+  for _ in $(seq 600); do grep -q "^open" "$WORK/$name.$surge.out" && break; kill -0 "$holder" 2>/dev/null || break; sleep 0.1; done
+  grep -q "^open $HELD" "$WORK/$name.$surge.out" || { echo "$name: streams did not open:" >&2; cat "$WORK/$name.$surge.out" >&2; exit 1; }
   sleep 1
-  after=$(rss_kb "${PID[$name]}")
-  KB[$name]=$(awk -v a="$after" -v b="$before" -v n="$HELD" 'BEGIN {printf "%.1f", (a-b)/n}')
+  rss=$(rss_kb "${PID[$name]}")
   exec 3>&-
   wait "$holder" || true
+  echo "$rss"
+}
+per_stream() { awk -v a="$1" -v b="$2" -v n="$HELD" 'BEGIN {printf "%.1f", (a-b)/n}'; }
+
+# Memory first, on fresh processes: RSS before, with HELD open streams, 5 s
+# after they closed; then the same surge again.
+declare -A KB KB_AGAIN BEFORE DURING AFTER DURING_AGAIN AFTER_AGAIN
+for name in "${TARGETS[@]}"; do
+  BEFORE[$name]=$(rss_kb "${PID[$name]}")
+  DURING[$name]=$(hold_streams "$name" 1)
   sleep 5
-  AFTER[$name]=$(rss_kb "${PID[$name]}"); BEFORE[$name]=$before; DURING[$name]=$after
+  AFTER[$name]=$(rss_kb "${PID[$name]}")
+  DURING_AGAIN[$name]=$(hold_streams "$name" 2)
+  sleep 5
+  AFTER_AGAIN[$name]=$(rss_kb "${PID[$name]}")
+  KB[$name]=$(per_stream "${DURING[$name]}" "${BEFORE[$name]}")
+  KB_AGAIN[$name]=$(per_stream "${DURING_AGAIN[$name]}" "${BEFORE[$name]}")
 done
 
 declare -A TICKS REQS
@@ -148,18 +166,20 @@ done
 
 hz=$(getconf CLK_TCK)
 declare -A US
-printf "\n%-20s %10s %18s %14s\n" target streams cpu_us_per_event kb_per_stream
+printf "\n%-20s %10s %18s %14s %20s\n" target streams cpu_us_per_event kb_per_stream kb_per_stream_again
 for name in "${TARGETS[@]}"; do
   US[$name]=$(awk -v t="${TICKS[$name]}" -v n="${REQS[$name]}" -v e="$EVENTS" -v hz="$hz" 'BEGIN {printf "%.3f", t/hz*1e6/(n*e)}')
-  printf "%-20s %10s %18s %14s\n" "$name" "${REQS[$name]}" "${US[$name]}" "${KB[$name]}"
+  printf "%-20s %10s %18s %14s %20s\n" "$name" "${REQS[$name]}" "${US[$name]}" "${KB[$name]}" "${KB_AGAIN[$name]}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo
 echo "cpu per event vs passthrough: nginx $(ratio "${US[nginx]}" "${US[passthrough]}"), gateway $(ratio "${US[gateway]}" "${US[passthrough]}"), translated $(ratio "${US[translated]}" "${US[passthrough]}"), translated_reverse $(ratio "${US[translated_reverse]}" "${US[passthrough]}")"
 echo "memory per open stream vs passthrough: gateway $(ratio "${KB[gateway]}" "${KB[passthrough]}"), translated $(ratio "${KB[translated]}" "${KB[passthrough]}"), translated_reverse $(ratio "${KB[translated_reverse]}" "${KB[passthrough]}")"
+echo "the same, second surge: gateway $(ratio "${KB_AGAIN[gateway]}" "${KB_AGAIN[passthrough]}"), translated $(ratio "${KB_AGAIN[translated]}" "${KB_AGAIN[passthrough]}"), translated_reverse $(ratio "${KB_AGAIN[translated_reverse]}" "${KB_AGAIN[passthrough]}")"
 echo
-printf "%-20s %12s %12s %12s\n" target rss_before_kb rss_during_kb rss_after_kb
+printf "%-20s %12s %12s %12s %14s %14s %10s\n" target rss_before_kb rss_during_kb rss_after_kb rss_during2_kb rss_after2_kb after/start
 for name in "${TARGETS[@]}"; do
-  printf "%-20s %12s %12s %12s\n" "$name" "${BEFORE[$name]}" "${DURING[$name]}" "${AFTER[$name]}"
+  printf "%-20s %12s %12s %12s %14s %14s %10s\n" "$name" "${BEFORE[$name]}" "${DURING[$name]}" "${AFTER[$name]}" \
+    "${DURING_AGAIN[$name]}" "${AFTER_AGAIN[$name]}" "$(ratio "${AFTER_AGAIN[$name]}" "${BEFORE[$name]}")"
 done
 echo "($EVENTS content events per stream, $CONNS connections, $ROUNDS rounds of ${DURATION}s; $HELD streams held)"
