@@ -55,9 +55,18 @@ fn exchange(gw: &Gateway, header: &[u8]) -> Response {
 
 #[test]
 fn a_trusted_load_balancers_header_names_the_client() {
+    // Unbuffered client reads (the default) and a read buffer: the header
+    // is read through a buffer of its own either way, and what followed it
+    // in the same packet (here the whole request) is put back.
+    for read_buffer in ["", "  read_buffer_bytes: 16384\n"] {
+        names_the_client(read_buffer);
+    }
+}
+
+fn names_the_client(extra_listen: &str) {
     let mock = Mock::start("m");
     let gw = Gateway::start_with_listen(
-        "  proxy_protocol: true\n  trusted_proxies: [127.0.0.0/8]\n",
+        &format!("  proxy_protocol: true\n  trusted_proxies: [127.0.0.0/8]\n{extra_listen}"),
         &routes(&mock),
     );
     let v2 = exchange(&gw, &v2_header([198, 51, 100, 7], 50123));
