@@ -49,11 +49,11 @@ impl Gateway {
 
 #[async_trait]
 impl ProxyHttp for Gateway {
-    /// Boxed: Pingora keeps the context inline in each request's future, in
-    /// more than one of its states, and that future lives as long as the
-    /// request (minutes for a stream). A pointer there in place of the
-    /// context's ~1 KB takes the future down a size class: 1 KiB less per
-    /// open stream (benches/README.md, "Per open stream").
+    /// Boxed: Pingora keeps the context inline in each request's future,
+    /// which lives as long as the request (minutes for a stream): 16.2 KB
+    /// with the context inline against the passthrough's 13.4 KB. A pointer
+    /// in its place takes the future down a size class, 1 KiB less per open
+    /// stream (benches/README.md, "Per open stream").
     type CTX = Box<RequestCtx>;
 
     fn new_ctx(&self) -> Self::CTX {
