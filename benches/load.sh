@@ -128,8 +128,9 @@ YAML
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-traced.yaml" >"$WORK/gateway-traced.log" 2>&1 & PIDS+=($!)
 GWT_PID=$!; wait_port "$GWT"
 
-# wrk's latency lines are "50%  1.23ms"; normalise to milliseconds.
-to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
+# wrk's latency lines are "50%  1.23ms"; normalise to milliseconds, one
+# value per line.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f\n", v}'; }
 declare -A RPS P50 P99 CPU REQS SECS TICKS
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 # One measurement of a target; results add up over rounds.
@@ -213,9 +214,8 @@ echo "latency added by the gateway at p50: $(awk -v g="${P50[gateway1]}" -v d="$
 # p99 by a millisecond on this machine).
 latency() {  # prints "p50 p99" in ms for one run at one connection
   taskset -c "$PROXY_CPU" wrk -t1 -c1 -d"${DURATION}s" --latency -s benches/wrk/chat.lua "http://$1" |
-    awk '$1=="50%" || $1=="99%" {print $2}' | to_ms_lines
+    awk '$1=="50%" || $1=="99%" {print $2}' | to_ms | paste -sd' '
 }
-to_ms_lines() { while read -r v; do echo "$v" | to_ms; echo; done | paste -sd' '; }
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 taskset -pc "$PROXY_CPU" "$MOCK_PID" >/dev/null
 declare -A ADDED50 ADDED99
