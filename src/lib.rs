@@ -1,6 +1,7 @@
 //! ai-api-gateway: an AI API gateway on Cloudflare's Pingora.
 
 pub mod admin;
+pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod edge;

@@ -30,10 +30,8 @@ use ai_api_gateway::state::GatewayState;
 
 const DEFAULT_CONFIG: &str = "conf/gateway.yaml";
 
-/// mimalloc: a proxy allocates and frees many small buffers per request, and
-/// mimalloc's thread-local free lists cut that cost (see benches/load.sh).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ai_api_gateway::allocator::Allocator = ai_api_gateway::allocator::Allocator;
 
 fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
