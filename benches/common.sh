@@ -73,3 +73,53 @@ $servers
 }
 NGINX
 }
+
+# A one-thread gateway config: listening on PROXY and ADMIN, NAME naming its
+# upgrade socket and pid file in WORK, the access log (to
+# $WORK/NAME-access.log) on or off, one chat route to the mock at MOCK.
+# gateway_yaml NAME PROXY ADMIN MOCK ACCESS_LOG
+gateway_yaml() {
+  cat <<YAML
+server:
+  threads: 1
+  drain_timeout: 1s
+  upgrade_sock: $WORK/$1.sock
+  pid_file: $WORK/$1.pid
+listen:
+  proxy: ["$2"]
+  admin: "$3"
+access_log:
+  enabled: $5
+  path: $WORK/$1-access.log
+upstreams:
+  mock:
+    backends:
+      - base_url: http://$4
+        api_key: bench-key
+routes:
+  - name: chat
+    paths: [/v1/chat/completions]
+    models: [mock-gpt]
+    upstream: mock
+YAML
+}
+
+# The part of a gateway config that turns every feature on, as users run
+# it (#14): API-key auth among 1,000 keys (the benchmarks call with
+# sk-bench-0), a request rule and a token rule per key in hybrid mode on
+# the Redis at REDIS_PORT. Appended to a config whose access log is on.
+every_feature_on_yaml() {
+  local redis_port=$1 i
+  echo "auth:"
+  echo "  api_keys:"
+  for i in $(seq 0 999); do echo "    - {id: key-$i, key: sk-bench-$i, team: team-$((i % 10))}"; done
+  cat <<YAML
+limits:
+  mode: hybrid
+  redis: {url: "redis://127.0.0.1:$redis_port"}
+  rules:
+    - {name: per-key-requests, key: [api_key], counts: requests, limit: 1000000000, window: minute}
+    - {name: per-key-tokens, key: [api_key], counts: total_tokens, limit: 1000000000000, window: minute}
+  global_rules: [per-key-requests, per-key-tokens]
+YAML
+}

@@ -39,49 +39,14 @@ wait_port "$NGINX"; NGINX_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)  
 taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" --listen "$PASS" --upstream "$MOCK" --threads 1 >/dev/null 2>&1 & PIDS+=($!)
 PASS_PID=$!; wait_port "$PASS"
 
-cat > "$WORK/gateway.yaml" <<YAML
-server:
-  threads: 1
-  drain_timeout: 1s
-  upgrade_sock: $WORK/upgrade.sock
-  pid_file: $WORK/gateway.pid
-listen:
-  proxy: ["$GW"]
-  admin: "$ADMIN"
-access_log:
-  enabled: false
-upstreams:
-  mock:
-    backends:
-      - base_url: http://$MOCK
-        api_key: bench-key
-routes:
-  - name: chat
-    paths: [/v1/chat/completions]
-    models: [mock-gpt]
-    upstream: mock
-YAML
+gateway_yaml gateway "$GW" "$ADMIN" "$MOCK" false > "$WORK/gateway.yaml"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway.yaml" >/dev/null 2>&1 & PIDS+=($!)
 GW_PID=$!; wait_port "$GW"
 
 # Every feature on, as users run it: API-key auth among 1,000 keys, a request
 # rule and a token rule per key in hybrid mode on Redis, the JSON access log
 # to a file, usage read from every answer. (Redis is started below.)
-sed -e "s|$GW|$GWF|; s|$ADMIN|$ADMINF|; s|/upgrade\.sock|/upgrade-f.sock|; s|/gateway\.pid|/gateway-f.pid|; s|^  enabled: false|  enabled: true\n  path: $WORK/access-full.log|" "$WORK/gateway.yaml" > "$WORK/gateway-full.yaml"
-{
-  echo "auth:"
-  echo "  api_keys:"
-  for i in $(seq 0 999); do echo "    - {id: key-$i, key: sk-bench-$i, team: team-$((i % 10))}"; done
-  cat <<YAML
-limits:
-  mode: hybrid
-  redis: {url: "redis://127.0.0.1:$REDIS_PORT"}
-  rules:
-    - {name: per-key-requests, key: [api_key], counts: requests, limit: 1000000000, window: minute}
-    - {name: per-key-tokens, key: [api_key], counts: total_tokens, limit: 1000000000000, window: minute}
-  global_rules: [per-key-requests, per-key-tokens]
-YAML
-} >> "$WORK/gateway-full.yaml"
+{ gateway_yaml full "$GWF" "$ADMINF" "$MOCK" true; every_feature_on_yaml "$REDIS_PORT"; } > "$WORK/gateway-full.yaml"
 export KEY=sk-bench-0
 
 
@@ -90,8 +55,7 @@ export KEY=sk-bench-0
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null & PIDS+=($!)
 taskset -pc "$LOAD_CPU" "$!" >/dev/null
 wait_port "127.0.0.1:$REDIS_PORT"
-sed -e "s|$GW|$GWL|; s|$ADMIN|$ADMINL|; s|/upgrade\.sock|/upgrade-l.sock|; s|/gateway\.pid|/gateway-l.pid|" "$WORK/gateway.yaml" > "$WORK/gateway-limits.yaml"
-cat >> "$WORK/gateway-limits.yaml" <<YAML
+{ gateway_yaml limits "$GWL" "$ADMINL" "$MOCK" false; cat <<YAML
     limits: [per-client]
 limits:
   mode: hybrid
@@ -99,6 +63,7 @@ limits:
   rules:
     - {name: per-client, key: [client_ip], counts: requests, limit: 1000000000, window: minute}
 YAML
+} > "$WORK/gateway-limits.yaml"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-limits.yaml" >"$WORK/gateway-limits.log" 2>&1 & PIDS+=($!)
 GWL_PID=$!; wait_port "$GWL"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-full.yaml" >"$WORK/gateway-full.log" 2>&1 & PIDS+=($!)
@@ -109,7 +74,7 @@ GWF_PID=$!; wait_port "$GWF"
 # round: an A/B of a change in the configuration the floors are set for.
 BASE_PID=
 if [ -n "${BASELINE_BIN:-}" ]; then
-  sed -e "s|$GWF|$GWB|; s|$ADMINF|$ADMINB|; s|/upgrade-f\.sock|/upgrade-b.sock|; s|/gateway-f\.pid|/gateway-b.pid|; s|access-full\.log|access-baseline.log|" "$WORK/gateway-full.yaml" > "$WORK/gateway-baseline.yaml"
+  { gateway_yaml baseline "$GWB" "$ADMINB" "$MOCK" true; every_feature_on_yaml "$REDIS_PORT"; } > "$WORK/gateway-baseline.yaml"
   RUST_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE_BIN" -c "$WORK/gateway-baseline.yaml" >/dev/null 2>&1 & PIDS+=($!)
   BASE_PID=$!; wait_port "$GWB"
 fi
@@ -118,13 +83,13 @@ fi
 # OTLP sink (on the load generator's core).
 taskset -c "$LOAD_CPU" python3 benches/otlp_sink.py "$SINK_PORT" & PIDS+=($!)
 wait_port "127.0.0.1:$SINK_PORT"
-sed -e "s|$GWF|$GWT|; s|$ADMINF|$ADMINT|; s|/upgrade-f\.sock|/upgrade-t.sock|; s|/gateway-f\.pid|/gateway-t.pid|; s|access-full\.log|access-traced.log|" "$WORK/gateway-full.yaml" > "$WORK/gateway-traced.yaml"
-cat >> "$WORK/gateway-traced.yaml" <<YAML
+{ gateway_yaml traced "$GWT" "$ADMINT" "$MOCK" true; every_feature_on_yaml "$REDIS_PORT"; cat <<YAML
 tracing:
   enabled: true
   endpoint: http://127.0.0.1:$SINK_PORT/v1/traces
   sample_ratio: 1.0
 YAML
+} > "$WORK/gateway-traced.yaml"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway-traced.yaml" >"$WORK/gateway-traced.log" 2>&1 & PIDS+=($!)
 GWT_PID=$!; wait_port "$GWT"
 
@@ -183,7 +148,7 @@ echo "gateway/passthrough:   $(ratio "${RPS[gateway]}" "${RPS[passthrough]}")  (
 echo "gateway with limits / without, rps: $(ratio "${RPS[gateway_limits]}" "${RPS[gateway]}")  (floor 0.9)"
 echo "cpu per request, passthrough/gateway (efficiency vs bare Pingora): $(ratio "${CPU[passthrough]}" "${CPU[gateway]}")"
 echo "every feature on, cpu per request: $(ratio "${CPU[gateway_full]}" "${CPU[passthrough]}")x the passthrough (floor 1.15), $(ratio "${CPU[gateway_full]}" "${CPU[nginx]}")x nginx; rps $(ratio "${RPS[gateway_full]}" "${RPS[passthrough]}")x the passthrough"
-lines=$(wc -l < "$WORK/access-full.log")
+lines=$(wc -l < "$WORK/full-access.log")
 dropped=$(curl -s "http://$ADMINF/metrics" | awk '$1=="access_log_dropped_total" {print $2}')
 echo "every feature on: $lines access-log lines written for ${REQS[gateway_full]} requests (and the warm-up), $dropped dropped"
 traced_metrics=$(curl -s "http://$ADMINT/metrics")
