@@ -23,9 +23,10 @@ bench_cleanup() {
   rm -rf "$WORK"
 }
 
-# Waits until host:port accepts a connection (10 s at most).
+# Waits until host:port accepts a connection: TENTHS tenths of a second at
+# most (10 s by default). wait_port HOST:PORT [TENTHS]
 wait_port() {
-  for _ in $(seq 100); do
+  for _ in $(seq "${2:-100}"); do
     (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
     sleep 0.1
   done
@@ -74,34 +75,52 @@ $servers
 NGINX
 }
 
-# A one-thread gateway config: listening on PROXY and ADMIN, NAME naming its
-# upgrade socket and pid file in WORK, the access log (to
-# $WORK/NAME-access.log) on or off, one chat route to the mock at MOCK.
-# gateway_yaml NAME PROXY ADMIN MOCK ACCESS_LOG
-gateway_yaml() {
+# The head of a one-thread gateway config: NAME names its upgrade socket
+# ($WORK/NAME.sock), pid file and access log ($WORK/NAME-access.log, on or
+# off); listening on PROXY and ADMIN. The listen section comes last, so
+# that a caller can add keys to it.
+# gateway_head_yaml NAME PROXY ADMIN ACCESS_LOG [DRAIN_TIMEOUT]
+gateway_head_yaml() {
   cat <<YAML
 server:
   threads: 1
-  drain_timeout: 1s
+  drain_timeout: ${5:-1s}
   upgrade_sock: $WORK/$1.sock
   pid_file: $WORK/$1.pid
+access_log:
+  enabled: $4
+  path: $WORK/$1-access.log
 listen:
   proxy: ["$2"]
   admin: "$3"
-access_log:
-  enabled: $5
-  path: $WORK/$1-access.log
+YAML
+}
+
+# The mock at MOCK as the one upstream of a chat route for mock-gpt;
+# API_KEY, when given, is the key the gateway sends it.
+# mock_route_yaml MOCK [API_KEY]
+mock_route_yaml() {
+  cat <<YAML
 upstreams:
   mock:
     backends:
-      - base_url: http://$4
-        api_key: bench-key
+      - base_url: http://$1
+YAML
+  [ -z "${2:-}" ] || echo "        api_key: $2"
+  cat <<YAML
 routes:
   - name: chat
     paths: [/v1/chat/completions]
     models: [mock-gpt]
     upstream: mock
 YAML
+}
+
+# A whole one-thread gateway config with one chat route to the mock (see
+# the two above). gateway_yaml NAME PROXY ADMIN MOCK ACCESS_LOG
+gateway_yaml() {
+  gateway_head_yaml "$1" "$2" "$3" "$5"
+  mock_route_yaml "$4" bench-key
 }
 
 # The part of a gateway config that turns every feature on, as users run

@@ -52,10 +52,7 @@ count() {
   RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@" >"$WORK/$name.log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   # Valgrind reads the binary's debug info first: allow it a minute.
-  for _ in $(seq 600); do
-    (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_port "$addr" 600
   wrk -t1 -c8 -d3s -s benches/wrk/chat.lua "http://$addr" >/dev/null
   callgrind_control -i on "$pid" >/dev/null 2>&1
   local result; result=$(wrk -t1 -c8 -d"${DURATION}s" -s benches/wrk/chat.lua "http://$addr")

@@ -45,30 +45,15 @@ $(nginx_server "$NGINX ssl" "$tls")"
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
 wait_port "$NGINX"; NGINX_PID=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
 
-cat > "$WORK/gateway.yaml" <<YAML
-server:
-  threads: 1
-  drain_timeout: 1s
-  upgrade_sock: $WORK/upgrade.sock
-  pid_file: $WORK/gateway.pid
-listen:
-  proxy: ["$GW"]
+{
+  gateway_head_yaml gateway "$GW" "$ADMIN" false
+  cat <<YAML
   proxy_tls: ["$GW_TLS"]
-  admin: "$ADMIN"
   tls:
     certificates: [{cert_file: $WORK/cert.pem, key_file: $WORK/key.pem}]
-access_log:
-  enabled: false
-upstreams:
-  mock:
-    backends:
-      - base_url: http://$MOCK
-routes:
-  - name: chat
-    paths: [/v1/chat/completions]
-    models: [mock-gpt]
-    upstream: mock
 YAML
+  mock_route_yaml "$MOCK"
+} > "$WORK/gateway.yaml"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/ai-api-gateway" -c "$WORK/gateway.yaml" >"$WORK/gateway.log" 2>&1 & PIDS+=($!)
 GW_PID=$!; wait_port "$GW_TLS"
 

@@ -54,34 +54,14 @@ NGINX_SUMMARY=$(summary "$WORK/nginx.wrk"); NGINX_STREAM=$(stream_outcome nginx)
 kill "$(cat "$WORK/nginx.pid")"
 
 # The gateway, upgraded twice.
-cat > "$WORK/gateway.yaml" <<YAML
-server:
-  threads: 1
-  drain_timeout: 60s
-  upgrade_sock: $WORK/upgrade.sock
-  pid_file: $WORK/gateway.pid
-listen:
-  proxy: ["$GW"]
-  admin: "$ADMIN"
-access_log:
-  enabled: false
-upstreams:
-  mock:
-    backends:
-      - base_url: http://$MOCK
-routes:
-  - name: chat
-    paths: [/v1/chat/completions]
-    models: [mock-gpt]
-    upstream: mock
-YAML
+{ gateway_head_yaml gateway "$GW" "$ADMIN" false 60s; mock_route_yaml "$MOCK"; } > "$WORK/gateway.yaml"
 RUST_LOG=warn "$BIN/ai-api-gateway" -c "$WORK/gateway.yaml" > "$WORK/gateway-0.log" 2>&1 &
 wait_port "$GW"
 upgrade() {
   local old; old=$(cat "$WORK/gateway.pid")
-  rm -f "$WORK/upgrade.sock"
+  rm -f "$WORK/gateway.sock"
   RUST_LOG=warn "$BIN/ai-api-gateway" -u -c "$WORK/gateway.yaml" > "$WORK/gateway-$1.log" 2>&1 &
-  for _ in $(seq 100); do [ -S "$WORK/upgrade.sock" ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ -S "$WORK/gateway.sock" ] && break; sleep 0.1; done
   kill -QUIT "$old"
 }
 stream "$GW" gateway & STREAM=$!
