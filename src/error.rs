@@ -1,18 +1,114 @@
-//! The gateway's own error responses, in the client's dialect: OpenAI's
-//! `{"error":{"message":"...","type":"...","code":"...","param":...}}`, or
-//! Anthropic's `{"type":"error","error":{"type":"...","message":"..."}}`
-//! for clients of `/v1/messages`.
+//! The gateway's own error answers. Every one is an [`ErrorCode`], which
+//! fixes its status, its kind and its machine-readable `code`; the body is
+//! written by the client dialect's one error renderer
+//! (`llm::translate::error_body`), so a client of `/v1/messages` gets
+//! Anthropic's envelope and everyone else OpenAI's.
 
-use serde::Serialize;
+use crate::llm::translate::{self, ErrorBody, ErrorKind, TranslateError};
+use crate::llm::{BodyError, Dialect};
 
-use crate::llm::translate::{self, ErrorKind};
-use crate::llm::Dialect;
+/// Declares [`ErrorCode`] from one table: each error's variant, its `code`,
+/// its status and its kind.
+macro_rules! error_codes {
+    ($($(#[$meta:meta])* $variant:ident = ($code:literal, $status:literal, $kind:ident),)+) => {
+        /// Every error the gateway answers itself.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($(#[$meta])* $variant,)+
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            /// The HTTP status the error is answered with.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$variant => $status,)+
+                }
+            }
+
+            /// What went wrong, in the terms every dialect's envelope has a
+            /// type for.
+            pub fn kind(self) -> ErrorKind {
+                match self {
+                    $(ErrorCode::$variant => ErrorKind::$kind,)+
+                }
+            }
+
+            /// The stable `code` of the error body.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // The request itself.
+    InvalidPath = ("invalid_path", 400, InvalidRequest),
+    AmbiguousFraming = ("ambiguous_framing", 400, InvalidRequest),
+    InvalidContentLength = ("invalid_request", 400, InvalidRequest),
+    MalformedBody = ("malformed_body", 400, InvalidRequest),
+    MalformedRequest = ("malformed_request", 400, InvalidRequest),
+    BadRequest = ("bad_request", 400, InvalidRequest),
+    InvalidJson = ("invalid_json", 400, InvalidRequest),
+    MissingModel = ("missing_model", 400, InvalidRequest),
+    InvalidModel = ("invalid_model", 400, InvalidRequest),
+    UnsupportedParameter = ("unsupported_parameter", 400, InvalidRequest),
+    InvalidParameter = ("invalid_parameter", 400, InvalidRequest),
+    UnknownParameter = ("unknown_parameter", 400, InvalidRequest),
+    UnknownUrl = ("unknown_url", 404, NotFound),
+    MethodNotAllowed = ("method_not_allowed", 405, InvalidRequest),
+    RequestTimeout = ("request_timeout", 408, InvalidRequest),
+    LengthRequired = ("length_required", 411, InvalidRequest),
+    RequestTooLarge = ("request_too_large", 413, TooLarge),
+    HeaderFieldsTooLarge = ("header_fields_too_large", 431, InvalidRequest),
+    // The caller.
+    MissingCredentials = ("missing_credentials", 401, Authentication),
+    InvalidCredentials = ("invalid_credentials", 401, Authentication),
+    InvalidAdminToken = ("invalid_admin_token", 401, Authentication),
+    ModelNotAllowed = ("model_not_allowed", 403, Permission),
+    InsufficientScope = ("insufficient_scope", 403, Permission),
+    ModelNotFound = ("model_not_found", 404, NotFound),
+    UnknownRule = ("unknown_rule", 404, NotFound),
+    // Limits.
+    RateLimitExceeded = ("rate_limit_exceeded", 429, RateLimit),
+    BudgetExceeded = ("budget_exceeded", 429, RateLimit),
+    RateLimitUnavailable = ("rate_limit_unavailable", 503, Overloaded),
+    SpendUnavailable = ("spend_unavailable", 503, Overloaded),
+    // Upstreams and the gateway.
+    NoHealthyUpstream = ("no_healthy_upstream", 503, Overloaded),
+    UpstreamError = ("upstream_error", 502, Server),
+    UpstreamTimeout = ("upstream_timeout", 504, Server),
+    Internal = ("internal_error", 500, Server),
+}
+
+impl From<&BodyError> for ErrorCode {
+    fn from(e: &BodyError) -> Self {
+        match e {
+            BodyError::InvalidJson(_) | BodyError::NotAnObject => ErrorCode::InvalidJson,
+            BodyError::MissingModel => ErrorCode::MissingModel,
+            BodyError::ModelNotAString | BodyError::ModelTooLong => ErrorCode::InvalidModel,
+        }
+    }
+}
+
+impl From<&TranslateError> for ErrorCode {
+    fn from(e: &TranslateError) -> Self {
+        match e {
+            TranslateError::Unsupported { .. } => ErrorCode::UnsupportedParameter,
+            TranslateError::Invalid { .. } => ErrorCode::InvalidParameter,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    pub code: ErrorCode,
+    /// The code's status; an upstream's own for a failure passed on.
     pub status: u16,
-    pub kind: &'static str,
-    pub code: &'static str,
     pub message: String,
     /// `WWW-Authenticate` challenge, for 401s.
     pub challenge: Option<&'static str>,
@@ -22,32 +118,11 @@ pub struct ApiError {
     pub extra_headers: Vec<(&'static str, String)>,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    code: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    param: Option<&'a str>,
-}
-
 impl ApiError {
-    pub fn new(
-        status: u16,
-        kind: &'static str,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
-            kind,
             code,
+            status: code.status(),
             message: message.into(),
             challenge: None,
             param: None,
@@ -55,93 +130,91 @@ impl ApiError {
         }
     }
 
-    pub fn invalid_request(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(status, "invalid_request_error", code, message)
+    /// A body the gateway could not use, as the client's 400.
+    pub fn of_body(e: &BodyError) -> Self {
+        Self::new(e.into(), e.to_string())
+    }
+
+    /// A request that cannot be translated for the target, naming the parameter.
+    pub fn of_translation(e: &TranslateError) -> Self {
+        let mut error = Self::new(e.into(), e.to_string());
+        error.param = Some(e.param().into());
+        error
     }
 
     pub fn unknown_path(method: &str, path: &str) -> Self {
-        Self::invalid_request(
-            404,
-            "unknown_url",
+        Self::new(
+            ErrorCode::UnknownUrl,
             format!("Invalid URL ({method} {})", truncate(path, 200)),
         )
     }
 
     pub fn model_not_found(model: &str) -> Self {
-        Self::invalid_request(
-            404,
-            "model_not_found",
+        Self::new(
+            ErrorCode::ModelNotFound,
             format!("The model `{model}` does not exist or you do not have access to it."),
         )
     }
 
     pub fn body_too_large(limit: usize) -> Self {
-        Self::invalid_request(
-            413,
-            "request_too_large",
+        Self::new(
+            ErrorCode::RequestTooLarge,
             format!("The request body is larger than the limit of {limit} bytes."),
         )
     }
 
     pub fn no_healthy_backend(route: &str) -> Self {
         Self::new(
-            503,
-            "server_error",
-            "no_healthy_upstream",
+            ErrorCode::NoHealthyUpstream,
             format!("No healthy upstream is available for route `{route}`."),
         )
     }
 
     pub fn bad_gateway(detail: &str) -> Self {
         Self::new(
-            502,
-            "server_error",
-            "upstream_error",
+            ErrorCode::UpstreamError,
             format!("The upstream failed: {detail}."),
         )
     }
 
+    /// An upstream's failure status, passed on to the client.
+    pub fn upstream_status(status: u16) -> Self {
+        let mut error = Self::new(ErrorCode::UpstreamError, "The upstream failed.");
+        error.status = status;
+        error
+    }
+
     pub fn gateway_timeout() -> Self {
         Self::new(
-            504,
-            "server_error",
-            "upstream_timeout",
+            ErrorCode::UpstreamTimeout,
             "The upstream did not answer in time.",
         )
     }
 
     pub fn internal() -> Self {
         Self::new(
-            500,
-            "server_error",
-            "internal_error",
+            ErrorCode::Internal,
             "The gateway failed to handle the request.",
         )
     }
 
+    /// The body in OpenAI's shape (the admin port, and clients of every
+    /// path but the Messages API).
     pub fn body(&self) -> Vec<u8> {
         self.body_for(Dialect::OpenAi)
     }
 
     /// The body in a client dialect's shape.
     pub fn body_for(&self, dialect: Dialect) -> Vec<u8> {
-        match dialect {
-            Dialect::OpenAi => {
-                let envelope = Envelope {
-                    error: Inner {
-                        message: &self.message,
-                        kind: self.kind,
-                        code: self.code,
-                        param: self.param.as_deref(),
-                    },
-                };
-                // Serializing plain strings cannot fail; keep a fallback anyway.
-                serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
-            }
-            Dialect::Anthropic => {
-                translate::error_body(dialect, ErrorKind::of_status(self.status), &self.message)
-            }
-        }
+        translate::error_body(
+            dialect,
+            &ErrorBody {
+                kind: self.code.kind(),
+                message: &self.message,
+                code: Some(self.code.as_str()),
+                param: self.param.as_deref(),
+            },
+        )
     }
 }
 
@@ -166,6 +239,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], serde_json::Value::Null);
         assert_eq!(
             v["error"]["message"],
             "The model `x\"y` does not exist or you do not have access to it."
@@ -185,6 +259,15 @@ mod tests {
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], kind, "{error:?}");
             assert_eq!(v["error"]["message"], error.message.as_str());
+        }
+    }
+
+    /// Each code's kind agrees with its status, as every client reads them.
+    #[test]
+    fn kinds_agree_with_statuses() {
+        for &code in ErrorCode::ALL {
+            assert_eq!(code.kind(), ErrorKind::of_status(code.status()), "{code:?}");
+            assert!(!code.as_str().is_empty());
         }
     }
 

@@ -17,7 +17,7 @@ use pingora::services::Service;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::lifecycle::drain;
 use crate::observability::metrics::metrics;
 use crate::reload::SharedState;
@@ -97,7 +97,7 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
-            let e = ApiError::invalid_request(405, "method_not_allowed", "Use GET.");
+            let e = ApiError::new(ErrorCode::MethodNotAllowed, "Use GET.");
             return respond(e.status, JSON, e.body());
         }
         let state = self.state.load();
@@ -121,9 +121,7 @@ impl ServeHttp for Admin {
             .is_some_and(|token| token.admits(&req.headers));
         if !admitted {
             let e = ApiError::new(
-                401,
-                "authentication_error",
-                "invalid_admin_token",
+                ErrorCode::InvalidAdminToken,
                 if state.admin_token.is_some() {
                     "This endpoint needs `Authorization: Bearer` with the admin token."
                 } else {

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Limiter, SpendError, SpendLine, SpendQuery};
 
 #[derive(Serialize)]
@@ -74,9 +74,8 @@ pub async fn answer(limiter: &Limiter, query: Option<&str>) -> Result<Vec<u8>, A
             "rule" => rule = Some(value.into_owned()),
             "key" => key = Some(value.into_owned()),
             other => {
-                let mut e = ApiError::invalid_request(
-                    400,
-                    "unknown_parameter",
+                let mut e = ApiError::new(
+                    ErrorCode::UnknownParameter,
                     format!("Unknown query parameter `{other}`: use `rule` and `key`."),
                 );
                 e.param = Some(other.into());
@@ -89,15 +88,12 @@ pub async fn answer(limiter: &Limiter, query: Option<&str>) -> Result<Vec<u8>, A
         key: key.as_deref(),
     };
     let lines = limiter.spend(query).await.map_err(|e| match e {
-        SpendError::UnknownRule(name) => ApiError::invalid_request(
-            404,
-            "unknown_rule",
+        SpendError::UnknownRule(name) => ApiError::new(
+            ErrorCode::UnknownRule,
             format!("No limit rule `{name}` counts `cost_usd`."),
         ),
         SpendError::Unavailable(detail) => ApiError::new(
-            503,
-            "server_error",
-            "spend_unavailable",
+            ErrorCode::SpendUnavailable,
             format!("Spend cannot be read from Redis right now: {detail}"),
         ),
     })?;

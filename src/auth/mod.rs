@@ -23,7 +23,7 @@ pub use jwt::JwtVerifier;
 
 use crate::config::{self, AuthMethod, Glob};
 pub use crate::edge::tls::ClientCertificate;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::observability::metrics::metrics;
 use client_cert::ClientCertStore;
 use credentials::Credential;
@@ -164,42 +164,29 @@ impl Failure {
     fn answer(self, model: Option<&str>) -> ApiError {
         match self {
             Failure::ForbiddenModel => ApiError::new(
-                403,
-                "permission_error",
-                "model_not_allowed",
+                ErrorCode::ModelNotAllowed,
                 format!(
                     "You are not allowed to use the model `{}`.",
                     model.unwrap_or_default()
                 ),
             ),
             Failure::InsufficientScope => ApiError::new(
-                403,
-                "permission_error",
-                "insufficient_scope",
+                ErrorCode::InsufficientScope,
                 "Your credentials do not grant the scopes this endpoint requires.",
             ),
             Failure::Missing => ApiError::new(
-                401,
-                "authentication_error",
-                "missing_credentials",
+                ErrorCode::MissingCredentials,
                 "No credentials: send `Authorization: Bearer <key or token>` or `x-api-key`.",
             ),
             Failure::TooLarge => ApiError::new(
-                401,
-                "authentication_error",
-                "invalid_credentials",
+                ErrorCode::InvalidCredentials,
                 "The credentials are too large.",
             ),
-            Failure::Expired => ApiError::new(
-                401,
-                "authentication_error",
-                "invalid_credentials",
-                "The token has expired.",
-            ),
+            Failure::Expired => {
+                ApiError::new(ErrorCode::InvalidCredentials, "The token has expired.")
+            }
             _ => ApiError::new(
-                401,
-                "authentication_error",
-                "invalid_credentials",
+                ErrorCode::InvalidCredentials,
                 "The credentials are not valid.",
             ),
         }

@@ -16,7 +16,7 @@ use super::body;
 use super::context::{Admitted, ModelRequest, Refusal};
 use crate::auth::{ClientCertificate, Failure, Identity};
 use crate::config::AuthMethod;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Admission, Charge, Limiter, Rejection, RequestFacts};
 use crate::llm::{self, translate, Dialect, Usage};
 use crate::observability::metrics::metrics;
@@ -32,9 +32,8 @@ pub fn header_limits(state: &GatewayState, session: &Session) -> Result<(), ApiE
     // Pingora drops Content-Length when Transfer-Encoding is present, so
     // look at the raw header block (only for the rare chunked request).
     if headers.contains_key(http::header::TRANSFER_ENCODING) && raw_has_content_length(session) {
-        return Err(ApiError::invalid_request(
-            400,
-            "ambiguous_framing",
+        return Err(ApiError::new(
+            ErrorCode::AmbiguousFraming,
             "A request may not carry both Content-Length and Transfer-Encoding.",
         ));
     }
@@ -44,9 +43,8 @@ pub fn header_limits(state: &GatewayState, session: &Session) -> Result<(), ApiE
         .sum();
     let limits = &state.request;
     if headers.len() > limits.max_headers || size > limits.max_header_bytes {
-        return Err(ApiError::invalid_request(
-            431,
-            "header_fields_too_large",
+        return Err(ApiError::new(
+            ErrorCode::HeaderFieldsTooLarge,
             format!(
                 "The request headers exceed the limits ({} headers, {} bytes).",
                 limits.max_headers, limits.max_header_bytes
@@ -79,8 +77,7 @@ pub async fn admit(
         return charge_limits(state, client_ip, first, identity, None, dialect).await;
     }
     let body = body::read_body(session, state.request.max_body_bytes).await?;
-    let inspected =
-        llm::inspect(&body).map_err(|e| ApiError::invalid_request(400, e.code(), e.to_string()))?;
+    let inspected = llm::inspect(&body).map_err(|e| ApiError::of_body(&e))?;
     let route = state
         .routes
         .match_model(&path, &inspected.model)
@@ -146,12 +143,8 @@ pub fn prepare(
                 drop_unsupported: route.drop_unsupported_params,
                 default_max_tokens: route.default_max_tokens,
             };
-            let translated =
-                translate::request(client, dialect, &source, &options).map_err(|e| {
-                    let mut error = ApiError::invalid_request(400, e.code(), e.to_string());
-                    error.param = Some(e.param().into());
-                    error
-                })?;
+            let translated = translate::request(client, dialect, &source, &options)
+                .map_err(|e| ApiError::of_translation(&e))?;
             Bytes::from(translated)
         };
         bodies[dialect.index()] = Some(prepared);
@@ -169,7 +162,7 @@ pub fn prepare(
 }
 
 fn body_error(e: llm::BodyError) -> ApiError {
-    ApiError::invalid_request(400, e.code(), e.to_string())
+    ApiError::of_body(&e)
 }
 
 /// Charges the route's, the caller's and the global limit rules.

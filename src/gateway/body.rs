@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
 use super::context::Refusal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Pingora's retry buffer size (`BODY_BUF_LIMIT` in pingora-core).
 const RETRY_BUFFER: usize = 64 * 1024;
@@ -43,18 +43,16 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Ref
             }
             Err(e) if matches!(e.etype(), pingora::ErrorType::ReadTimedout) => {
                 session.set_keepalive(None);
-                return Err(ApiError::invalid_request(
-                    408,
-                    "request_timeout",
+                return Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
                     "The request body stopped arriving.",
                 )
                 .into());
             }
             Err(_) => {
                 session.set_keepalive(None);
-                return Err(ApiError::invalid_request(
-                    400,
-                    "malformed_body",
+                return Err(ApiError::new(
+                    ErrorCode::MalformedBody,
                     "The request body is not framed correctly.",
                 )
                 .into());
@@ -71,9 +69,8 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Ref
         }
     }
     if !body.is_empty() && session.get_retry_buffer().is_none() {
-        return Err(ApiError::invalid_request(
-            411,
-            "length_required",
+        return Err(ApiError::new(
+            ErrorCode::LengthRequired,
             "Request bodies over 64 KiB must be sent with a Content-Length header.",
         )
         .into());
@@ -94,7 +91,10 @@ fn declared_length(session: &Session) -> Result<Option<usize>, ApiError> {
             .and_then(|v| v.trim().parse::<usize>().ok())
             .map(Some)
             .ok_or_else(|| {
-                ApiError::invalid_request(400, "invalid_request", "Content-Length is not a number.")
+                ApiError::new(
+                    ErrorCode::InvalidContentLength,
+                    "Content-Length is not a number.",
+                )
             }),
     }
 }

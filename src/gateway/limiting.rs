@@ -7,7 +7,7 @@ use pingora::http::ResponseHeader;
 
 use super::RequestCtx;
 use crate::config::LimitCounts;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Charge, Rejection, Standing};
 use crate::llm::Dialect;
 
@@ -15,9 +15,7 @@ use crate::llm::Dialect;
 pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
     let mut error = if r.status == 503 {
         ApiError::new(
-            503,
-            "server_error",
-            "rate_limit_unavailable",
+            ErrorCode::RateLimitUnavailable,
             format!(
                 "Rate limit `{}` cannot be checked right now; retry shortly.",
                 r.rule
@@ -25,9 +23,7 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
         )
     } else if r.counts == LimitCounts::CostUsd {
         ApiError::new(
-            429,
-            "rate_limit_error",
-            "budget_exceeded",
+            ErrorCode::BudgetExceeded,
             format!(
                 "Budget `{}` reached: ${} per {}. Retry in {} s.",
                 r.rule,
@@ -43,9 +39,7 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
             _ => "tokens",
         };
         ApiError::new(
-            429,
-            "rate_limit_error",
-            "rate_limit_exceeded",
+            ErrorCode::RateLimitExceeded,
             format!(
                 "Rate limit `{}` reached: {} {what} per {}. Retry in {} s.",
                 r.rule,

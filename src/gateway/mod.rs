@@ -29,7 +29,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 pub use context::{RequestCtx, MAX_ATTEMPTS};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::lifecycle::drain;
 use crate::llm::Dialect;
 use crate::observability::metrics::metrics;
@@ -92,7 +92,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         if let Err(e) = path::apply(session) {
-            let e = ApiError::invalid_request(400, "invalid_path", e.to_string());
+            let e = ApiError::new(ErrorCode::InvalidPath, e.to_string());
             respond::send_error(session, &e, ctx).await?;
             return Ok(true);
         }
@@ -319,12 +319,7 @@ impl ProxyHttp for Gateway {
 /// The client's answer for an error Pingora reports at the end of a request.
 fn classify(e: &Error, ctx: &RequestCtx) -> Option<ApiError> {
     if let ErrorType::HTTPStatus(code) = e.etype() {
-        return Some(ApiError::new(
-            *code,
-            "server_error",
-            "upstream_error",
-            "The upstream failed.",
-        ));
+        return Some(ApiError::upstream_status(*code));
     }
     match e.esource() {
         ErrorSource::Upstream if attempts::is_timeout(e) => Some(ApiError::gateway_timeout()),
@@ -338,9 +333,8 @@ fn classify(e: &Error, ctx: &RequestCtx) -> Option<ApiError> {
         }
         ErrorSource::Downstream => match e.etype() {
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
-            _ => Some(ApiError::invalid_request(
-                400,
-                "bad_request",
+            _ => Some(ApiError::new(
+                ErrorCode::BadRequest,
                 "The request is malformed.",
             )),
         },

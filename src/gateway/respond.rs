@@ -6,7 +6,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use super::RequestCtx;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::lifecycle::drain;
 use crate::llm::Dialect;
 use crate::observability::metrics::metrics;
@@ -96,14 +96,12 @@ pub async fn send_error(session: &mut Session, error: &ApiError, ctx: &RequestCt
 pub fn refused_before_hooks(status: u16) -> Vec<u8> {
     metrics().malformed_requests.inc();
     let error = match status {
-        405 => ApiError::invalid_request(
-            405,
-            "method_not_allowed",
+        405 => ApiError::new(
+            ErrorCode::MethodNotAllowed,
             "This method is not served (CONNECT is not proxied).",
         ),
-        _ => ApiError::invalid_request(
-            400,
-            "malformed_request",
+        _ => ApiError::new(
+            ErrorCode::MalformedRequest,
             "The request's head is not valid HTTP/1.1.",
         ),
     };

@@ -164,8 +164,10 @@ fn translate_piece(
                     None => (
                         Bytes::from(translate::error_body(
                             client,
-                            translate::ErrorKind::Server,
-                            "The upstream's answer could not be translated.",
+                            &translate::ErrorBody::new(
+                                translate::ErrorKind::Server,
+                                "The upstream's answer could not be translated.",
+                            ),
                         )),
                         None,
                     ),

@@ -31,17 +31,6 @@ pub enum BodyError {
     ModelTooLong,
 }
 
-impl BodyError {
-    /// Stable machine-readable code for the error body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            BodyError::InvalidJson(_) | BodyError::NotAnObject => "invalid_json",
-            BodyError::MissingModel => "missing_model",
-            BodyError::ModelNotAString | BodyError::ModelTooLong => "invalid_model",
-        }
-    }
-}
-
 impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -563,8 +563,9 @@ pub fn error_type(kind: ErrorKind) -> &'static str {
     }
 }
 
-pub fn render_error(kind: ErrorKind, message: &str) -> Value {
-    json!({"type": "error", "error": {"type": error_type(kind), "message": message}})
+/// Anthropic's error envelope: `{"type":"error","error":{"type","message"}}`.
+pub fn render_error(e: &ErrorBody<'_>) -> Value {
+    json!({"type": "error", "error": {"type": error_type(e.kind), "message": e.message}})
 }
 
 /// Reads Anthropic events into stream events.
@@ -743,7 +744,7 @@ impl Encoder {
             StreamEvent::Stop(reason) => self.stop = Some(*reason),
             StreamEvent::Usage(usage) => self.usage = *usage,
             StreamEvent::Error { kind, message } => {
-                emit(out, "error", &render_error(*kind, message))
+                emit(out, "error", &render_error(&ErrorBody::new(*kind, message)))
             }
             StreamEvent::Done => {
                 self.close(out);

@@ -144,6 +144,28 @@ pub enum StreamEvent {
     Done,
 }
 
+/// An error answer, before a dialect's envelope is put around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorBody<'a> {
+    pub kind: ErrorKind,
+    pub message: &'a str,
+    /// A machine-readable code (OpenAI's `code`), when there is one.
+    pub code: Option<&'a str>,
+    /// The request parameter at fault (OpenAI's `param`).
+    pub param: Option<&'a str>,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(kind: ErrorKind, message: &'a str) -> Self {
+        Self {
+            kind,
+            message,
+            code: None,
+            param: None,
+        }
+    }
+}
+
 /// What went wrong, in the terms both dialects share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

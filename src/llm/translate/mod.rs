@@ -19,7 +19,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub use ir::{ChatRequest, ChatResponse, ErrorKind, StreamEvent, Usage};
+pub use ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, StreamEvent, Usage};
 pub use stream::StreamTranslator;
 
 use super::Dialect;
@@ -52,13 +52,6 @@ impl TranslateError {
             TranslateError::Unsupported { param, .. } | TranslateError::Invalid { param, .. } => {
                 param
             }
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            TranslateError::Unsupported { .. } => "unsupported_parameter",
-            TranslateError::Invalid { .. } => "invalid_parameter",
         }
     }
 
@@ -146,14 +139,15 @@ pub fn error(from: Dialect, to: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
     if status == 413 || kind == ErrorKind::Server {
         kind = ErrorKind::of_status(status);
     }
-    error_body(to, kind, &message)
+    error_body(to, &ErrorBody::new(kind, &message))
 }
 
-/// An error body in `dialect`'s shape.
-pub fn error_body(dialect: Dialect, kind: ErrorKind, message: &str) -> Vec<u8> {
+/// An error body in `dialect`'s shape: each client dialect has one
+/// renderer, used for the gateway's own errors and translated ones alike.
+pub fn error_body(dialect: Dialect, error: &ErrorBody<'_>) -> Vec<u8> {
     let value = match dialect {
-        Dialect::OpenAi => openai::render_error(kind, message, None),
-        Dialect::Anthropic => anthropic::render_error(kind, message),
+        Dialect::OpenAi => openai::render_error(error),
+        Dialect::Anthropic => anthropic::render_error(error),
     };
     value.to_string().into_bytes()
 }

@@ -632,8 +632,9 @@ pub fn error_type(kind: ErrorKind) -> &'static str {
     }
 }
 
-pub fn render_error(kind: ErrorKind, message: &str, code: Option<&str>) -> Value {
-    json!({"error": {"message": message, "type": error_type(kind), "param": null, "code": code}})
+/// OpenAI's error envelope: `{"error":{"message","type","param","code"}}`.
+pub fn render_error(e: &ErrorBody<'_>) -> Value {
+    json!({"error": {"message": e.message, "type": error_type(e.kind), "param": e.param, "code": e.code}})
 }
 
 /// Reads OpenAI chunks into stream events.
@@ -750,7 +751,9 @@ impl Encoder {
             ),
             StreamEvent::Stop(reason) => self.chunk(out, json!({}), Some(finish_reason(*reason))),
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
-            StreamEvent::Error { kind, message } => data(out, &render_error(*kind, message, None)),
+            StreamEvent::Error { kind, message } => {
+                data(out, &render_error(&ErrorBody::new(*kind, message)))
+            }
             StreamEvent::Done => {
                 if self.include_usage {
                     let usage = self.usage.unwrap_or_default();
