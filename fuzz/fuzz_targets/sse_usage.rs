@@ -4,11 +4,19 @@
 //! the usage chunk), four chunk sizes (a byte each, plus one), the body.
 #![no_main]
 
-use ai_api_gateway::llm::{Usage, UsageScanner};
+use ai_api_gateway::llm::sse::DEFAULT_MAX_EVENT;
+use ai_api_gateway::llm::{Framing, Usage, UsageScanner};
 use libfuzzer_sys::fuzz_target;
 
 fn scan(sse: bool, strip: bool, body: &[u8], chunk_sizes: &[usize]) -> (Option<Usage>, Vec<u8>) {
-    let mut scanner = UsageScanner::new(sse, strip);
+    let framing = if sse {
+        Framing::EventStream {
+            cut_usage_chunk: strip,
+        }
+    } else {
+        Framing::Json
+    };
+    let mut scanner = UsageScanner::new(framing, DEFAULT_MAX_EVENT);
     let mut out = Vec::new();
     let mut rest = body;
     let mut sizes = chunk_sizes.iter().cycle();

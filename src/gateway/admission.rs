@@ -229,7 +229,7 @@ pub async fn reserve(
             input: (m.client_body.len() as u64).div_ceil(4),
             output: m.max_tokens.unwrap_or(route.default_max_tokens),
             // The worst case: nothing comes from the prompt cache.
-            cached_input: 0,
+            ..Usage::default()
         };
         Charge {
             input_tokens: worst_case.input,

@@ -91,7 +91,7 @@ pub fn access_log(
         bytes_out: session.body_bytes_sent(),
         attempts: ctx.attempts(),
         input_tokens: usage.map(|u| u.input),
-        cached_input_tokens: usage.map(|u| u.cached_input),
+        cached_input_tokens: usage.map(|u| u.cache_read),
         output_tokens: usage.map(|u| u.output),
         cost_nano_usd,
         stream: ctx.model_request().is_some_and(|m| m.stream),

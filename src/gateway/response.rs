@@ -12,7 +12,7 @@ use pingora::http::ResponseHeader;
 use super::context::Translation;
 use super::RequestCtx;
 use crate::llm::translate::{self, StreamTranslator};
-use crate::llm::{AnswerDetails, Usage, UsageScanner};
+use crate::llm::{sse, AnswerDetails, Framing, Usage, UsageScanner};
 
 /// The most of a whole answer held for translation.
 const MAX_WHOLE: usize = 16 * 1024 * 1024;
@@ -41,6 +41,7 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
                 upstream,
                 client,
                 request.include_usage,
+                sse::DEFAULT_MAX_EVENT,
             ))),
             (200..=299, false) => Translation::Whole {
                 body: Vec::new(),
@@ -64,7 +65,14 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
         return Ok(());
     }
     let strip = request.strip_usage_event;
-    ctx.response.usage_scanner = Some(UsageScanner::new(sse, strip));
+    let framing = if sse {
+        Framing::EventStream {
+            cut_usage_chunk: strip,
+        }
+    } else {
+        Framing::Json
+    };
+    ctx.response.usage_scanner = Some(UsageScanner::new(framing, sse::DEFAULT_MAX_EVENT));
     if sse && strip {
         // Events are cut out, so the upstream's length no longer holds.
         response.remove_header(&http::header::CONTENT_LENGTH);
@@ -134,12 +142,7 @@ fn translate_piece(
                     out = Bytes::from(whole);
                 }
             }
-            let usage = stream.usage().map(|u| Usage {
-                input: u.input,
-                output: u.output,
-                cached_input: u.cache_read,
-            });
-            (out, usage)
+            (out, stream.usage())
         }
         Translation::Whole { body, from } | Translation::Error { body, from, .. } => {
             if let Some(piece) = piece {
@@ -153,14 +156,7 @@ fn translate_piece(
             let from = *from;
             match translation {
                 Translation::Whole { body, .. } => match translate::response(from, client, body) {
-                    Some((bytes, usage)) => (
-                        Bytes::from(bytes),
-                        Some(Usage {
-                            input: usage.input,
-                            output: usage.output,
-                            cached_input: usage.cache_read,
-                        }),
-                    ),
+                    Some((bytes, usage)) => (Bytes::from(bytes), Some(usage)),
                     None => (
                         Bytes::from(translate::error_body(
                             client,

@@ -24,7 +24,7 @@ impl Pricing {
         let price = self.prices.iter().find(|p| p.model.matches(model))?;
         // USD per million tokens is nano-USD per thousandth of a token:
         // tokens x price x 1000 nano-USD. Cached input is part of `input`.
-        let cached = usage.cached_input.min(usage.input);
+        let cached = usage.cache_read.min(usage.input);
         let nanos = ((usage.input - cached) as f64 * price.input_per_million
             + cached as f64 * price.cached_input_per_million
             + usage.output as f64 * price.output_per_million)
@@ -60,7 +60,8 @@ mod tests {
         let usage = Usage {
             input: 1000,
             output: 500,
-            cached_input: 0,
+            cache_read: 0,
+            cache_write: 0,
         };
         // 1000 x 0.15 + 500 x 0.60 = 450 micro-USD.
         assert_eq!(pricing.cost_nano_usd("gpt-4o-mini", usage), Some(450_000));
@@ -70,7 +71,8 @@ mod tests {
         let huge = Usage {
             input: u64::MAX,
             output: u64::MAX,
-            cached_input: 0,
+            cache_read: 0,
+            cache_write: 0,
         };
         assert_eq!(pricing.cost_nano_usd("gpt-4o", huge), Some(u64::MAX));
     }
@@ -83,13 +85,15 @@ mod tests {
         let usage = Usage {
             input: 1000,
             output: 500,
-            cached_input: 800,
+            cache_read: 800,
+            cache_write: 0,
         };
         // 200 x 2.50 + 800 x 1.25 + 500 x 10 = 6500 micro-USD.
         assert_eq!(pricing.cost_nano_usd("gpt-4o", usage), Some(6_500_000));
         // More cached than input (a confused upstream) is capped at input.
         let odd = Usage {
-            cached_input: 5000,
+            cache_read: 5000,
+            cache_write: 0,
             ..usage
         };
         assert_eq!(pricing.cost_nano_usd("gpt-4o", odd), Some(6_250_000));

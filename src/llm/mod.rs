@@ -6,6 +6,7 @@ mod cost;
 mod details;
 mod dialect;
 mod request;
+pub mod sse;
 pub mod translate;
 mod usage;
 
@@ -13,4 +14,4 @@ pub use cost::{micro_usd, Pricing};
 pub use details::AnswerDetails;
 pub use dialect::Dialect;
 pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
-pub use usage::{Usage, UsageScanner};
+pub use usage::{Framing, Usage, UsageScanner};

@@ -6,21 +6,22 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::sse::{Framer, RawEvent};
+
 /// How much of the end of a JSON answer is kept: providers put `usage` last.
 const JSON_TAIL: usize = 16 * 1024;
-/// Longest event line kept while waiting for its end.
-const MAX_PENDING_LINE: usize = 1024 * 1024;
 
-/// An answer's tokens, the same for both dialects: `input` counts every
+/// An answer's tokens, the same whatever the dialect: `input` counts every
 /// prompt token, those read from or written to the provider's prompt cache
 /// included (OpenAI's `prompt_tokens`; Anthropic's `input_tokens` plus its
-/// cache reads and writes), and `cached_input` those of them read from the
-/// cache.
+/// cache reads and writes); `cache_read` and `cache_write` say how many of
+/// them were read from and written to the cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
-    pub cached_input: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -47,156 +48,152 @@ struct Envelope {
     choices: Option<Vec<serde::de::IgnoredAny>>,
 }
 
+/// How the body the scanner reads is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON answer.
+    Json,
+    /// An event stream. `cut_usage_chunk`: remove OpenAI's usage-only chunk
+    /// (the gateway asked for it; the client did not).
+    EventStream { cut_usage_chunk: bool },
+}
+
 /// Reads usage from a response body as it passes.
 pub struct UsageScanner {
-    sse: bool,
-    strip_usage_event: bool,
+    framing: Framing,
     /// The last bytes of a JSON answer.
     json_tail: Vec<u8>,
-    /// SSE bytes after the last complete line (scan) or event (strip).
-    pending: Vec<u8>,
+    events: Framer,
     usage: Option<Usage>,
 }
 
 impl UsageScanner {
-    /// `sse`: the body is an event stream. `strip_usage_event`: remove the
-    /// OpenAI usage-only chunk (the gateway asked for it, the client did not).
-    pub fn new(sse: bool, strip_usage_event: bool) -> Self {
+    /// `max_event`: the longest event held while waiting for its end.
+    pub fn new(framing: Framing, max_event: usize) -> Self {
         Self {
-            sse,
-            strip_usage_event: sse && strip_usage_event,
+            framing,
             json_tail: Vec::new(),
-            pending: Vec::new(),
+            events: Framer::new(max_event),
             usage: None,
         }
     }
 
     /// Feeds one chunk. Returns the bytes to send on in its place when the
-    /// scanner changes the stream (only when stripping), else `None`.
+    /// scanner changes the stream (only when cutting), else `None`.
     pub fn feed(&mut self, chunk: &[u8]) -> Option<Bytes> {
-        if !self.sse {
-            let keep = chunk.len().min(JSON_TAIL);
-            let overflow = (self.json_tail.len() + keep).saturating_sub(JSON_TAIL);
-            self.json_tail.drain(..overflow);
-            self.json_tail
-                .extend_from_slice(&chunk[chunk.len() - keep..]);
-            return None;
-        }
-        if self.strip_usage_event {
-            return Some(self.feed_events(chunk));
-        }
-        self.feed_lines(chunk);
-        None
-    }
-
-    /// Scan-only mode: look at complete lines; hold only a partial line.
-    fn feed_lines(&mut self, chunk: &[u8]) {
-        let mut data = std::mem::take(&mut self.pending);
-        data.extend_from_slice(chunk);
-        let mut start = 0;
-        while let Some(pos) = data[start..].iter().position(|&b| b == b'\n') {
-            let line = &data[start..start + pos];
-            self.scan_line(line);
-            start += pos + 1;
-        }
-        if data.len() - start <= MAX_PENDING_LINE {
-            self.pending = data[start..].to_vec();
-        }
-    }
-
-    /// Strip mode: pass on whole events, except the usage-only one.
-    fn feed_events(&mut self, chunk: &[u8]) -> Bytes {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.extend_from_slice(chunk);
-        let mut out = Vec::with_capacity(pending.len());
-        let mut start = 0;
-        while let Some(end) = find_event_end(&pending[start..]) {
-            let event = &pending[start..start + end];
-            let mut usage_only = false;
-            for line in event.split(|&b| b == b'\n') {
-                if let Some(found) = self.scan_line(line) {
-                    usage_only |= found;
+        let cut = match self.framing {
+            Framing::Json => {
+                let keep = chunk.len().min(JSON_TAIL);
+                let overflow = (self.json_tail.len() + keep).saturating_sub(JSON_TAIL);
+                self.json_tail.drain(..overflow);
+                self.json_tail
+                    .extend_from_slice(&chunk[chunk.len() - keep..]);
+                return None;
+            }
+            Framing::EventStream { cut_usage_chunk } => cut_usage_chunk,
+        };
+        let mut out = cut.then(|| Vec::with_capacity(chunk.len()));
+        let mut usage = self.usage;
+        let framed = self.events.feed(chunk, |event| {
+            let usage_only = scan_event(event, &mut usage);
+            if let Some(out) = out.as_mut() {
+                if !usage_only {
+                    out.extend_from_slice(event.bytes());
                 }
             }
-            if !usage_only {
-                out.extend_from_slice(event);
+        });
+        self.usage = usage;
+        if framed.is_err() {
+            // Not an event stream we understand: what is held goes on
+            // untouched (it was already passed on when only scanning).
+            let held = self.events.take_pending();
+            if let Some(out) = out.as_mut() {
+                out.extend_from_slice(&held);
             }
-            start += end;
         }
-        pending.drain(..start);
-        if pending.len() > MAX_PENDING_LINE {
-            // Not an event stream we understand: let it through untouched.
-            out.append(&mut pending);
-        }
-        self.pending = pending;
-        Bytes::from(out)
+        out.map(Bytes::from)
     }
 
-    /// Reads one SSE line; returns Some(true) for an OpenAI usage-only chunk.
-    fn scan_line(&mut self, line: &[u8]) -> Option<bool> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let data = line.strip_prefix(b"data:")?;
-        let data = data.strip_prefix(b" ").unwrap_or(data);
-        if !contains(data, b"\"usage\"") {
-            return Some(false);
-        }
-        let envelope: Envelope = serde_json::from_slice(data).ok()?;
-        let usage_only =
-            envelope.choices.as_ref().is_some_and(|c| c.is_empty()) && envelope.usage.is_some();
-        self.merge(&envelope);
-        Some(usage_only)
-    }
-
-    fn merge(&mut self, envelope: &Envelope) {
-        let fields = envelope
-            .usage
-            .as_ref()
-            .or_else(|| envelope.message.as_ref().and_then(|m| m.usage.as_ref()));
-        let Some(fields) = fields else { return };
-        let usage = self.usage.get_or_insert_with(Usage::default);
-        if let Some(n) = fields.prompt_tokens {
-            usage.input = usage.input.max(n);
-            let cached = fields
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.cached_tokens);
-            usage.cached_input = usage.cached_input.max(cached.unwrap_or(0).min(n));
-        } else if let Some(n) = fields.input_tokens {
-            // Anthropic: cache reads and writes are counted apart.
-            let read = fields.cache_read_input_tokens.unwrap_or(0);
-            let written = fields.cache_creation_input_tokens.unwrap_or(0);
-            usage.input = usage
-                .input
-                .max(n.saturating_add(read).saturating_add(written));
-            usage.cached_input = usage.cached_input.max(read);
-        }
-        if let Some(n) = fields.completion_tokens.or(fields.output_tokens) {
-            usage.output = usage.output.max(n);
-        }
-    }
-
-    /// The usage once the body ended, if the upstream reported one. In strip
-    /// mode, also the bytes still held (a last event without a blank line).
+    /// The usage once the body ended, if the upstream reported one. When
+    /// cutting, also the bytes still held (a last event without a blank
+    /// line).
     pub fn finish(&mut self) -> (Option<Usage>, Option<Bytes>) {
         let mut tail = None;
-        if self.sse {
-            let rest = std::mem::take(&mut self.pending);
-            if !rest.is_empty() {
-                for line in rest.split(|&b| b == b'\n') {
-                    self.scan_line(line);
-                }
-                if self.strip_usage_event {
+        match self.framing {
+            Framing::EventStream { cut_usage_chunk } => {
+                let mut usage = self.usage;
+                let mut rest = Vec::new();
+                self.events.finish(|event| {
+                    scan_event(event, &mut usage);
+                    rest.extend_from_slice(event.bytes());
+                });
+                self.usage = usage;
+                if cut_usage_chunk && !rest.is_empty() {
                     tail = Some(Bytes::from(rest));
                 }
             }
-        } else if let Some(fields) = usage_in_tail(&self.json_tail) {
-            let envelope = Envelope {
-                usage: Some(fields),
-                ..Default::default()
-            };
-            self.merge(&envelope);
+            Framing::Json => {
+                if let Some(fields) = usage_in_tail(&self.json_tail) {
+                    let envelope = Envelope {
+                        usage: Some(fields),
+                        ..Default::default()
+                    };
+                    merge(&mut self.usage, &envelope);
+                }
+            }
         }
         (self.usage, tail)
+    }
+}
+
+/// Reads the usage an event carries into `usage`; true for an OpenAI
+/// usage-only chunk.
+fn scan_event(event: RawEvent<'_>, usage: &mut Option<Usage>) -> bool {
+    let mut usage_only = false;
+    for line in event.lines() {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            continue;
+        };
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        if !contains(data, b"\"usage\"") {
+            continue;
+        }
+        let Ok(envelope) = serde_json::from_slice::<Envelope>(data) else {
+            continue;
+        };
+        usage_only |=
+            envelope.choices.as_ref().is_some_and(|c| c.is_empty()) && envelope.usage.is_some();
+        merge(usage, &envelope);
+    }
+    usage_only
+}
+
+fn merge(usage: &mut Option<Usage>, envelope: &Envelope) {
+    let fields = envelope
+        .usage
+        .as_ref()
+        .or_else(|| envelope.message.as_ref().and_then(|m| m.usage.as_ref()));
+    let Some(fields) = fields else { return };
+    let usage = usage.get_or_insert_with(Usage::default);
+    if let Some(n) = fields.prompt_tokens {
+        usage.input = usage.input.max(n);
+        let cached = fields
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens);
+        usage.cache_read = usage.cache_read.max(cached.unwrap_or(0).min(n));
+    } else if let Some(n) = fields.input_tokens {
+        // Anthropic: cache reads and writes are counted apart.
+        let read = fields.cache_read_input_tokens.unwrap_or(0);
+        let written = fields.cache_creation_input_tokens.unwrap_or(0);
+        usage.input = usage
+            .input
+            .max(n.saturating_add(read).saturating_add(written));
+        usage.cache_read = usage.cache_read.max(read);
+        usage.cache_write = usage.cache_write.max(written);
+    }
+    if let Some(n) = fields.completion_tokens.or(fields.output_tokens) {
+        usage.output = usage.output.max(n);
     }
 }
 
@@ -216,21 +213,19 @@ fn usage_in_tail(tail: &[u8]) -> Option<UsageFields> {
     values.next()?.ok()
 }
 
-/// Length of the first complete event (through its blank line), if any.
-fn find_event_end(data: &[u8]) -> Option<usize> {
-    let lf = data.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    let crlf = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A scanner of an event stream (`sse`) or a JSON answer, for tests.
+#[cfg(test)]
+fn scanner(sse: bool, cut_usage_chunk: bool) -> UsageScanner {
+    let framing = if sse {
+        Framing::EventStream { cut_usage_chunk }
+    } else {
+        Framing::Json
+    };
+    UsageScanner::new(framing, super::sse::DEFAULT_MAX_EVENT)
 }
 
 #[cfg(test)]
@@ -252,7 +247,7 @@ mod tests {
     );
 
     fn scan_in_pieces(text: &str, sizes: &[usize], strip: bool) -> (Option<Usage>, String) {
-        let mut scanner = UsageScanner::new(true, strip);
+        let mut scanner = scanner(true, strip);
         let bytes = text.as_bytes();
         let mut out = Vec::new();
         let mut at = 0;
@@ -282,7 +277,8 @@ mod tests {
                 Some(Usage {
                     input: 11,
                     output: 7,
-                    cached_input: 0,
+                    cache_read: 0,
+                    cache_write: 0,
                 }),
                 "{sizes:?}"
             );
@@ -299,7 +295,8 @@ mod tests {
                 Some(Usage {
                     input: 11,
                     output: 7,
-                    cached_input: 0,
+                    cache_read: 0,
+                    cache_write: 0,
                 })
             );
             assert!(!out.contains("usage"), "{out}");
@@ -317,7 +314,8 @@ mod tests {
                 Some(Usage {
                     input: 25,
                     output: 15,
-                    cached_input: 0,
+                    cache_read: 0,
+                    cache_write: 0,
                 })
             );
             assert_eq!(out, ANTHROPIC_STREAM);
@@ -325,8 +323,8 @@ mod tests {
     }
 
     #[test]
-    fn cached_input_is_part_of_input_in_both_dialects() {
-        let mut s = UsageScanner::new(false, false);
+    fn cache_reads_are_part_of_input_in_both_dialects() {
+        let mut s = scanner(false, false);
         s.feed(br#"{"usage":{"prompt_tokens":100,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":60}}}"#);
         let openai = s.finish().0;
         assert_eq!(
@@ -334,11 +332,12 @@ mod tests {
             Some(Usage {
                 input: 100,
                 output: 4,
-                cached_input: 60,
+                cache_read: 60,
+                cache_write: 0,
             })
         );
         // Anthropic counts cache reads and writes apart from input_tokens.
-        let mut s = UsageScanner::new(true, false);
+        let mut s = scanner(true, false);
         s.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":30,\"cache_read_input_tokens\":60,\"cache_creation_input_tokens\":10,\"output_tokens\":1}}}\n\n");
         s.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n");
         assert_eq!(
@@ -346,14 +345,15 @@ mod tests {
             Some(Usage {
                 input: 100,
                 output: 4,
-                cached_input: 60,
+                cache_read: 60,
+                cache_write: 10,
             })
         );
     }
 
     #[test]
     fn json_bodies() {
-        let mut s = UsageScanner::new(false, false);
+        let mut s = scanner(false, false);
         s.feed(br#"{"id":"x","usage":{"prompt_tokens":3,"#);
         s.feed(br#""completion_tokens":4}}"#);
         assert_eq!(
@@ -361,24 +361,26 @@ mod tests {
             Some(Usage {
                 input: 3,
                 output: 4,
-                cached_input: 0,
+                cache_read: 0,
+                cache_write: 0,
             })
         );
-        let mut s = UsageScanner::new(false, false);
+        let mut s = scanner(false, false);
         s.feed(br#"{"usage":{"input_tokens":5,"output_tokens":6}}"#);
         assert_eq!(
             s.finish().0,
             Some(Usage {
                 input: 5,
                 output: 6,
-                cached_input: 0,
+                cache_read: 0,
+                cache_write: 0,
             })
         );
-        let mut s = UsageScanner::new(false, false);
+        let mut s = scanner(false, false);
         s.feed(b"not json");
         assert_eq!(s.finish().0, None);
         // A long answer: only its tail is kept, and "usage" in the content is not it.
-        let mut s = UsageScanner::new(false, false);
+        let mut s = scanner(false, false);
         s.feed(br#"{"choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 99}"#);
         s.feed(&vec![b'x'; 100_000]);
         s.feed(br#""}}],"usage":{"prompt_tokens":8,"completion_tokens":9}}"#);
@@ -387,7 +389,8 @@ mod tests {
             Some(Usage {
                 input: 8,
                 output: 9,
-                cached_input: 0,
+                cache_read: 0,
+                cache_write: 0,
             })
         );
     }
@@ -416,7 +419,7 @@ mod properties {
         let bytes = text.as_bytes();
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
         points.sort_unstable();
-        let mut scanner = UsageScanner::new(true, strip);
+        let mut scanner = scanner(true, strip);
         let mut out = Vec::new();
         let mut last = 0;
         for p in points.into_iter().chain(std::iter::once(bytes.len())) {
@@ -444,7 +447,7 @@ mod properties {
             let (whole, _) = run(&text, &[], false);
             let (usage, out) = run(&text, &cuts, false);
             prop_assert_eq!(usage, whole);
-            prop_assert_eq!(usage, Some(Usage { input, output, cached_input: 0 }));
+            prop_assert_eq!(usage, Some(Usage { input, output, cache_read: 0, cache_write: 0 }));
             prop_assert_eq!(out, text.as_bytes().to_vec());
         }
 
@@ -453,7 +456,7 @@ mod properties {
         fn stripping_removes_only_the_usage_chunk(n in 0usize..20, cuts in proptest::collection::vec(any::<usize>(), 0..40)) {
             let text = stream(n, 7, 9);
             let (usage, out) = run(&text, &cuts, true);
-            prop_assert_eq!(usage, Some(Usage { input: 7, output: 9, cached_input: 0 }));
+            prop_assert_eq!(usage, Some(Usage { input: 7, output: 9, cache_read: 0, cache_write: 0 }));
             let expected = text.replace("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":9}}\n\n", "");
             prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
@@ -461,7 +464,7 @@ mod properties {
         /// Arbitrary bytes never panic the scanner.
         #[test]
         fn garbage_is_harmless(data in proptest::collection::vec(any::<u8>(), 0..2000), sse in any::<bool>(), strip in any::<bool>()) {
-            let mut scanner = UsageScanner::new(sse, strip);
+            let mut scanner = scanner(sse, strip);
             scanner.feed(&data);
             let _ = scanner.finish();
         }

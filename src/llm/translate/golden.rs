@@ -390,7 +390,12 @@ fn openai_chunks(text: &str) -> Vec<Value> {
 
 #[test]
 fn an_anthropic_stream_becomes_openai_chunks() {
-    let mut t = StreamTranslator::new(Dialect::Anthropic, Dialect::OpenAi, true);
+    let mut t = StreamTranslator::new(
+        Dialect::Anthropic,
+        Dialect::OpenAi,
+        true,
+        crate::llm::sse::DEFAULT_MAX_EVENT,
+    );
     let mut out = t.feed(ANTHROPIC_STREAM.as_bytes()).to_vec();
     out.extend_from_slice(&t.finish());
     let text = String::from_utf8(out).unwrap();
@@ -431,7 +436,12 @@ fn an_anthropic_stream_becomes_openai_chunks() {
         })
     );
     // Without include_usage, no usage chunk, but the usage is still read.
-    let mut t = StreamTranslator::new(Dialect::Anthropic, Dialect::OpenAi, false);
+    let mut t = StreamTranslator::new(
+        Dialect::Anthropic,
+        Dialect::OpenAi,
+        false,
+        crate::llm::sse::DEFAULT_MAX_EVENT,
+    );
     let text = String::from_utf8(t.feed(ANTHROPIC_STREAM.as_bytes()).to_vec()).unwrap();
     assert!(!text.contains("\"usage\":{"), "{text}");
     assert_eq!(t.usage().map(|u| u.output), Some(9));
@@ -451,7 +461,12 @@ pub const OPENAI_STREAM: &str = concat!(
 
 #[test]
 fn an_openai_stream_becomes_anthropic_events() {
-    let mut t = StreamTranslator::new(Dialect::OpenAi, Dialect::Anthropic, false);
+    let mut t = StreamTranslator::new(
+        Dialect::OpenAi,
+        Dialect::Anthropic,
+        false,
+        crate::llm::sse::DEFAULT_MAX_EVENT,
+    );
     let mut out = t.feed(OPENAI_STREAM.as_bytes()).to_vec();
     out.extend_from_slice(&t.finish());
     let text = String::from_utf8(out).unwrap();
@@ -512,12 +527,22 @@ fn an_openai_stream_becomes_anthropic_events() {
 #[test]
 fn a_cut_stream_stays_cut() {
     let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_delta").unwrap()];
-    let mut t = StreamTranslator::new(Dialect::Anthropic, Dialect::OpenAi, true);
+    let mut t = StreamTranslator::new(
+        Dialect::Anthropic,
+        Dialect::OpenAi,
+        true,
+        crate::llm::sse::DEFAULT_MAX_EVENT,
+    );
     let mut out = t.feed(cut.as_bytes()).to_vec();
     out.extend_from_slice(&t.finish());
     assert!(!String::from_utf8(out).unwrap().contains("[DONE]"));
     let cut = &OPENAI_STREAM[..OPENAI_STREAM.find("data: [DONE]").unwrap()];
-    let mut t = StreamTranslator::new(Dialect::OpenAi, Dialect::Anthropic, false);
+    let mut t = StreamTranslator::new(
+        Dialect::OpenAi,
+        Dialect::Anthropic,
+        false,
+        crate::llm::sse::DEFAULT_MAX_EVENT,
+    );
     let mut out = t.feed(cut.as_bytes()).to_vec();
     out.extend_from_slice(&t.finish());
     assert!(!String::from_utf8(out).unwrap().contains("message_stop"));
@@ -529,7 +554,12 @@ fn an_error_mid_stream_reaches_the_client_in_its_dialect() {
         "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":1}}}\n\n",
         "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
     );
-    let mut t = StreamTranslator::new(Dialect::Anthropic, Dialect::OpenAi, false);
+    let mut t = StreamTranslator::new(
+        Dialect::Anthropic,
+        Dialect::OpenAi,
+        false,
+        crate::llm::sse::DEFAULT_MAX_EVENT,
+    );
     let text = String::from_utf8(t.feed(stream.as_bytes()).to_vec()).unwrap();
     assert!(text.contains(r#"data: {"error":{"code":null,"message":"Overloaded","param":null,"type":"server_error"}}"#), "{text}");
     assert!(!text.contains("[DONE]"));
@@ -543,7 +573,7 @@ mod properties {
         let bytes = text.as_bytes();
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
         points.sort_unstable();
-        let mut t = StreamTranslator::new(from, to, true);
+        let mut t = StreamTranslator::new(from, to, true, crate::llm::sse::DEFAULT_MAX_EVENT);
         let mut out = Vec::new();
         let mut last = 0;
         for p in points.into_iter().chain(std::iter::once(bytes.len())) {

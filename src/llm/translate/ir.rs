@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+pub use crate::llm::Usage;
+
 /// A chat request, as far as both dialects can say it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatRequest {
@@ -101,17 +103,6 @@ pub enum StopReason {
     StopSequence,
     ToolUse,
     ContentFilter,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Input tokens, cached ones included.
-    pub input: u64,
-    pub output: u64,
-    /// Of `input`, read from the provider's prompt cache.
-    pub cache_read: u64,
-    /// Of `input`, written to the provider's prompt cache.
-    pub cache_write: u64,
 }
 
 /// One step of a streamed answer.

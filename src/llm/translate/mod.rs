@@ -12,7 +12,6 @@
 mod anthropic;
 pub mod ir;
 mod openai;
-mod sse;
 mod stream;
 
 use std::fmt;

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 
 use super::ir::{ErrorKind, StreamEvent, Usage};
-use super::sse::Parser;
 use super::{anthropic, openai};
+use crate::llm::sse::Framer;
 use crate::llm::Dialect;
 
 enum Decoder {
@@ -20,7 +20,7 @@ enum Encoder {
 }
 
 pub struct StreamTranslator {
-    parser: Parser,
+    framer: Framer,
     decoder: Decoder,
     encoder: Encoder,
     usage: Option<Usage>,
@@ -31,10 +31,11 @@ pub struct StreamTranslator {
 
 impl StreamTranslator {
     /// From the upstream's `from` to the client's `to`; `include_usage`:
-    /// an OpenAI client asked for the final usage chunk.
-    pub fn new(from: Dialect, to: Dialect, include_usage: bool) -> Self {
+    /// an OpenAI client asked for the final usage chunk; `max_event`: the
+    /// longest upstream event held while waiting for its end.
+    pub fn new(from: Dialect, to: Dialect, include_usage: bool, max_event: usize) -> Self {
         Self {
-            parser: Parser::default(),
+            framer: Framer::new(max_event),
             decoder: match from {
                 Dialect::OpenAi => Decoder::OpenAi(Default::default()),
                 Dialect::Anthropic => Decoder::Anthropic(Default::default()),
@@ -60,19 +61,17 @@ impl StreamTranslator {
         if self.failed {
             return Bytes::new();
         }
-        match self.parser.feed(chunk) {
-            Ok(events) => {
-                for event in events {
-                    self.decode(&event.data);
-                }
-            }
-            Err(_) => {
-                self.failed = true;
-                self.events.push(StreamEvent::Error {
-                    kind: ErrorKind::Server,
-                    message: "The upstream sent an event over 1 MiB.".into(),
-                });
-            }
+        let (decoder, done, events) = (&mut self.decoder, self.done, &mut self.events);
+        let framed = self
+            .framer
+            .feed(chunk, |event| decode(decoder, done, &event.data(), events));
+        if framed.is_err() {
+            self.failed = true;
+            self.framer.take_pending();
+            self.events.push(StreamEvent::Error {
+                kind: ErrorKind::Server,
+                message: "The upstream sent an event longer than the gateway's limit.".into(),
+            });
         }
         self.encode()
     }
@@ -82,21 +81,11 @@ impl StreamTranslator {
     /// so the client never mistakes it for a complete answer.
     pub fn finish(&mut self) -> Bytes {
         if !self.failed {
-            for event in self.parser.finish() {
-                self.decode(&event.data);
-            }
+            let (decoder, done, events) = (&mut self.decoder, self.done, &mut self.events);
+            self.framer
+                .finish(|event| decode(decoder, done, &event.data(), events));
         }
         self.encode()
-    }
-
-    fn decode(&mut self, data: &str) {
-        if self.done || data.is_empty() {
-            return;
-        }
-        match &mut self.decoder {
-            Decoder::OpenAi(d) => d.event(data, &mut self.events),
-            Decoder::Anthropic(d) => d.event(data, &mut self.events),
-        }
     }
 
     fn encode(&mut self) -> Bytes {
@@ -116,5 +105,17 @@ impl StreamTranslator {
             }
         }
         Bytes::from(out)
+    }
+}
+
+/// One upstream event's data into stream events (none once the stream is
+/// done).
+fn decode(decoder: &mut Decoder, done: bool, data: &str, out: &mut Vec<StreamEvent>) {
+    if done || data.is_empty() {
+        return;
+    }
+    match decoder {
+        Decoder::OpenAi(d) => d.event(data, out),
+        Decoder::Anthropic(d) => d.event(data, out),
     }
 }
