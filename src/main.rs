@@ -18,9 +18,9 @@ use pingora::services::listening::Service;
 use ai_api_gateway::admin::AdminService;
 use ai_api_gateway::config::{self, Listen};
 use ai_api_gateway::edge::certificates::CertificateWatcher;
+use ai_api_gateway::edge::connection::{ConnectionGuard, Edge};
 use ai_api_gateway::edge::http2;
 use ai_api_gateway::edge::tls::TlsEdge;
-use ai_api_gateway::gateway::connection::{ConnectionGuard, Edge};
 use ai_api_gateway::gateway::{self, Gateway};
 use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
@@ -230,7 +230,7 @@ fn main() -> ExitCode {
     };
     let mut proxy = Service::new(
         "proxy".to_string(),
-        ConnectionGuard::new(proxy_app, state.clone(), edge),
+        ConnectionGuard::new(proxy_app, Box::new(state.clone()), edge),
     );
     let read_buffer = L4BufferSettings::default().read(listen.read_buffer_bytes);
     // TLS listeners are plain TCP to Pingora: the connection guard runs the

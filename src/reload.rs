@@ -18,6 +18,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Process};
+use crate::edge::client;
+use crate::edge::connection::{ConnectionSettings, LiveSettings};
 use crate::lifecycle::{self, drain};
 use crate::observability::metrics::metrics;
 use crate::observability::redact;
@@ -26,6 +28,23 @@ use crate::state::GatewayState;
 
 /// The state every request reads, swapped whole on reload.
 pub type SharedState = Arc<ArcSwap<GatewayState>>;
+
+/// The connection guard reads the live state's deadlines, cap and trusted
+/// proxies at every accept.
+impl LiveSettings for SharedState {
+    fn connections(&self) -> ConnectionSettings {
+        let state = self.load();
+        ConnectionSettings {
+            header_timeout: state.request.header_timeout,
+            idle_timeout: state.request.idle_timeout,
+            max_connections: state.max_connections,
+        }
+    }
+
+    fn trusts_proxy(&self, peer: std::net::IpAddr) -> bool {
+        client::is_trusted(&self.load().trusted_proxies, peer)
+    }
+}
 
 /// The background work of one state, stopped together.
 struct Generation {

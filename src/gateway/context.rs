@@ -35,7 +35,7 @@ pub struct RequestCtx {
     pub fallbacks: Option<Fallbacks>,
     pub response: ResponseAccounting,
     /// The client's address (behind a trusted proxy, the forwarded one).
-    pub client: super::client::ClientAddress,
+    pub client: crate::edge::client::ClientAddress,
     /// The request's spans, when tracing is on (boxed: an SDK span is a few
     /// hundred bytes every context would carry with tracing off).
     pub trace: Option<Box<super::tracing::RequestTrace>>,

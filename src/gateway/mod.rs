@@ -4,15 +4,12 @@
 mod admission;
 mod attempts;
 mod body;
-mod client;
-pub mod connection;
 mod context;
 mod fallback;
 mod limiting;
 mod local;
 mod path;
 mod report;
-mod request_id;
 mod respond;
 mod response;
 mod tracing;
@@ -29,10 +26,12 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 pub use context::{RequestCtx, MAX_ATTEMPTS};
 
+use crate::edge::{client, connection};
 use crate::error::{ApiError, ErrorCode};
 use crate::lifecycle::drain;
 use crate::llm::Dialect;
 use crate::observability::metrics::metrics;
+use crate::observability::request_id;
 use crate::reload::SharedState;
 use context::Refusal;
 

@@ -6,10 +6,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use super::RequestCtx;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::lifecycle::drain;
 use crate::llm::Dialect;
-use crate::observability::metrics::metrics;
 
 /// Writes a complete JSON response carrying the request id.
 pub async fn send_json(
@@ -88,35 +87,4 @@ pub async fn send_error(session: &mut Session, error: &ApiError, ctx: &RequestCt
     extra.extend(error.extra_headers.iter().map(|(k, v)| (*k, v.as_str())));
     let body = error.body_for(ctx.dialect);
     send_json(session, error.status, body, &ctx.request_id, &extra).await
-}
-
-/// The whole answer (head and body) to a request Pingora refused before
-/// any of the gateway's hooks ran, in the shape of every other answer, with
-/// a new request id; the connection closes after it.
-pub fn refused_before_hooks(status: u16) -> Vec<u8> {
-    metrics().malformed_requests.inc();
-    let error = match status {
-        405 => ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            "This method is not served (CONNECT is not proxied).",
-        ),
-        _ => ApiError::new(
-            ErrorCode::MalformedRequest,
-            "The request's head is not valid HTTP/1.1.",
-        ),
-    };
-    let body = error.body();
-    let reason = http::StatusCode::from_u16(error.status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    let mut out = format!(
-        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
-        error.status,
-        body.len(),
-        super::request_id::new_id()
-    )
-    .into_bytes();
-    out.extend_from_slice(&body);
-    out
 }

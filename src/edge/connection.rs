@@ -7,7 +7,7 @@
 //! The stream cannot tell where headers end, so the proxy tells it: the first
 //! hook of a request marks the stream as serving, `logging` marks it idle.
 //! While serving, reads pass straight through (bodies have their own timeout).
-//! Local answers close a connection whose body was not read (`respond.rs`),
+//! Local answers close a connection whose body was not read (`gateway/respond.rs`),
 //! so no body bytes follow the idle mark there; were Pingora to drain a body
 //! after a proxied answer, those bytes would start the next header deadline,
 //! which at worst closes that keep-alive connection early.
@@ -35,19 +35,39 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::{client, respond};
-use crate::edge::proxy_protocol::{self, ProxyHeader};
-use crate::edge::tls::TlsEdge;
+use super::client;
+use super::proxy_protocol::{self, ProxyHeader};
+use super::tls::TlsEdge;
+use crate::error::{ApiError, ErrorCode};
 use crate::lifecycle::drain;
 use crate::memory;
 use crate::observability::metrics::metrics;
-use crate::reload::SharedState;
+use crate::observability::request_id;
+
+/// What the guard reads of the running config at every accept; it follows
+/// reloads, so the proxy hands the guard a view of its live state.
+pub trait LiveSettings: Send + Sync + 'static {
+    fn connections(&self) -> ConnectionSettings;
+    /// Whether a peer is a trusted proxy (`listen.trusted_proxies`).
+    fn trusts_proxy(&self, peer: std::net::IpAddr) -> bool;
+}
+
+/// The deadlines and the cap of client connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSettings {
+    /// From a request's first byte to the end of its headers.
+    pub header_timeout: std::time::Duration,
+    /// Between keep-alive requests.
+    pub idle_timeout: std::time::Duration,
+    /// Most client connections open at once (0: no cap).
+    pub max_connections: usize,
+}
 
 /// Wraps the proxy's app: counts, caps and guards every client connection,
 /// and takes it through the edge (PROXY header, TLS) first.
 pub struct ConnectionGuard<A> {
     app: Arc<A>,
-    state: SharedState,
+    settings: Box<dyn LiveSettings>,
     edge: Edge,
 }
 
@@ -64,10 +84,10 @@ pub struct Edge {
 }
 
 impl<A> ConnectionGuard<A> {
-    pub fn new(app: A, state: SharedState, edge: Edge) -> Self {
+    pub fn new(app: A, settings: Box<dyn LiveSettings>, edge: Edge) -> Self {
         Self {
             app: Arc::new(app),
-            state,
+            settings,
             edge,
         }
     }
@@ -80,14 +100,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let (timeouts, max_connections) = {
-            let state = self.state.load();
-            let timeouts = ClientTimeouts {
-                header: state.request.header_timeout,
-                idle: state.request.idle_timeout,
-            };
-            (timeouts, state.max_connections)
+        let settings = self.settings.connections();
+        let timeouts = ClientTimeouts {
+            header: settings.header_timeout,
+            idle: settings.idle_timeout,
         };
+        let max_connections = settings.max_connections;
         let open = OpenConnection::new();
         if max_connections > 0 && open.count > max_connections {
             metrics().client_connections_refused.inc();
@@ -203,8 +221,7 @@ impl<A> ConnectionGuard<A> {
             return;
         };
         let peer = original.peer_addr().and_then(client::peer_ip);
-        let trusted =
-            peer.is_some_and(|ip| client::is_trusted(&self.state.load().trusted_proxies, ip));
+        let trusted = peer.is_some_and(|ip| self.settings.trusts_proxy(ip));
         if !trusted {
             return;
         }
@@ -549,7 +566,7 @@ impl GuardedStream {
                 return None;
             }
             let status = pingora_status(buf)?;
-            self.replacement = Some((respond::refused_before_hooks(status), 0));
+            self.replacement = Some((refused_before_hooks(status), 0));
         }
         let (bytes, written) = self.replacement.as_mut()?;
         while *written < bytes.len() {
@@ -685,4 +702,35 @@ impl Peek for GuardedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
     }
+}
+
+/// The whole answer (head and body) to a request Pingora refused before
+/// any of the gateway's hooks ran, in the shape of every other answer, with
+/// a new request id; the connection closes after it.
+fn refused_before_hooks(status: u16) -> Vec<u8> {
+    metrics().malformed_requests.inc();
+    let error = match status {
+        405 => ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "This method is not served (CONNECT is not proxied).",
+        ),
+        _ => ApiError::new(
+            ErrorCode::MalformedRequest,
+            "The request's head is not valid HTTP/1.1.",
+        ),
+    };
+    let body = error.body();
+    let reason = http::StatusCode::from_u16(error.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
+        error.status,
+        body.len(),
+        request_id::new_id()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
 }
