@@ -1,5 +1,6 @@
-//! `ai-api-gateway`: parse the CLI, load the config, build the Pingora server
-//! and its services, run.
+//! `ai-api-gateway`: the command line. `run` (the default) loads the
+//! config, builds the Pingora server and its services and serves; `check`
+//! validates a config; `hash-key` and `check-redis` help set one up.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use clap::{Args, Parser, Subcommand};
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::Opt;
@@ -16,7 +18,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use ai_api_gateway::admin::AdminService;
-use ai_api_gateway::config::{self, Listen};
+use ai_api_gateway::config::{self, Config, Listen, Process};
 use ai_api_gateway::edge::certificates::CertificateWatcher;
 use ai_api_gateway::edge::connection::{ConnectionGuard, Edge};
 use ai_api_gateway::edge::http2;
@@ -25,7 +27,7 @@ use ai_api_gateway::gateway::{self, Gateway};
 use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
 use ai_api_gateway::observability::{access_writer, redact, traces};
-use ai_api_gateway::reload::Supervisor;
+use ai_api_gateway::reload::{SharedState, Supervisor};
 use ai_api_gateway::state::GatewayState;
 
 const DEFAULT_CONFIG: &str = "conf/gateway.yaml";
@@ -56,9 +58,115 @@ fn init_logging() {
         .init();
 }
 
-/// `ai-api-gateway hash-key`: reads an API key on standard input (so it stays
-/// out of shell history) and prints the SHA-256 that `auth.api_keys[].sha256` takes.
-fn hash_key_command() -> ExitCode {
+/// The command line: a subcommand, or Pingora's own flags for `run`.
+#[derive(Parser)]
+#[command(
+    name = "ai-api-gateway",
+    version,
+    about = "An AI API gateway on Cloudflare's Pingora",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `run`'s flags, given without its name (Pingora's convention).
+    #[command(flatten)]
+    run: RunFlags,
+}
+
+/// Pingora's flags, with what they mean here.
+#[derive(Args)]
+struct RunFlags {
+    /// The config file.
+    #[arg(short, long, default_value = DEFAULT_CONFIG)]
+    conf: PathBuf,
+    /// Graceful upgrade: take the listening sockets over from the running
+    /// instance (then send it SIGQUIT).
+    #[arg(short, long)]
+    upgrade: bool,
+    /// Run as a daemon.
+    #[arg(short, long)]
+    daemon: bool,
+    /// Validate the config and exit.
+    #[arg(short, long)]
+    test: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default): `-c FILE`, `-u` to take over a running
+    /// instance's sockets, `-d` to run as a daemon, `-t` to check and exit.
+    Run(RunFlags),
+    /// Validate the config and exit, as `-t` does.
+    Check(ConfigFile),
+    /// Read an API key on stdin (so it stays out of shell history) and
+    /// print the SHA-256 that `auth.api_keys[].sha256` takes.
+    HashKey,
+    /// Ask the Redis of the config's limits for PING and TIME, with the
+    /// config's address and credentials: exit 0 when it answers, 1 when not.
+    CheckRedis(ConfigFile),
+}
+
+#[derive(Args)]
+struct ConfigFile {
+    /// The config file.
+    #[arg(short, long, default_value = DEFAULT_CONFIG)]
+    conf: PathBuf,
+}
+
+fn main() -> ExitCode {
+    ai_api_gateway::memory::disable_transparent_huge_pages();
+    let cli = Cli::parse();
+    match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(opt)) => run(opt),
+        Some(Command::Check(file)) => check(&file.conf),
+        Some(Command::HashKey) => hash_key(),
+        Some(Command::CheckRedis(file)) => check_redis(&file.conf),
+    }
+}
+
+/// Why the process cannot go on; printed with the config file's path.
+enum Fatal {
+    /// The config is not valid (exit 2).
+    Config(String),
+    /// A valid config that cannot be started on this machine (exit 2).
+    Start(String),
+}
+
+impl Fatal {
+    fn report(self, path: &std::path::Path) -> ExitCode {
+        match self {
+            Fatal::Config(e) => eprintln!("configuration error: {e}"),
+            Fatal::Start(e) => eprintln!("cannot start: {}: {e}", path.display()),
+        }
+        ExitCode::from(2)
+    }
+}
+
+/// Loads and validates the config; its secrets are scrubbed from every log
+/// line from now on.
+fn load(path: &std::path::Path) -> Result<Config, Fatal> {
+    let config = config::load_file(path).map_err(|e| Fatal::Config(e.to_string()))?;
+    for secret in &config.secrets {
+        redact::register_secret(secret.expose());
+    }
+    Ok(config)
+}
+
+/// `check` and `-t`: the config loads and builds.
+fn check(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok(config) => {
+            drop(GatewayState::new(&config, None));
+            println!("{}: configuration is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(fatal) => fatal.report(path),
+    }
+}
+
+fn hash_key() -> ExitCode {
     let mut key = String::new();
     if let Err(e) = std::io::stdin().read_line(&mut key) {
         eprintln!("cannot read the key: {e}");
@@ -73,25 +181,11 @@ fn hash_key_command() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `ai-api-gateway check-redis [-c FILE]`: does the Redis that the config's
-/// limits use answer, with the config's address and credentials? Exit 0
-/// when it does, 1 when not, 2 for a bad config.
-fn check_redis_command() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(2).collect();
-    let path = match args.as_slice() {
-        [] => PathBuf::from(DEFAULT_CONFIG),
-        [flag, file] if flag == "-c" || flag == "--conf" => PathBuf::from(file),
-        _ => {
-            eprintln!("usage: ai-api-gateway check-redis [-c FILE]");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match config::load_file(&path) {
+/// Exit 0 when the configured Redis answers, 1 when not, 2 for a bad config.
+fn check_redis(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(fatal) => return fatal.report(path),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -103,9 +197,6 @@ fn check_redis_command() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for secret in &config.secrets {
-        redact::register_secret(secret.expose());
-    }
     let limiter = ai_api_gateway::limits::Limiter::new(&config.limits);
     match runtime.block_on(limiter.check_redis()) {
         Ok(report) => {
@@ -119,101 +210,108 @@ fn check_redis_command() -> ExitCode {
     }
 }
 
-fn main() -> ExitCode {
-    ai_api_gateway::memory::disable_transparent_huge_pages();
-    match std::env::args().nth(1).as_deref() {
-        Some("hash-key") => return hash_key_command(),
-        Some("check-redis") => return check_redis_command(),
-        _ => {}
-    }
+/// Serves until drained (SIGTERM, SIGQUIT) or stopped (SIGINT).
+fn run(flags: RunFlags) -> ExitCode {
     init_logging();
-    // Pingora's own flags: -c config, -u upgrade, -d daemon, -t test.
-    let mut opt = Opt::parse_args();
-    let path = PathBuf::from(
-        opt.conf
-            .take()
-            .unwrap_or_else(|| DEFAULT_CONFIG.to_string()),
-    );
-    let config = match config::load_file(&path) {
+    let path = flags.conf;
+    if flags.test {
+        return check(&path);
+    }
+    let config = match load(&path) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(fatal) => return fatal.report(&path),
     };
-    for secret in &config.secrets {
-        redact::register_secret(secret.expose());
-    }
     let state = Arc::new(ArcSwap::from_pointee(GatewayState::new(&config, None)));
-    if opt.test {
-        println!("{}: configuration is valid", path.display());
-        return ExitCode::SUCCESS;
-    }
-    if !opt.upgrade {
+    if !flags.upgrade {
         if let Err(e) = check_ports_free(&config.process.listen) {
-            eprintln!("cannot start: {}: {e}", path.display());
-            return ExitCode::from(2);
+            return Fatal::Start(e).report(&path);
         }
     }
-
-    let output = &config.process.access_log_output;
-    if let Err(e) = access_writer::configure(
-        output.path.as_deref().map(std::path::Path::new),
-        output.buffer_bytes,
-    ) {
-        eprintln!("cannot start: {}: access_log.path: {e}", path.display());
-        return ExitCode::from(2);
-    }
-    if let Some(tracing) = &config.process.tracing {
-        if let Err(e) = traces::start(tracing) {
-            eprintln!("cannot start: {}: tracing: {e}", path.display());
-            return ExitCode::from(2);
-        }
+    if let Err(fatal) = start_process_services(&config.process) {
+        return fatal.report(&path);
     }
     let process = config.process.clone();
     let mut pingora_conf = process.server.to_pingora();
     // Pingora's retry loop bounds the gateway's tries, fallbacks included.
     pingora_conf.max_retries = gateway::MAX_ATTEMPTS as usize;
+    let opt = Opt {
+        upgrade: flags.upgrade,
+        daemon: flags.daemon,
+        ..Opt::default()
+    };
     let mut server = Server::new_with_opt_and_conf(Some(opt), pingora_conf);
     // With -u this waits for the running process to hand its sockets over.
     server.bootstrap();
     if !process.server.daemon {
         lifecycle::write_pid_file(&process.server.pid_file);
     }
-
-    if let Some(mock_listen) = process.mock_upstream {
-        match mock::bind_and_spawn_thread(mock_listen, MockState::new("demo", false)) {
-            Ok(addr) => log::info!("mock upstream listening on {addr}"),
-            Err(e) => {
-                eprintln!(
-                    "configuration error: {}: mock_upstream.listen: cannot listen on {mock_listen}: {e}",
-                    path.display(),
-                );
-                return ExitCode::from(2);
-            }
-        }
+    if let Err(fatal) = add_services(&mut server, &state, &path, &process) {
+        return fatal.report(&path);
     }
+    let listen = &process.listen;
+    log::info!(
+        "ai-api-gateway {} proxy on {:?}, TLS on {:?}, admin on {}",
+        env!("CARGO_PKG_VERSION"),
+        listen.proxy,
+        listen.proxy_tls,
+        listen.admin
+    );
+    // The gateway ends the process itself once drained (lifecycle.rs); `run`
+    // returns only after a fast shutdown (SIGINT).
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainSignals),
+    });
+    lifecycle::exit(0)
+}
 
+/// What the process starts once, before Pingora: the access-log writer and
+/// the trace exporter.
+fn start_process_services(process: &Process) -> Result<(), Fatal> {
+    let output = &process.access_log_output;
+    access_writer::configure(
+        output.path.as_deref().map(std::path::Path::new),
+        output.buffer_bytes,
+    )
+    .map_err(|e| Fatal::Start(format!("access_log.path: {e}")))?;
+    if let Some(tracing) = &process.tracing {
+        traces::start(tracing).map_err(|e| Fatal::Start(format!("tracing: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The mock upstream (demo), the proxy behind its connection guard, the
+/// admin port, the certificate watcher and the supervisor.
+fn add_services(
+    server: &mut Server,
+    state: &SharedState,
+    path: &std::path::Path,
+    process: &Process,
+) -> Result<(), Fatal> {
+    if let Some(mock_listen) = process.mock_upstream {
+        let addr = mock::bind_and_spawn_thread(mock_listen, MockState::new("demo", false))
+            .map_err(|e| {
+                Fatal::Config(format!(
+                    "{}: mock_upstream.listen: cannot listen on {mock_listen}: {e}",
+                    path.display()
+                ))
+            })?;
+        log::info!("mock upstream listening on {addr}");
+    }
     let listen = &process.listen;
     let tls = match &listen.tls {
-        Some(tls) => match TlsEdge::new(tls) {
-            Ok(edge) => Some((edge, tls)),
-            Err(e) => {
-                eprintln!("cannot start: {}: listen.tls: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
+        Some(tls) => {
+            let edge = TlsEdge::new(tls).map_err(|e| Fatal::Start(format!("listen.tls: {e}")))?;
+            server.add_service(background_service(
+                "tls certificates",
+                CertificateWatcher {
+                    store: edge.store.clone(),
+                    interval: tls.reload_interval,
+                },
+            ));
+            Some((edge, tls))
+        }
         None => None,
     };
-    if let Some((edge, tls)) = &tls {
-        server.add_service(background_service(
-            "tls certificates",
-            CertificateWatcher {
-                store: edge.store.clone(),
-                interval: tls.reload_interval,
-            },
-        ));
-    }
     let request_limits = state.load().request;
     let mut proxy_app =
         pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
@@ -244,21 +342,9 @@ fn main() -> ExitCode {
     // state through reloads.
     server.add_service(background_service(
         "supervisor",
-        Supervisor::new(state.clone(), path.clone(), process.clone()),
+        Supervisor::new(state.clone(), path.to_path_buf(), process.clone()),
     ));
-    log::info!(
-        "ai-api-gateway {} proxy on {:?}, TLS on {:?}, admin on {}",
-        env!("CARGO_PKG_VERSION"),
-        listen.proxy,
-        listen.proxy_tls,
-        listen.admin
-    );
-    // The gateway ends the process itself once drained (lifecycle.rs); `run`
-    // returns only after a fast shutdown (SIGINT).
-    server.run(RunArgs {
-        shutdown_signal: Box::new(DrainSignals),
-    });
-    lifecycle::exit(0)
+    Ok(())
 }
 
 /// How long a start without `-u` waits for its ports: a process that just

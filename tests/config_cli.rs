@@ -402,3 +402,40 @@ fn bad_tls_settings_fail_with_the_field_and_the_file() {
         assert!(out.contains(&expected), "expected {expected:?} in {out}");
     }
 }
+
+#[test]
+fn subcommands_check_hash_keys_and_refuse_what_they_do_not_know() {
+    let demo = repo_path("conf/demo.yaml");
+    let demo = demo.to_str().unwrap();
+    let (code, out) = gateway(&["check", "-c", demo], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("configuration is valid"), "{out}");
+    let (code, out) = gateway(&["check", "-c", "/nonexistent/gw.yaml"], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("/nonexistent/gw.yaml"), "{out}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ai-api-gateway"))
+        .arg("hash-key")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"abc").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        ai_api_gateway::auth::hash_key("abc")
+    );
+
+    for args in [
+        vec!["serve-now"],
+        vec!["check-redis", "extra"],
+        vec!["-c", demo, "check"],
+    ] {
+        let (code, out) = gateway(&args, &[]);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(out.contains("Usage:"), "{args:?}: {out}");
+    }
+}
