@@ -143,6 +143,34 @@ routes:
         );
     }
 
+    /// Every kind of caller takes the same grants, and says which field of
+    /// them is wrong.
+    #[test]
+    fn callers_share_their_grants_and_their_errors_name_the_field() {
+        let text = format!(
+            "auth:\n  api_keys:\n    - {{id: a, key: k, team: t, models: [\"gpt-*\"], scopes: [s], limits: [], enabled: false}}\n{MINIMAL}"
+        );
+        let config = load(&text).unwrap();
+        let grants = &config.auth.api_keys[0].grants;
+        assert_eq!(grants.team.as_deref(), Some("t"));
+        assert_eq!(grants.scopes, ["s"]);
+        assert!(!grants.enabled);
+        for (line, error) in [
+            (
+                "{id: a, key: k, enabled: maybe}",
+                "auth.api_keys[0].enabled: invalid type",
+            ),
+            (
+                "{id: a, key: k, colour: red}",
+                "auth.api_keys[0]: unknown field `colour`",
+            ),
+        ] {
+            let text = format!("auth:\n  api_keys:\n    - {line}\n{MINIMAL}");
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("test.yaml: {error}")), "{err}");
+        }
+    }
+
     #[test]
     fn unknown_words_name_the_field_and_the_choices() {
         let text = MINIMAL.replace(

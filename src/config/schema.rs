@@ -453,50 +453,81 @@ pub struct Auth {
     pub jwt: Option<Jwt>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKey {
-    pub id: String,
-    #[serde(default)]
-    pub sha256: Option<String>,
-    #[serde(default)]
-    pub key: Option<Secret>,
-    #[serde(default)]
-    pub owner: Option<String>,
-    #[serde(default)]
-    pub team: Option<String>,
-    #[serde(default)]
-    pub models: Vec<String>,
-    #[serde(default)]
-    pub limits: Vec<String>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default = "default_true")]
+/// Declares a kind of configured caller (an API key, a client
+/// certificate): its own fields, then the grants every caller carries,
+/// spelled once here so that a new grant is added once. (`#[serde(flatten)]`
+/// would do the same, but serde cannot deny unknown fields next to a
+/// flattened type, and errors in it lose their field's name.)
+macro_rules! caller {
+    ($(#[$meta:meta])* pub struct $name:ident {
+        $($(#[$field_meta:meta])* pub $field:ident: $type:ty,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $type,)*
+            #[serde(default)]
+            pub owner: Option<String>,
+            #[serde(default)]
+            pub team: Option<String>,
+            #[serde(default)]
+            pub models: Vec<String>,
+            #[serde(default)]
+            pub limits: Vec<String>,
+            #[serde(default)]
+            pub scopes: Vec<String>,
+            #[serde(default = "default_true")]
+            pub enabled: bool,
+        }
+
+        impl $name {
+            /// What the caller is granted.
+            pub fn grants(&self) -> Grants<'_> {
+                Grants {
+                    owner: self.owner.as_deref(),
+                    team: self.team.as_deref(),
+                    models: &self.models,
+                    limits: &self.limits,
+                    scopes: &self.scopes,
+                    enabled: self.enabled,
+                }
+            }
+        }
+    };
+}
+
+/// Who a configured caller is and what it may do, as every kind of caller
+/// spells it.
+pub struct Grants<'a> {
+    pub owner: Option<&'a str>,
+    pub team: Option<&'a str>,
+    pub models: &'a [String],
+    pub limits: &'a [String],
+    pub scopes: &'a [String],
     pub enabled: bool,
 }
 
-/// A verified client certificate's identity: the certificate is matched by
-/// its subject's common name or by one of its alternative names.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientCert {
-    pub id: String,
-    #[serde(default)]
-    pub subject: Option<String>,
-    #[serde(default)]
-    pub san: Option<String>,
-    #[serde(default)]
-    pub owner: Option<String>,
-    #[serde(default)]
-    pub team: Option<String>,
-    #[serde(default)]
-    pub models: Vec<String>,
-    #[serde(default)]
-    pub limits: Vec<String>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default = "default_true")]
-    pub enabled: bool,
+caller! {
+    pub struct ApiKey {
+        pub id: String,
+        #[serde(default)]
+        pub sha256: Option<String>,
+        #[serde(default)]
+        pub key: Option<Secret>,
+    }
+}
+
+caller! {
+    /// A verified client certificate's identity: the certificate is matched
+    /// by its subject's common name or by one of its alternative names.
+    pub struct ClientCert {
+        pub id: String,
+        #[serde(default)]
+        pub subject: Option<String>,
+        #[serde(default)]
+        pub san: Option<String>,
+    }
 }
 
 fn default_true() -> bool {

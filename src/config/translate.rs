@@ -753,14 +753,7 @@ fn auth(a: &schema::Auth, env: Env<'_>) -> Result<Auth> {
         api_keys.push(ApiKey {
             id: key.id.clone(),
             sha256,
-            grants: Grants {
-                owner: key.owner.clone(),
-                team: key.team.clone(),
-                models: globs(&format!("{at}.models"), &key.models)?,
-                limits: key.limits.clone(),
-                scopes: key.scopes.clone(),
-                enabled: key.enabled,
-            },
+            grants: grants(&at, key.grants())?,
         });
     }
     let jwt = match &a.jwt {
@@ -783,20 +776,25 @@ fn auth(a: &schema::Auth, env: Env<'_>) -> Result<Auth> {
         client_certs.push(ClientCert {
             id: cert.id.clone(),
             name,
-            grants: Grants {
-                owner: cert.owner.clone(),
-                team: cert.team.clone(),
-                models: globs(&format!("{at}.models"), &cert.models)?,
-                limits: cert.limits.clone(),
-                scopes: cert.scopes.clone(),
-                enabled: cert.enabled,
-            },
+            grants: grants(&at, cert.grants())?,
         });
     }
     Ok(Auth {
         api_keys,
         client_certs,
         jwt,
+    })
+}
+
+/// A caller's grants, at `at`.
+fn grants(at: &str, g: schema::Grants<'_>) -> Result<Grants> {
+    Ok(Grants {
+        owner: g.owner.map(str::to_string),
+        team: g.team.map(str::to_string),
+        models: globs(&format!("{at}.models"), g.models)?,
+        limits: g.limits.to_vec(),
+        scopes: g.scopes.to_vec(),
+        enabled: g.enabled,
     })
 }
 
