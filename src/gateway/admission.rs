@@ -17,7 +17,7 @@ use super::context::{Admitted, ModelRequest, Refusal};
 use crate::auth::{ClientCertificate, Failure, Identity};
 use crate::config::AuthMethod;
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::{Admission, Charge, Limiter, Rejection, RequestFacts};
+use crate::limits::{Admission, Charge, Limiter, Refused, RequestFacts};
 use crate::llm::{self, translate, Dialect, Usage};
 use crate::observability::metrics::metrics;
 use crate::routing::{PathMatch, RouteEntry};
@@ -189,8 +189,8 @@ async fn charge_limits(
             model_request,
             limits,
         }),
-        Err(rejection) => Err(Refusal::Answer {
-            error: super::limiting::rejection_error(&rejection, dialect),
+        Err(refused) => Err(Refusal::Answer {
+            error: super::limiting::refusal_error(&refused, dialect),
             route: Some(route.label),
         }),
     }
@@ -205,7 +205,7 @@ pub async fn reserve(
     route: &RouteEntry,
     identity: Option<&Identity>,
     model_request: Option<&ModelRequest>,
-) -> Result<Option<(Arc<Limiter>, Admission)>, Rejection> {
+) -> Result<Option<(Arc<Limiter>, Admission)>, Refused> {
     let limiter = &state.limiter;
     let caller_limits = identity.iter().flat_map(|i| i.limits.iter());
     let rules = limiter.rules_for(route.limits.iter().chain(caller_limits));

@@ -175,11 +175,11 @@ async fn next_admitted(
         .await;
         let limits = match reserved {
             Ok(limits) => limits,
-            Err(rejection) => {
+            Err(refused) => {
                 log::info!(
                     "request {}: fallback to `{model}` skipped: limit `{}` refused it",
                     ctx.request_id,
-                    rejection.rule
+                    refused.rule
                 );
                 continue;
             }

@@ -8,12 +8,14 @@ use pingora::http::ResponseHeader;
 use super::RequestCtx;
 use crate::config::LimitCounts;
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::{Charge, Rejection, Standing};
+use crate::limits::{Charge, Refused, RefusedKind, Standing};
 use crate::llm::Dialect;
 
-/// The client's answer to a refusal by a limit rule.
-pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
-    let mut error = if r.status == 503 {
+/// The client's answer to a refusal by a limit rule: 503 when the limit
+/// could not be checked, else 429.
+pub fn refusal_error(r: &Refused, dialect: Dialect) -> ApiError {
+    let retry_after_secs = r.retry_after.as_secs();
+    let mut error = if r.kind == RefusedKind::Unavailable {
         ApiError::new(
             ErrorCode::RateLimitUnavailable,
             format!(
@@ -29,7 +31,7 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
                 r.rule,
                 usd(r.standing.limit),
                 r.window.as_str(),
-                r.retry_after_secs
+                retry_after_secs
             ),
         )
     } else {
@@ -45,7 +47,7 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
                 r.rule,
                 r.standing.limit,
                 window_word(r),
-                r.retry_after_secs
+                retry_after_secs
             ),
         )
     };
@@ -54,7 +56,7 @@ pub fn rejection_error(r: &Rejection, dialect: Dialect) -> ApiError {
     } else {
         Kind::Requests
     };
-    error.extra_headers = vec![("retry-after", r.retry_after_secs.to_string())];
+    error.extra_headers = vec![("retry-after", retry_after_secs.to_string())];
     // A budget's standing is in dollars, not in any `x-ratelimit-*`
     // header's unit.
     if r.counts != LimitCounts::CostUsd {
@@ -135,7 +137,7 @@ fn standing_headers(
     ]
 }
 
-fn window_word(r: &Rejection) -> &'static str {
+fn window_word(r: &Refused) -> &'static str {
     match r.counts {
         LimitCounts::Concurrent => "moment",
         _ => r.window.as_str(),

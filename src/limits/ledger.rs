@@ -56,7 +56,7 @@ pub enum Ledger {
 
 impl Ledger {
     /// The Redis store behind the ledger, if any.
-    pub fn store(&self) -> Option<&Arc<RedisStore>> {
+    fn store(&self) -> Option<&Arc<RedisStore>> {
         match self {
             Ledger::Local => None,
             Ledger::Lease { store, .. } | Ledger::Redis { store, .. } => Some(store),
