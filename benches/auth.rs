@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use ai_api_gateway::auth::{hash_key, ApiKeyStore, JwtVerifier};
-use ai_api_gateway::config::{load_str, Config};
+use ai_api_gateway::settings::{load_str, Settings};
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 
@@ -15,7 +15,7 @@ fn key_file(name: &str) -> String {
 }
 
 /// A config with `auth` (YAML lines) and one route.
-fn config(auth: &str) -> Config {
+fn config(auth: &str) -> Settings {
     let text = format!(
         "auth:\n{auth}upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
          routes:\n  - {{name: r, paths: [/v1], upstream: u}}\n"

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use ai_api_gateway::config::{load_str, LimitMode};
+use ai_api_gateway::config::LimitMode;
 use ai_api_gateway::limits::{Charge, Limiter, RequestFacts};
+use ai_api_gateway::settings::load_str;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 // The integration tests' harness: its Redis guard starts redis-server on a
@@ -27,7 +28,7 @@ fn limiter(mode: LimitMode, port: u16) -> Arc<Limiter> {
         mode.as_str()
     );
     let config = load_str(&text, "bench.yaml", |_| None).expect("the bench config loads");
-    Arc::new(Limiter::new(&config.limits))
+    Arc::new(Limiter::new(&config.limits).expect("the bench limiter builds"))
 }
 
 fn decisions(c: &mut Criterion) {

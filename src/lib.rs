@@ -15,4 +15,5 @@ pub mod mock;
 pub mod observability;
 pub mod reload;
 pub mod routing;
+pub mod settings;
 pub mod state;

@@ -18,16 +18,17 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use ai_api_gateway::admin::AdminService;
-use ai_api_gateway::config::{self, Config, Listen, Process};
 use ai_api_gateway::edge::certificates::CertificateWatcher;
 use ai_api_gateway::edge::connection::{ConnectionGuard, Edge};
 use ai_api_gateway::edge::http2;
+use ai_api_gateway::edge::settings::Listen;
 use ai_api_gateway::edge::tls::TlsEdge;
 use ai_api_gateway::gateway::{self, Gateway};
 use ai_api_gateway::lifecycle::{self, DrainSignals};
 use ai_api_gateway::mock::{self, MockState};
 use ai_api_gateway::observability::{access_writer, redact, traces};
 use ai_api_gateway::reload::{SharedState, Supervisor};
+use ai_api_gateway::settings::{self, Process, Settings};
 use ai_api_gateway::state::GatewayState;
 
 const DEFAULT_CONFIG: &str = "conf/gateway.yaml";
@@ -146,19 +147,23 @@ impl Fatal {
 
 /// Loads and validates the config; its secrets are scrubbed from every log
 /// line from now on.
-fn load(path: &std::path::Path) -> Result<Config, Fatal> {
-    let config = config::load_file(path).map_err(|e| Fatal::Config(e.to_string()))?;
+fn load(path: &std::path::Path) -> Result<Settings, Fatal> {
+    let config = settings::load_file(path).map_err(|e| Fatal::Config(e.to_string()))?;
     for secret in &config.secrets {
         redact::register_secret(secret.expose());
     }
     Ok(config)
 }
 
+/// The state a config builds: its routes, pools, callers and limiter.
+fn build(config: &Settings) -> Result<GatewayState, Fatal> {
+    GatewayState::new(config, None).map_err(Fatal::Start)
+}
+
 /// `check` and `-t`: the config loads and builds.
 fn check(path: &std::path::Path) -> ExitCode {
-    match load(path) {
-        Ok(config) => {
-            drop(GatewayState::new(&config, None));
+    match load(path).and_then(|config| build(&config)) {
+        Ok(_) => {
             println!("{}: configuration is valid", path.display());
             ExitCode::SUCCESS
         }
@@ -197,7 +202,10 @@ fn check_redis(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let limiter = ai_api_gateway::limits::Limiter::new(&config.limits);
+    let limiter = match ai_api_gateway::limits::Limiter::new(&config.limits) {
+        Ok(limiter) => limiter,
+        Err(e) => return Fatal::Start(e).report(path),
+    };
     match runtime.block_on(limiter.check_redis()) {
         Ok(report) => {
             println!("{}", redact::redact(&report));
@@ -221,7 +229,10 @@ fn run(flags: RunFlags) -> ExitCode {
         Ok(config) => config,
         Err(fatal) => return fatal.report(&path),
     };
-    let state = Arc::new(ArcSwap::from_pointee(GatewayState::new(&config, None)));
+    let state = match build(&config) {
+        Ok(state) => Arc::new(ArcSwap::from_pointee(state)),
+        Err(fatal) => return fatal.report(&path),
+    };
     if !flags.upgrade {
         if let Err(e) = check_ports_free(&config.process.listen) {
             return Fatal::Start(e).report(&path);

@@ -17,13 +17,13 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Process};
 use crate::edge::client;
 use crate::edge::connection::{ConnectionSettings, LiveSettings};
 use crate::lifecycle::{self, drain};
 use crate::observability::metrics::metrics;
 use crate::observability::redact;
 use crate::routing::health::{DnsRefresher, HealthChecker};
+use crate::settings::{self, Process};
 use crate::state::GatewayState;
 
 /// The state every request reads, swapped whole on reload.
@@ -103,15 +103,14 @@ impl Supervisor {
         }
     }
 
-    /// Loads, validates and swaps; the old state stays on any fault.
     /// Loads the file and makes it the running state; returns the state
-    /// it replaced.
+    /// it replaced. The old state stays on any fault.
     fn reload(&self) -> Result<Arc<GatewayState>, String> {
-        let config = config::load_file(&self.path).map_err(|e| e.to_string())?;
+        let config = settings::load_file(&self.path).map_err(|e| e.to_string())?;
         for secret in &config.secrets {
             redact::register_secret(secret.expose());
         }
-        let state = GatewayState::new(&config, Some(&self.state.load()));
+        let state = GatewayState::new(&config, Some(&self.state.load()))?;
         for warning in needs_upgrade(&self.started_with, &config.process) {
             log::warn!("config reload: {warning} changed; it takes a graceful upgrade (start a new process with -u) to apply");
         }
@@ -267,7 +266,7 @@ mod tests {
             "{top}upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
              routes:\n  - {{name: r, paths: [/v1], upstream: u}}\n"
         );
-        config::load_str(&text, "test.yaml", |_| None)
+        settings::load_str(&text, "test.yaml", |_| None)
             .expect("loads")
             .process
     }

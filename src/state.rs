@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::{AdminToken, Authenticator};
-use crate::config::{AccessLog, Cidr, Config, RequestLimits};
+use crate::config::Cidr;
+use crate::edge::settings::RequestLimits;
 use crate::limits::Limiter;
 use crate::llm::Pricing;
+use crate::observability::settings::AccessLog;
 use crate::routing::{Pool, RouteEntry, RouteTable};
+use crate::settings::Settings;
 
 pub struct GatewayState {
     pub routes: RouteTable,
@@ -34,7 +37,7 @@ impl GatewayState {
     /// Builds the state of a translated config; the translation checked
     /// everything that could fail. On a reload, `previous` is the running
     /// state: backends that stay the same keep their health and ejection.
-    pub fn new(config: &Config, previous: Option<&GatewayState>) -> Self {
+    pub fn new(config: &Settings, previous: Option<&GatewayState>) -> Result<Self, String> {
         let previous_pool =
             |name: &str| previous.and_then(|state| state.pools.iter().find(|p| p.name == name));
         let pools: HashMap<&str, Arc<Pool>> = config
@@ -55,10 +58,10 @@ impl GatewayState {
             .collect();
         let mut pools: Vec<Arc<Pool>> = pools.into_values().collect();
         pools.sort_by(|a, b| a.name.cmp(&b.name));
-        Self {
+        Ok(Self {
             routes: RouteTable::new(routes),
             auth: Authenticator::new(&config.auth),
-            limiter: Arc::new(Limiter::new(&config.limits)),
+            limiter: Arc::new(Limiter::new(&config.limits)?),
             pools,
             request: config.request,
             max_connections: config.max_connections,
@@ -71,7 +74,7 @@ impl GatewayState {
                 .as_ref()
                 .map(|token| AdminToken::new(token.expose())),
             started: Instant::now(),
-        }
+        })
     }
 
     /// Why the gateway is not ready to take traffic; empty when it is.

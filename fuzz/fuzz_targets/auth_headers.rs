@@ -6,7 +6,8 @@
 use std::sync::OnceLock;
 
 use ai_api_gateway::auth::Authenticator;
-use ai_api_gateway::config::{load_str, AuthMethod};
+use ai_api_gateway::config::AuthMethod;
+use ai_api_gateway::settings::load_str;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};

@@ -2,7 +2,7 @@
 //! the file, and an expanded `${SECRET}` never shows up in that error.
 #![no_main]
 
-use ai_api_gateway::config::load_str;
+use ai_api_gateway::settings::load_str;
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "fz-9c1e7a4b2d";

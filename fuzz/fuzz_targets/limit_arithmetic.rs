@@ -7,7 +7,8 @@
 
 use std::sync::OnceLock;
 
-use ai_api_gateway::config::{load_str, LimitCounts};
+use ai_api_gateway::config::LimitCounts;
+use ai_api_gateway::settings::load_str;
 use ai_api_gateway::limits::lease::LeaseTable;
 use ai_api_gateway::limits::{Admission, Charge, Counter, Limiter, RequestFacts, MAX_CHARGE};
 use arbitrary::Arbitrary;
@@ -96,7 +97,7 @@ fn limiter(limits: [u64; 4]) -> Limiter {
         limits[3] / MICRO
     );
     let config = load_str(&text, "fuzz.yaml", |_| None).expect("the fuzz config loads");
-    Limiter::new(&config.limits)
+    Limiter::new(&config.limits).expect("the fuzz limiter builds")
 }
 
 fn check_limiter(input: &Input) {

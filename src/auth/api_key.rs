@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::settings::ApiKey;
 use super::{Caller, Failure, Identity};
-use crate::config::{self, AuthMethod};
+use crate::config::AuthMethod;
 
 /// Hex SHA-256 of a key, as `auth.api_keys[].sha256` expects.
 pub fn hash_key(key: &str) -> String {
@@ -21,7 +22,7 @@ pub struct ApiKeyStore {
 }
 
 impl ApiKeyStore {
-    pub fn new(keys: &[config::ApiKey]) -> Self {
+    pub fn new(keys: &[ApiKey]) -> Self {
         let by_hash = keys
             .iter()
             .map(|key| {
@@ -51,7 +52,7 @@ mod tests {
             "auth:\n  api_keys:\n{text}upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
              routes:\n  - {{name: r, paths: [/v1], upstream: u}}\n"
         );
-        let config = config::load_str(&yaml, "test.yaml", |_| None).unwrap();
+        let config = crate::settings::load_str(&yaml, "test.yaml", |_| None).unwrap();
         ApiKeyStore::new(&config.auth.api_keys)
     }
 

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::settings::{self, CertificateName};
 use super::{Caller, Failure, Identity};
-use crate::config::{self, AuthMethod, CertificateName};
+use crate::config::AuthMethod;
 use crate::edge::tls::ClientCertificate;
 
 #[derive(Default)]
@@ -17,7 +18,7 @@ pub struct ClientCertStore {
 }
 
 impl ClientCertStore {
-    pub fn new(certs: &[config::ClientCert]) -> Self {
+    pub fn new(certs: &[settings::ClientCert]) -> Self {
         let mut store = Self::default();
         for cert in certs {
             let entry = Caller::new(AuthMethod::ClientCert, &cert.id, &cert.grants);

@@ -18,7 +18,8 @@ use pingora::utils::tls::WrappedX509;
 
 use super::fetch;
 use super::keys::{ValidationTemplate, VerifyingKey};
-use crate::config::{self, check_fetch_url, OidcSource};
+use super::settings::{Oidc, OidcSource};
+use crate::config::check_fetch_url;
 
 pub struct JwksCache {
     source: OidcSource,
@@ -37,7 +38,7 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
-    pub fn new(settings: &config::Oidc, template: ValidationTemplate) -> Self {
+    pub fn new(settings: &Oidc, template: ValidationTemplate) -> Self {
         Self {
             source: settings.source.clone(),
             fallback_algorithms: settings.algorithms.clone(),

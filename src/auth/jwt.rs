@@ -10,9 +10,10 @@ use serde_json::{Map, Value};
 use super::credentials::MAX_CREDENTIAL_LEN;
 use super::jwks::{JwksCache, JwksRefresher};
 use super::keys::{ValidationTemplate, VerifyingKey};
+use super::settings::{ClaimNames, Jwt};
 use super::token_cache::{self, TokenCache};
 use super::{Failure, Identity};
-use crate::config::{self, AuthMethod, ClaimNames, Glob};
+use crate::config::{AuthMethod, Glob};
 
 pub struct JwtVerifier {
     static_keys: Vec<VerifyingKey>,
@@ -23,7 +24,7 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn new(settings: &config::Jwt) -> Self {
+    pub fn new(settings: &Jwt) -> Self {
         let template = ValidationTemplate {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -206,7 +207,7 @@ mod tests {
              upstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\n\
              routes:\n  - {{name: r, paths: [/v1], upstream: u}}\n"
         );
-        let config = config::load_str(&yaml, "test.yaml", |_| None).unwrap();
+        let config = crate::settings::load_str(&yaml, "test.yaml", |_| None).unwrap();
         JwtVerifier::new(config.auth.jwt.as_ref().unwrap())
     }
 

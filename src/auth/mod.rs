@@ -10,6 +10,7 @@ mod fetch;
 mod jwks;
 mod jwt;
 mod keys;
+pub mod settings;
 mod token_cache;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ pub use api_key::{hash_key, ApiKeyStore};
 pub use jwks::JwksRefresher;
 pub use jwt::JwtVerifier;
 
-use crate::config::{self, AuthMethod, Glob};
+use crate::config::{AuthMethod, Glob};
 pub use crate::edge::tls::ClientCertificate;
 use crate::error::{ApiError, ErrorCode};
 use crate::observability::metrics::metrics;
@@ -46,7 +47,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    fn new(method: AuthMethod, id: &str, grants: &config::Grants) -> Self {
+    fn new(method: AuthMethod, id: &str, grants: &settings::Grants) -> Self {
         Self {
             method,
             id: id.to_string(),
@@ -76,7 +77,7 @@ struct Caller {
 }
 
 impl Caller {
-    fn new(method: AuthMethod, id: &str, grants: &config::Grants) -> Self {
+    fn new(method: AuthMethod, id: &str, grants: &settings::Grants) -> Self {
         Self {
             identity: Arc::new(Identity::new(method, id, grants)),
             enabled: grants.enabled,
@@ -201,7 +202,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(settings: &config::Auth) -> Self {
+    pub fn new(settings: &settings::Auth) -> Self {
         // Every failure reason starts at zero, so rate() and alerts work from
         // the first scrape.
         for failure in Failure::ALL {

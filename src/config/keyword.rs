@@ -29,7 +29,27 @@ macro_rules! keywords {
                 }
             }
         }
+
+        impl Keyword for $name {
+            const ALL: &'static [$name] = $name::ALL;
+
+            fn parse(word: &str) -> Option<Self> {
+                $name::parse(word)
+            }
+
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+        }
     };
+}
+
+/// A closed set of config words (what [`keywords!`] declares), for the
+/// lowering to parse and to name the choices when a word is none of them.
+pub trait Keyword: Copy + 'static {
+    const ALL: &'static [Self];
+    fn parse(word: &str) -> Option<Self>;
+    fn as_str(self) -> &'static str;
 }
 
 keywords! {

@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
-use crate::config::{CertificateFiles, ServerCertificate};
+use super::settings::CertificateFiles;
+use crate::config::ServerCertificate;
 use crate::observability::metrics::metrics;
 
 /// The served certificates, with what their files held when they loaded.

@@ -20,7 +20,7 @@
 use pingora::apps::HttpServerOptions;
 use pingora::protocols::http::v2::server::H2Options;
 
-use crate::config::RequestLimits;
+use super::settings::RequestLimits;
 
 /// Streams one client connection may have open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 128;

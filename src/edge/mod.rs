@@ -10,6 +10,8 @@
 pub mod certificates;
 pub mod client;
 pub mod connection;
+pub mod guarded_stream;
 pub mod http2;
 pub mod proxy_protocol;
+pub mod settings;
 pub mod tls;

@@ -21,7 +21,8 @@ use pingora::protocols::Stream;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
 use super::certificates::CertificateStore;
-use crate::config::{AltName, CertificateNames, EdgeTls};
+use super::settings::EdgeTls;
+use crate::config::{AltName, CertificateNames};
 
 /// What the TLS listeners need to accept a connection.
 pub struct TlsEdge {

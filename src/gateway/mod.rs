@@ -26,7 +26,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 pub use context::{RequestCtx, MAX_ATTEMPTS};
 
-use crate::edge::{client, connection};
+use crate::edge::{client, guarded_stream};
 use crate::error::{ApiError, ErrorCode};
 use crate::lifecycle::drain;
 use crate::llm::Dialect;
@@ -65,7 +65,7 @@ impl ProxyHttp for Gateway {
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
         // The headers are in: the connection's header deadline is met.
-        connection::request_started(session);
+        guarded_stream::request_started(session);
         Ok(())
     }
 
@@ -304,7 +304,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        connection::request_finished(session);
+        guarded_stream::request_finished(session);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let state = self.state.load();
         let cost = report::cost(&state.pricing, ctx);

@@ -5,10 +5,10 @@ use pingora::proxy::Session;
 use pingora::Error;
 
 use super::RequestCtx;
-use crate::config::AccessLog;
 use crate::llm::Pricing;
 use crate::observability::access_log::{AccessRecord, Timestamp};
 use crate::observability::metrics::{method_label, metrics, status_label};
+use crate::observability::settings::AccessLog;
 
 /// Counts the request in `http_requests_total` and its duration.
 pub fn record_metrics(session: &Session, ctx: &RequestCtx, status: u16) {

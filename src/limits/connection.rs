@@ -12,7 +12,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 
-use crate::config::{RedisClient, RedisSentinel};
+use super::redis_client::{RedisClient, RedisSentinel};
 
 #[derive(Clone)]
 pub enum Connection {

@@ -12,11 +12,12 @@ use super::health::{RedisHealth, Transition};
 use super::ledger::{Charge as Outcome, Ledger, Spot};
 use super::local::LocalCounters;
 use super::rules::{reset_in_ms, window_id, Counter, RequestFacts, Rule};
+use super::settings::Limits;
 use super::slots::{SlotGuard, SlotLease, SlotTable};
 use super::spend::{self, Source, SpendBook, SpendError, SpendLine, SpendQuery};
 use super::store::{epoch_ms, RedisStore};
 use super::{Admission, Charge, Charged, Refused, RefusedKind, Slot, Standing};
-use crate::config::{self, LimitCounts, LimitMode, RedisFailure};
+use crate::config::{LimitCounts, LimitMode, RedisFailure};
 use crate::observability::metrics::metrics;
 
 /// How long requests skip a failing Redis before trying it again.
@@ -61,7 +62,9 @@ pub(super) struct Shared {
 }
 
 impl Limiter {
-    pub fn new(settings: &config::Limits) -> Self {
+    /// The limiter of the `limits` settings; an error only when the Redis
+    /// client cannot be built (which the lowering checked already).
+    pub fn new(settings: &Limits) -> Result<Self, String> {
         let all: Vec<Arc<Rule>> = settings
             .rules
             .iter()
@@ -91,7 +94,11 @@ impl Limiter {
         let (ledger, shared) = match (settings.mode, &settings.redis) {
             (LimitMode::Local, _) | (_, None) => (Ledger::Local, None),
             (mode, Some(r)) => {
-                let store = Arc::new(RedisStore::new(&r.client, r.timeout, &field));
+                let client = r
+                    .connection
+                    .client()
+                    .map_err(|e| format!("cannot set up the Redis client for limits: {e}"))?;
+                let store = Arc::new(RedisStore::new(client, r.timeout, &field));
                 let ledger = match mode {
                     LimitMode::Hybrid => Ledger::Lease {
                         store: store.clone(),
@@ -117,7 +124,7 @@ impl Limiter {
                 (ledger, Some(shared))
             }
         };
-        Self {
+        Ok(Self {
             rules: RuleBook {
                 all,
                 by_name,
@@ -128,7 +135,7 @@ impl Limiter {
             local: LocalCounters::default(),
             spend: SpendBook::default(),
             shared,
-        }
+        })
     }
 
     /// The rules a request is charged: global, the route's, the caller's.

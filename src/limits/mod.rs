@@ -18,7 +18,9 @@ pub mod lease;
 mod ledger;
 mod limiter;
 mod local;
+mod redis_client;
 mod rules;
+pub mod settings;
 mod slots;
 mod spend;
 mod store;
@@ -34,8 +36,8 @@ pub use rules::{Counter, RequestFacts, Rule};
 pub use spend::{SpendError, SpendLine, SpendQuery};
 pub use sync::LimitSync;
 
-pub use crate::config::MAX_LIMIT as MAX_CHARGE;
 use crate::config::{LimitCounts, LimitWindow};
+pub use settings::MAX_LIMIT as MAX_CHARGE;
 use slots::SlotGuard;
 
 /// What one request is charged, by kind.

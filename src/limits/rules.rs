@@ -5,8 +5,9 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use super::calendar;
+use super::settings::LimitRule;
 use super::store::SpendKeys;
-use crate::config::{self, LimitCounts, LimitKeyPart, LimitWindow};
+use crate::config::{LimitCounts, LimitKeyPart, LimitWindow};
 
 /// What a request is known by, for building limit keys.
 #[derive(Debug, Default, Clone)]
@@ -31,7 +32,7 @@ pub struct Rule {
 }
 
 impl Rule {
-    pub fn new(index: usize, rule: &config::LimitRule) -> Self {
+    pub fn new(index: usize, rule: &LimitRule) -> Self {
         Self {
             index,
             name: rule.name.clone(),

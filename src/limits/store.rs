@@ -10,7 +10,7 @@ use redis::Script;
 use tokio::sync::Mutex;
 
 use super::connection::Connection;
-use crate::config::RedisClient;
+use super::redis_client::RedisClient;
 
 /// A window's counter is a hash with one field per replica: what that
 /// replica took. After Redis failed, each replica raises its field to its
@@ -154,9 +154,9 @@ pub struct SpendKeys {
 }
 
 impl RedisStore {
-    pub fn new(client: &RedisClient, timeout: Duration, replica: &str) -> Self {
+    pub fn new(client: RedisClient, timeout: Duration, replica: &str) -> Self {
         Self {
-            client: client.clone(),
+            client,
             conn: Mutex::new(None),
             timeout,
             lease: script(LEASE),

@@ -1,7 +1,8 @@
 //! What an answer cost: its settled usage at the configured prices
 //! (`pricing`), in integer nano-dollars so that sums stay exact.
 
-use crate::config::Price;
+use crate::config::check::{ensure, Fault, Lowered};
+use crate::config::{schema, Glob};
 
 use super::Usage;
 
@@ -32,6 +33,53 @@ impl Pricing {
         // Prices are bounded at config time; the cast saturates anyway.
         Some(nanos.round() as u64)
     }
+}
+
+/// What a model's tokens cost, in USD per million (validated: finite, not
+/// negative).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price {
+    pub model: Glob,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+    /// Input tokens read from the prompt cache (the input price when unset
+    /// in config: never silently cheaper).
+    pub cached_input_per_million: f64,
+}
+
+/// A price above this (USD per million tokens) is a typo, not a model.
+const MAX_PRICE_PER_MILLION: f64 = 1_000_000.0;
+
+/// The `pricing` section, lowered.
+pub fn lower_prices(prices: &[schema::Price]) -> Lowered<Vec<Price>> {
+    prices
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let model = Glob::new(&p.model).ok_or_else(|| Fault {
+                field: format!("pricing[{i}].model"),
+                message: "must not be empty".into(),
+            })?;
+            let cached = p.cached_input_per_million.unwrap_or(p.input_per_million);
+            for (name, value) in [
+                ("input_per_million", p.input_per_million),
+                ("output_per_million", p.output_per_million),
+                ("cached_input_per_million", cached),
+            ] {
+                ensure(
+                    value.is_finite() && (0.0..=MAX_PRICE_PER_MILLION).contains(&value),
+                    || format!("pricing[{i}].{name}"),
+                    "must be a number of USD between 0 and 1000000",
+                )?;
+            }
+            Ok(Price {
+                model,
+                input_per_million: p.input_per_million,
+                output_per_million: p.output_per_million,
+                cached_input_per_million: cached,
+            })
+        })
+        .collect()
 }
 
 /// Nano-USD as the micro-USD budgets count in, rounded up: a request that

@@ -10,7 +10,7 @@ pub mod sse;
 pub mod translate;
 mod usage;
 
-pub use cost::{micro_usd, Pricing};
+pub use cost::{lower_prices, micro_usd, Price, Pricing};
 pub use details::AnswerDetails;
 pub use dialect::Dialect;
 pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};

@@ -5,4 +5,5 @@ pub mod access_writer;
 pub mod metrics;
 pub mod redact;
 pub mod request_id;
+pub mod settings;
 pub mod traces;

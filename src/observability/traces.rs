@@ -27,7 +27,7 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
-use crate::config::TracingSettings;
+use super::settings::TracingSettings;
 use crate::observability::metrics::metrics;
 
 /// Most spans in one export request.

@@ -3,6 +3,7 @@
 
 pub mod health;
 mod pool;
+pub mod settings;
 mod table;
 
 pub use pool::{resolve, Backend, InflightGuard, Pool};

@@ -13,9 +13,8 @@ use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::{
-    self, BaseUrl, CaBundle, HealthCheck, PassiveHealth, ProviderKind, Strategy, Timeouts,
-};
+use super::settings::{HealthCheck, PassiveHealth, Timeouts};
+use crate::config::{BaseUrl, CaBundle, ProviderKind, Strategy};
 use crate::llm::Dialect;
 use crate::observability::metrics::metrics;
 
@@ -203,7 +202,7 @@ impl Pool {
     /// showed: its health, its ejection, its load and its addresses; a new
     /// one is resolved now and starts healthy. A name that does not resolve
     /// leaves its backend unavailable until the refresher succeeds.
-    pub fn new(settings: &config::Pool, previous: Option<&Pool>) -> Self {
+    pub fn new(settings: &super::settings::Pool, previous: Option<&Pool>) -> Self {
         let name = &settings.name;
         let backends: Vec<Arc<Backend>> = settings
             .backends
@@ -387,13 +386,13 @@ mod tests {
     use super::*;
 
     fn pool(strategy: Strategy, weights: &[u32]) -> Pool {
-        let settings = config::Pool {
+        let settings = crate::routing::settings::Pool {
             name: "p".into(),
             strategy,
             backends: weights
                 .iter()
                 .enumerate()
-                .map(|(i, &weight)| config::Backend {
+                .map(|(i, &weight)| crate::routing::settings::Backend {
                     url: BaseUrl::parse(&format!("http://127.0.0.1:{}", 9000 + i)).unwrap(),
                     weight,
                     provider: ProviderKind::Openai,

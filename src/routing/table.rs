@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::config::{self, AuthMethod, Glob, RetryOn};
+use super::settings;
+use crate::config::{AuthMethod, Glob, RetryOn};
 use crate::llm::Dialect;
 use crate::observability::metrics::RouteMetrics;
 use crate::routing::Pool;
@@ -39,7 +40,7 @@ pub struct RouteEntry {
 }
 
 impl RouteEntry {
-    pub fn new(route: &config::Route, pool: Arc<Pool>) -> Self {
+    pub fn new(route: &settings::Route, pool: Arc<Pool>) -> Self {
         let serves_chat = !route.models.is_empty()
             && [Dialect::OpenAi, Dialect::Anthropic].iter().any(|d| {
                 route

@@ -1,0 +1,170 @@
+//! `upstreams` (pools and their backends) and `routes`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::super::duration::serde_str as duration;
+use super::super::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub passive_health: PassiveHealth,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub tls: Tls,
+}
+
+fn default_strategy() -> String {
+    "round_robin".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub base_url: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_provider() -> String {
+    "openai".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    pub path: String,
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveHealth {
+    pub consecutive_failures: u32,
+    #[serde(with = "duration")]
+    pub cooldown: Duration,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    #[serde(with = "duration")]
+    pub connect: Duration,
+    #[serde(with = "duration")]
+    pub read: Duration,
+    #[serde(with = "duration")]
+    pub write: Duration,
+    #[serde(with = "duration")]
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(120),
+            write: Duration::from_secs(30),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub ca_file: Option<String>,
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    pub attempts: u32,
+    pub on: Vec<String>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            on: vec!["connect_error".into(), "timeout".into()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: String,
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub upstream: String,
+    #[serde(default)]
+    pub model_aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub retry: Retry,
+    #[serde(default)]
+    pub limits: Vec<String>,
+    /// Default: every method the `auth` section configures, else `none`.
+    #[serde(default)]
+    pub auth: Option<Vec<String>>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `max_tokens` for providers that require it when the client set none
+    /// (default: `limits.default_max_tokens`).
+    #[serde(default)]
+    pub default_max_tokens: Option<u64>,
+    /// Drop parameters a translation cannot honour instead of refusing them.
+    #[serde(default)]
+    pub drop_unsupported_params: bool,
+    /// Models tried, in order, when this route's pool fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+}
