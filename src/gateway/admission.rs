@@ -23,9 +23,16 @@ use crate::observability::metrics::metrics;
 use crate::routing::{PathMatch, RouteEntry};
 use crate::state::GatewayState;
 
+/// What the request's head must be before anything else: within the
+/// header limits, and a path that normalizes (rewritten in place).
+pub fn check_head(state: &GatewayState, session: &mut Session) -> Result<(), ApiError> {
+    header_limits(state, session)?;
+    super::path::apply(session).map_err(|e| ApiError::new(ErrorCode::InvalidPath, e.to_string()))
+}
+
 /// 400 for ambiguous framing, 431 for requests over the configured header
 /// count or size.
-pub fn header_limits(state: &GatewayState, session: &Session) -> Result<(), ApiError> {
+fn header_limits(state: &GatewayState, session: &Session) -> Result<(), ApiError> {
     let headers = &session.req_header().headers;
     // RFC 9112 6.1: a request with both is a smuggling attempt or a broken
     // client; answer and close rather than guess which framing is meant.
@@ -108,12 +115,84 @@ pub async fn admit(
     .await
 }
 
+/// Admits the request to the fallback `model`, as it was admitted itself:
+/// a route serves the model on the client's path, the caller passes that
+/// route's credentials and scopes and may use the model, the body
+/// translates for its pool, and its limit rules accept a reservation. What
+/// `current` was charged is given back first (a concurrency slot or a last
+/// request held by the spent model must not refuse its own fallback), so
+/// the model that answers is the one charged. The error says why the
+/// fallback was skipped.
+pub async fn admit_fallback(
+    state: &GatewayState,
+    session: &Session,
+    dialect: Dialect,
+    client_ip: Option<IpAddr>,
+    current: &mut Admitted,
+    model: &str,
+) -> Result<Admitted, String> {
+    let path = session.req_header().uri.path();
+    let route = state
+        .routes
+        .match_model(path, model)
+        .cloned()
+        .ok_or("no route serves it on this path")?;
+    let identity = if route.auth == current.route.auth {
+        current.identity.clone()
+    } else {
+        // Quietly: a caller without the fallback's credentials is not an
+        // authentication failure of the request.
+        state
+            .auth
+            .authenticate(
+                &session.req_header().headers,
+                client_certificate(session),
+                &route.auth,
+            )
+            .await
+            .map_err(|failure| format!("the caller lacks its credentials ({})", failure.reason()))?
+    };
+    authorize_route(&route, identity.as_deref())
+        .map_err(|_| "the caller lacks the scopes of its route".to_string())?;
+    if identity.as_deref().is_some_and(|id| !id.may_use(model)) {
+        return Err("the caller may not use it".into());
+    }
+    let client_body = &current
+        .model_request
+        .as_ref()
+        .ok_or("not a model request")?
+        .client_body;
+    let body =
+        Bytes::from(llm::rewrite(client_body, Some(model), false).map_err(|e| e.to_string())?);
+    let inspected = llm::inspect(&body).map_err(|e| e.to_string())?;
+    let model_request = prepare(&route, body, inspected, dialect)
+        .map_err(|e| format!("its provider cannot take the request: {}", e.message))?;
+    if let Some((limiter, admission)) = current.limits.take() {
+        limiter.release(admission).await;
+    }
+    let limits = reserve(
+        state,
+        client_ip,
+        &route,
+        identity.as_deref(),
+        Some(&model_request),
+    )
+    .await
+    .map_err(|refused| format!("limit `{}` refused it", refused.rule))?;
+    Ok(Admitted {
+        route,
+        identity,
+        model_request: Some(model_request),
+        limits,
+    })
+}
+
 /// What goes upstream, for each dialect the route's pool speaks: in the
 /// client's own dialect its body with the alias rewritten and, for streams
 /// from OpenAI-style pools that did not ask for usage, usage asked for (the
 /// extra chunk is cut out on the way back); in the other dialect a
 /// translation, refused with 400 when the target cannot honour it.
-pub fn prepare(
+fn prepare(
     route: &RouteEntry,
     body: Bytes,
     inspected: llm::Inspected,
@@ -199,7 +278,7 @@ async fn charge_limits(
 /// Reserves what the request may use under every rule that applies to it:
 /// one request, and for a model request its prompt size / 4 plus the most
 /// its answer may take. `None` when no rule applies.
-pub async fn reserve(
+async fn reserve(
     state: &GatewayState,
     client_ip: Option<IpAddr>,
     route: &RouteEntry,
@@ -260,13 +339,13 @@ async fn authenticate(
 }
 
 /// The verified client certificate of the request's connection (mTLS).
-pub fn client_certificate(session: &Session) -> Option<&ClientCertificate> {
+fn client_certificate(session: &Session) -> Option<&ClientCertificate> {
     let tls = session.digest()?.ssl_digest.as_ref()?;
     tls.extension.get::<ClientCertificate>()
 }
 
 /// The caller holds every scope the route requires.
-pub fn authorize_route(route: &RouteEntry, identity: Option<&Identity>) -> Result<(), ApiError> {
+fn authorize_route(route: &RouteEntry, identity: Option<&Identity>) -> Result<(), ApiError> {
     match identity {
         Some(id) if !id.has_scopes(&route.scopes) => Err(refuse(Failure::InsufficientScope, None)),
         _ => Ok(()),

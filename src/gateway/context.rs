@@ -13,13 +13,8 @@ use crate::lifecycle::{drain, RequestInFlight};
 use crate::limits::{Admission, Limiter};
 use crate::llm::translate::StreamTranslator;
 use crate::llm::{AnswerDetails, Dialect, Usage, UsageScanner};
-use crate::routing::{Backend, InflightGuard, RouteEntry};
-
-use super::fallback::Fallbacks;
-
-/// Attempts one request may make, fallbacks included: Pingora's own bound
-/// on its retry loop (`ServerConf::max_retries`, set from this).
-pub const MAX_ATTEMPTS: u32 = 16;
+use crate::routing::{AttemptPlan, Backend, InflightGuard, RouteEntry};
+use crate::state::GatewayState;
 
 pub struct RequestCtx {
     pub started: Instant,
@@ -30,9 +25,12 @@ pub struct RequestCtx {
     pub route_label: &'static str,
     /// Set once admission has accepted the request.
     pub admitted: Option<Admitted>,
-    pub upstream: Attempts,
-    /// On routes that list fallbacks: the models still to try.
-    pub fallbacks: Option<Fallbacks>,
+    /// What to try next, and what was tried.
+    pub plan: AttemptPlan,
+    /// The current attempt.
+    pub upstream: Attempt,
+    /// On routes that list fallbacks: what admitting one needs.
+    pub fallbacks: Option<Box<FallbackContext>>,
     pub response: ResponseAccounting,
     /// The client's address (behind a trusted proxy, the forwarded one).
     pub client: crate::edge::client::ClientAddress,
@@ -101,22 +99,27 @@ impl ModelRequest {
     }
 }
 
-/// The tries at backends.
+/// The current attempt at a backend.
 #[derive(Default)]
-pub struct Attempts {
-    /// Indexes of the backends tried so far, in order.
-    pub tried: Vec<usize>,
+pub struct Attempt {
     pub backend: Option<Arc<Backend>>,
     /// Counts the request at its backend (least_requests) until the body ends.
     pub inflight: Option<InflightGuard>,
-    /// Set once, at the first attempt: when the whole exchange must end.
-    pub deadline: Option<Instant>,
     /// The dialect of the current attempt's backend.
     pub dialect: Option<Dialect>,
-    /// Why the last attempt failed, for the final error message.
-    pub last_error: Option<String>,
     /// An answer the gateway decided on, used by `fail_to_proxy`.
     pub failure: Option<ApiError>,
+}
+
+/// What admitting a fallback model needs, on a route that lists them.
+pub struct FallbackContext {
+    /// The config the request was admitted under: its fallbacks are
+    /// admitted under the same one, even across a reload.
+    pub state: Arc<GatewayState>,
+    /// The requested route's label, for the fallback metric.
+    pub route_label: &'static str,
+    /// The model the client asked for, once another one answers.
+    pub requested: Option<String>,
 }
 
 /// The upstream's answer as it passes.
@@ -158,13 +161,31 @@ impl RequestCtx {
             dialect: Dialect::OpenAi,
             route_label: "unmatched",
             admitted: None,
-            upstream: Attempts::default(),
+            plan: AttemptPlan::default(),
+            upstream: Attempt::default(),
             fallbacks: None,
             response: ResponseAccounting::default(),
             client: Default::default(),
             trace: None,
             _in_flight: drain().request_started(),
         }
+    }
+
+    /// Admission accepted the request: its plan of attempts starts, and on
+    /// a route that lists fallbacks, what admitting them needs is kept.
+    pub fn admitted(&mut self, admitted: Admitted, state: &Arc<GatewayState>) {
+        let route = &admitted.route;
+        let reads_model = admitted.model_request.is_some();
+        self.route_label = route.label;
+        self.plan = route.plan(reads_model);
+        if reads_model && !route.fallbacks.is_empty() {
+            self.fallbacks = Some(Box::new(FallbackContext {
+                state: state.clone(),
+                route_label: route.label,
+                requested: None,
+            }));
+        }
+        self.admitted = Some(admitted);
     }
 
     pub fn route(&self) -> Option<&Arc<RouteEntry>> {
@@ -179,25 +200,6 @@ impl RequestCtx {
         self.admitted
             .as_ref()
             .and_then(|a| a.model_request.as_ref())
-    }
-
-    /// Attempts at backends, of every model tried.
-    pub fn attempts(&self) -> u32 {
-        let earlier = self.fallbacks.as_ref().map_or(0, |f| f.earlier_attempts);
-        earlier + self.upstream.tried.len() as u32
-    }
-
-    /// Whether another attempt is allowed and possible: attempts left on the
-    /// route and an untried backend available.
-    pub fn can_try_again(&self) -> bool {
-        match self.route() {
-            Some(route) => {
-                (self.upstream.tried.len() as u32) < route.attempts
-                    && self.attempts() < MAX_ATTEMPTS
-                    && route.pool.has_untried(&self.upstream.tried)
-            }
-            None => false,
-        }
     }
 }
 

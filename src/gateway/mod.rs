@@ -5,7 +5,6 @@ mod admission;
 mod attempts;
 mod body;
 mod context;
-mod fallback;
 mod limiting;
 mod local;
 mod path;
@@ -24,8 +23,10 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-pub use context::{RequestCtx, MAX_ATTEMPTS};
+pub use crate::routing::MAX_ATTEMPTS;
+pub use context::RequestCtx;
 
+use crate::edge::settings::RequestLimits;
 use crate::edge::{client, guarded_stream};
 use crate::error::{ApiError, ErrorCode};
 use crate::lifecycle::drain;
@@ -75,23 +76,8 @@ impl ProxyHttp for Gateway {
         // One snapshot of the config for the whole admission: a reload in the
         // middle cannot pair one config's route with another's limiter.
         let state = self.state.load_full();
-        // A client that stalls while sending its body is cut off, whether the
-        // gateway reads the body itself or Pingora streams it upstream.
-        session.set_read_timeout(Some(state.request.body_timeout));
-        // A client that stops taking the answer (an HTTP/1 reader gone
-        // silent, an HTTP/2 window never opened) does not hold it forever.
-        session.set_write_timeout(Some(state.request.write_timeout));
-        // Keep-alive with no timer of Pingora's: the connection guard ends
-        // idle connections (`request.idle_timeout`) with one timer per idle
-        // period, where Pingora's would arm one for every wait between
-        // requests.
-        session.set_keepalive(Some(0));
-        if let Err(e) = admission::header_limits(&state, session) {
-            respond::send_error(session, &e, ctx).await?;
-            return Ok(true);
-        }
-        if let Err(e) = path::apply(session) {
-            let e = ApiError::new(ErrorCode::InvalidPath, e.to_string());
+        bound_client(session, &state.request);
+        if let Err(e) = admission::check_head(&state, session) {
             respond::send_error(session, &e, ctx).await?;
             return Ok(true);
         }
@@ -103,9 +89,7 @@ impl ProxyHttp for Gateway {
         }
         match admission::admit(&state, session, ctx.dialect, ctx.client.ip).await {
             Ok(admitted) => {
-                ctx.route_label = admitted.route.label;
-                ctx.fallbacks = fallback::Fallbacks::for_request(&state, &admitted);
-                ctx.admitted = Some(admitted);
+                ctx.admitted(admitted, &state);
                 Ok(false)
             }
             Err(Refusal::Answer { error, route }) => {
@@ -143,14 +127,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         loop {
-            fallback::move_if_armed(session, ctx).await;
+            attempts::move_if_armed(session, ctx).await;
             match attempts::next_peer(ctx) {
                 Ok(peer) => {
                     tracing::attempt_started(ctx);
                     return Ok(peer);
                 }
                 // A pool with no backend to offer hands over, like a failed one.
-                Err(_) if fallback::arm_after_spent_pool(ctx) => continue,
+                Err(_) if ctx.plan.pool_spent() => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -195,7 +179,7 @@ impl ProxyHttp for Gateway {
             // A move to a fallback is made here, while this answer is still
             // in hand: when no fallback admits the request, the client gets
             // this answer rather than a 502.
-            if fallback::move_if_armed(session, ctx).await != fallback::Move::NoneAdmitted {
+            if attempts::move_if_armed(session, ctx).await != attempts::Move::NoneAdmitted {
                 return Err(retry);
             }
         }
@@ -236,7 +220,7 @@ impl ProxyHttp for Gateway {
         response::body(ctx, body, end_of_stream);
         if end_of_stream {
             attempts::finished(ctx);
-        } else if ctx.upstream.deadline.is_some_and(|d| Instant::now() > d) {
+        } else if ctx.plan.past_deadline(Instant::now()) {
             return Error::e_explain(ErrorType::ReadTimedout, "total upstream timeout reached");
         }
         Ok(None)
@@ -315,6 +299,20 @@ impl ProxyHttp for Gateway {
     }
 }
 
+/// The client's deadlines for this request.
+fn bound_client(session: &mut Session, limits: &RequestLimits) {
+    // A client that stalls while sending its body is cut off, whether the
+    // gateway reads the body itself or Pingora streams it upstream.
+    session.set_read_timeout(Some(limits.body_timeout));
+    // A client that stops taking the answer (an HTTP/1 reader gone silent,
+    // an HTTP/2 window never opened) does not hold it forever.
+    session.set_write_timeout(Some(limits.write_timeout));
+    // Keep-alive with no timer of Pingora's: the connection guard ends idle
+    // connections (`request.idle_timeout`) with one timer per idle period,
+    // where Pingora's would arm one for every wait between requests.
+    session.set_keepalive(Some(0));
+}
+
 /// The client's answer for an error Pingora reports at the end of a request.
 fn classify(e: &Error, ctx: &RequestCtx) -> Option<ApiError> {
     if let ErrorType::HTTPStatus(code) = e.etype() {
@@ -323,11 +321,7 @@ fn classify(e: &Error, ctx: &RequestCtx) -> Option<ApiError> {
     match e.esource() {
         ErrorSource::Upstream if attempts::is_timeout(e) => Some(ApiError::gateway_timeout()),
         ErrorSource::Upstream => {
-            let detail = ctx
-                .upstream
-                .last_error
-                .as_deref()
-                .unwrap_or(e.etype().as_str());
+            let detail = ctx.plan.last_error().unwrap_or(e.etype().as_str());
             Some(ApiError::bad_gateway(detail))
         }
         ErrorSource::Downstream => match e.etype() {

@@ -20,6 +20,7 @@ const MAX_WHOLE: usize = 16 * 1024 * 1024;
 /// The answer's headers are going to the client.
 pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::Result<()> {
     ctx.response.first_byte_at = Some(Instant::now());
+    ctx.plan.answered();
     let status = response.status.as_u16();
     let client = ctx.dialect;
     let upstream = ctx.upstream.dialect.unwrap_or(client);

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use super::plan::{AttemptPlan, RetryPolicy, RetrySet};
 use super::settings;
-use crate::config::{AuthMethod, Glob, RetryOn};
+use crate::config::{AuthMethod, Glob};
 use crate::llm::Dialect;
 use crate::observability::metrics::RouteMetrics;
 use crate::routing::Pool;
@@ -20,8 +21,7 @@ pub struct RouteEntry {
     model_labels: Vec<&'static str>,
     pub aliases: Vec<(String, String)>,
     pub pool: Arc<Pool>,
-    pub attempts: u32,
-    pub retry_on: Vec<RetryOn>,
+    pub retry: RetryPolicy,
     /// Limit rules charged for every request on this route.
     pub limits: Vec<String>,
     /// Credentials the route accepts (`[None]`: none needed).
@@ -32,7 +32,7 @@ pub struct RouteEntry {
     pub default_max_tokens: u64,
     pub drop_unsupported_params: bool,
     /// Models tried in turn when the pool fails.
-    pub fallbacks: Vec<String>,
+    pub fallbacks: Arc<[String]>,
     /// The route reads models on a chat path: it serves both chat dialects
     /// (`/v1/chat/completions` and `/v1/messages`), translating when needed.
     serves_chat: bool,
@@ -56,14 +56,16 @@ impl RouteEntry {
             model_labels: route.models.iter().map(|m| intern(m.as_str())).collect(),
             aliases: route.aliases.clone(),
             pool,
-            attempts: route.retry.attempts,
-            retry_on: route.retry.on.clone(),
+            retry: RetryPolicy {
+                attempts: route.retry.attempts,
+                on: RetrySet::of(&route.retry.on),
+            },
             limits: route.limits.clone(),
             auth: route.auth.clone(),
             scopes: route.scopes.clone(),
             default_max_tokens: route.default_max_tokens,
             drop_unsupported_params: route.drop_unsupported_params,
-            fallbacks: route.fallbacks.clone(),
+            fallbacks: route.fallbacks.as_slice().into(),
             serves_chat,
             metrics: RouteMetrics::new(&route.name),
         }
@@ -115,8 +117,15 @@ impl RouteEntry {
             .map_or("other", |(_, label)| *label)
     }
 
-    pub fn retries_on(&self, cause: RetryOn) -> bool {
-        self.retry_on.contains(&cause)
+    /// The attempt plan of a request on this route: its fallbacks only for
+    /// a request that named a model.
+    pub fn plan(&self, reads_model: bool) -> AttemptPlan {
+        let fallbacks = if reads_model && !self.fallbacks.is_empty() {
+            Some(self.fallbacks.clone())
+        } else {
+            None
+        };
+        AttemptPlan::new(self.retry, self.retry.on, fallbacks)
     }
 }
 
