@@ -376,3 +376,197 @@ fn raw_has_content_length(session: &Session) -> bool {
                 && line[14..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':')
         })
 }
+
+/// Admission without a socket: each request is a Pingora session over a
+/// scripted stream, the state is built from config text.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    const CONFIG: &str = r#"
+auth:
+  api_keys:
+    - {id: alice, key: sk-alice, models: ["gpt-*", "claude-*"], limits: [two-a-day]}
+    - {id: bob, key: sk-bob, models: ["gpt-*"]}
+limits:
+  rules:
+    - {name: two-a-day, key: [api_key], counts: requests, limit: 2, window: day}
+upstreams:
+  openai: {backends: [{base_url: "http://127.0.0.1:9", provider: openai}]}
+  anthropic: {backends: [{base_url: "http://127.0.0.1:9", provider: anthropic}]}
+routes:
+  - name: gpt
+    paths: [/v1/chat/completions]
+    models: ["gpt-*"]
+    upstream: openai
+    model_aliases: {gpt-alias: gpt-real}
+  - {name: claude, paths: [/v1/messages], models: ["claude-*"], upstream: anthropic}
+"#;
+
+    fn state() -> GatewayState {
+        let settings = crate::settings::load_str(CONFIG, "test.yaml", |_| None).unwrap();
+        GatewayState::new(&settings, None).unwrap()
+    }
+
+    /// A session that has read the head of `path` with `key` and `body`.
+    async fn session(path: &str, key: Option<&str>, body: &str) -> Session {
+        let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: gw\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let io = tokio_test::io::Builder::new()
+            .read(request.as_bytes())
+            .build();
+        let mut session = Session::new_h1(Box::new(io));
+        assert!(session.read_request().await.unwrap());
+        session
+    }
+
+    async fn admit_on(
+        state: &GatewayState,
+        path: &str,
+        key: Option<&str>,
+        body: &str,
+    ) -> Result<Admitted, Refusal> {
+        let mut session = session(path, key, body).await;
+        let dialect = Dialect::of_path(path).unwrap_or(Dialect::OpenAi);
+        admit(state, &mut session, dialect, None).await
+    }
+
+    fn refused(result: Result<Admitted, Refusal>) -> ApiError {
+        match result {
+            Err(Refusal::Answer { error, .. }) => error,
+            Err(Refusal::ClientGone(e)) => panic!("client gone: {e}"),
+            Ok(admitted) => panic!("admitted on route {}", admitted.route.name),
+        }
+    }
+
+    const CHAT: &str = r#"{"model":"gpt-alias","messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[tokio::test]
+    async fn an_alias_is_rewritten_for_the_pool_and_the_other_dialect_translated() {
+        let state = state();
+        let admitted = admit_on(&state, "/v1/chat/completions", Some("sk-alice"), CHAT)
+            .await
+            .unwrap_or_else(|r| panic!("{:?}", refused(Err(r))));
+        assert_eq!(admitted.route.name, "gpt");
+        let request = admitted.model_request.as_ref().unwrap();
+        assert_eq!(request.model, "gpt-alias");
+        let upstream: serde_json::Value =
+            serde_json::from_slice(request.body_for(Dialect::OpenAi).unwrap()).unwrap();
+        assert_eq!(upstream["model"], "gpt-real");
+        assert!(admitted.limits.is_some(), "alice's rule is charged");
+
+        let to_claude = CHAT.replace("gpt-alias", "claude-x");
+        let admitted = admit_on(&state, "/v1/chat/completions", Some("sk-alice"), &to_claude)
+            .await
+            .unwrap_or_else(|r| panic!("{:?}", refused(Err(r))));
+        assert_eq!(admitted.route.name, "claude");
+        let body = admitted.model_request.as_ref().unwrap();
+        let translated: serde_json::Value =
+            serde_json::from_slice(body.body_for(Dialect::Anthropic).unwrap()).unwrap();
+        assert_eq!(translated["model"], "claude-x");
+        assert_eq!(
+            translated["max_tokens"], 512,
+            "the default, Anthropic requires it"
+        );
+        assert!(body.body_for(Dialect::OpenAi).is_none());
+    }
+
+    #[tokio::test]
+    async fn each_refusal_has_its_code_and_status() {
+        let state = state();
+        let claude = CHAT.replace("gpt-alias", "claude-x");
+        let seeded = CHAT
+            .replace("gpt-alias", "claude-x")
+            .replace('}', r#","seed":7}"#);
+        for (path, key, body, code) in [
+            ("/v2/nothing", Some("sk-alice"), "", ErrorCode::UnknownUrl),
+            (
+                "/v1/chat/completions",
+                None,
+                "",
+                ErrorCode::MissingCredentials,
+            ),
+            (
+                "/v1/chat/completions",
+                Some("sk-eve"),
+                "",
+                ErrorCode::InvalidCredentials,
+            ),
+            (
+                "/v1/chat/completions",
+                Some("sk-bob"),
+                "{nope",
+                ErrorCode::InvalidJson,
+            ),
+            (
+                "/v1/chat/completions",
+                Some("sk-bob"),
+                r#"{"messages":[]}"#,
+                ErrorCode::MissingModel,
+            ),
+            (
+                "/v1/chat/completions",
+                Some("sk-bob"),
+                r#"{"model":"mistral","messages":[]}"#,
+                ErrorCode::ModelNotFound,
+            ),
+            (
+                "/v1/chat/completions",
+                Some("sk-bob"),
+                &claude,
+                ErrorCode::ModelNotAllowed,
+            ),
+            (
+                "/v1/chat/completions",
+                Some("sk-alice"),
+                &seeded,
+                ErrorCode::UnsupportedParameter,
+            ),
+        ] {
+            let error = refused(admit_on(&state, path, key, body).await);
+            assert_eq!(error.code, code, "{path} {key:?} {body}: {error:?}");
+            assert_eq!(error.status, code.status());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limit_refuses_with_its_rule_and_headers() {
+        let state = state();
+        for _ in 0..2 {
+            assert!(
+                admit_on(&state, "/v1/chat/completions", Some("sk-alice"), CHAT)
+                    .await
+                    .is_ok()
+            );
+        }
+        let result = admit_on(&state, "/v1/chat/completions", Some("sk-alice"), CHAT).await;
+        let Err(Refusal::Answer { error, route }) = result else {
+            panic!("the third request of the day is admitted");
+        };
+        assert_eq!(route, Some("gpt"), "a limit's refusal counts on its route");
+        assert_eq!(error.code, ErrorCode::RateLimitExceeded);
+        assert!(error.message.contains("two-a-day"), "{}", error.message);
+        let header = |name: &str| {
+            error
+                .extra_headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert!(header("retry-after").is_some());
+        assert_eq!(
+            header("x-ratelimit-remaining-requests").as_deref(),
+            Some("0")
+        );
+        // Bob's key has no rule: he is not refused.
+        assert!(
+            admit_on(&state, "/v1/chat/completions", Some("sk-bob"), CHAT)
+                .await
+                .is_ok()
+        );
+    }
+}

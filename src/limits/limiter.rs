@@ -501,3 +501,99 @@ impl Shared {
         }
     }
 }
+
+/// The refusal paths, without a socket: local counts, and the policy while
+/// Redis is down (marked down, so no call is made).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(limits: &str) -> Limiter {
+        let text = format!(
+            "limits:\n{limits}\nupstreams:\n  u:\n    backends:\n      - base_url: http://127.0.0.1:9\nroutes:\n  - {{name: r, paths: [/v1], upstream: u}}\n"
+        );
+        let settings = crate::settings::load_str(&text, "test.yaml", |_| None).unwrap();
+        Limiter::new(&settings.limits).unwrap()
+    }
+
+    fn facts(key: &str) -> RequestFacts<'_> {
+        RequestFacts {
+            api_key: Some(key),
+            route: "r",
+            ..Default::default()
+        }
+    }
+
+    async fn admit(limiter: &Limiter, key: &str) -> Result<Admission, Refused> {
+        let rules = limiter.rules_for(limiter.rules().iter().map(|r| &r.name));
+        limiter.admit(&rules, &facts(key), Charge::default()).await
+    }
+
+    async fn refused(limiter: &Limiter, key: &str) -> Refused {
+        match admit(limiter, key).await {
+            Err(refused) => refused,
+            Ok(_) => panic!("admitted"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spent_window_refuses_until_its_end() {
+        let limiter = limiter(
+            "  rules:\n    - {name: two, key: [api_key], counts: requests, limit: 2, window: hour}",
+        );
+        let _a = admit(&limiter, "k").await.ok().unwrap();
+        let b = admit(&limiter, "k").await.ok().unwrap();
+        assert_eq!(b.requests.map(|s| s.remaining), Some(0));
+        let refused = refused(&limiter, "k").await;
+        assert_eq!(refused.rule, "two");
+        assert_eq!(refused.kind, RefusedKind::Limited);
+        assert!(refused.retry_after >= Duration::from_secs(1));
+        assert!(refused.retry_after <= Duration::from_secs(3600));
+        assert_eq!(refused.standing.remaining, 0);
+        // Another key counts apart.
+        assert!(admit(&limiter, "other").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_concurrency_slot_is_free_again_when_its_request_ends() {
+        let limiter = limiter(
+            "  rules:\n    - {name: one, key: [api_key], counts: concurrent, limit: 1, window: minute}",
+        );
+        let first = admit(&limiter, "k").await.ok().unwrap();
+        let refused = refused(&limiter, "k").await;
+        assert_eq!(
+            (refused.kind, refused.retry_after),
+            (RefusedKind::Limited, Duration::from_secs(1))
+        );
+        drop(first);
+        assert!(admit(&limiter, "k").await.is_ok());
+    }
+
+    /// While Redis is down, the configured policy decides, and nothing
+    /// waits on Redis.
+    #[tokio::test]
+    async fn while_redis_is_down_the_policy_decides() {
+        let redis_limiter = |on_error: &str| {
+            limiter(&format!(
+                "  mode: hybrid\n  redis: {{url: \"redis://127.0.0.1:1\", expected_replicas: 2, on_error: {on_error}}}\n  rules:\n    - {{name: four, key: [api_key], counts: requests, limit: 4, window: hour}}"
+            ))
+        };
+        for (on_error, kind) in [
+            ("closed503", RefusedKind::Unavailable),
+            ("closed429", RefusedKind::Limited),
+        ] {
+            let limiter = redis_limiter(on_error);
+            limiter.shared.as_ref().unwrap().health.failed();
+            let refused = refused(&limiter, "k").await;
+            assert_eq!(refused.kind, kind, "{on_error}");
+        }
+        // Open: this replica's share, limit / expected replicas.
+        let limiter = redis_limiter("open");
+        limiter.shared.as_ref().unwrap().health.failed();
+        for _ in 0..2 {
+            assert!(admit(&limiter, "k").await.is_ok());
+        }
+        let refused = refused(&limiter, "k").await;
+        assert_eq!(refused.kind, RefusedKind::Limited);
+    }
+}
