@@ -13,6 +13,7 @@ pub mod llm;
 pub mod memory;
 pub mod mock;
 pub mod observability;
+pub mod providers;
 pub mod reload;
 pub mod routing;
 pub mod settings;

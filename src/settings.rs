@@ -259,7 +259,7 @@ fn server(s: &schema::Server) -> Lowered<Server> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMethod, ProviderKind, RetryOn};
+    use crate::config::{AuthMethod, RetryOn};
 
     const MINIMAL: &str = r#"
 upstreams:
@@ -291,10 +291,11 @@ routes:
         );
         let backend = &config.pools[0].backends[0];
         assert_eq!(backend.weight, 1);
-        assert_eq!(backend.provider, ProviderKind::Openai);
-        assert_eq!(backend.headers[0].0, "authorization");
-        assert_eq!(backend.headers[0].1, "Bearer sk-test");
-        assert!(backend.headers[0].1.is_sensitive());
+        assert_eq!(backend.provider.name(), "openai");
+        let (name, value) = &backend.provider.headers()[0];
+        assert_eq!(name, "authorization");
+        assert_eq!(value, "Bearer sk-test");
+        assert!(value.is_sensitive());
         assert_eq!(config.routes[0].auth, vec![AuthMethod::None]);
         assert_eq!(
             config.routes[0].retry.on,

@@ -8,9 +8,9 @@
 use std::sync::OnceLock;
 
 use ai_api_gateway::config::LimitCounts;
-use ai_api_gateway::settings::load_str;
 use ai_api_gateway::limits::lease::LeaseTable;
 use ai_api_gateway::limits::{Admission, Charge, Counter, Limiter, RequestFacts, MAX_CHARGE};
+use ai_api_gateway::settings::load_str;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 

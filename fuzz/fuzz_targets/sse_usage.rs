@@ -1,14 +1,21 @@
 //! The usage scanner: the usage read from a response, and the bytes passed on
 //! when the usage-only chunk is cut out, do not depend on how the response was
 //! cut into chunks. Input: a flags byte (bit 0: an event stream, bit 1: cut
-//! the usage chunk), four chunk sizes (a byte each, plus one), the body.
+//! the usage chunk, bit 2: Anthropic's usage fields, else OpenAI's), four
+//! chunk sizes (a byte each, plus one), the body.
 #![no_main]
 
 use ai_api_gateway::llm::sse::DEFAULT_MAX_EVENT;
-use ai_api_gateway::llm::{Framing, Usage, UsageScanner};
+use ai_api_gateway::llm::{Dialect, Framing, Usage, UsageScanner};
 use libfuzzer_sys::fuzz_target;
 
-fn scan(sse: bool, strip: bool, body: &[u8], chunk_sizes: &[usize]) -> (Option<Usage>, Vec<u8>) {
+fn scan(
+    dialect: Dialect,
+    sse: bool,
+    strip: bool,
+    body: &[u8],
+    chunk_sizes: &[usize],
+) -> (Option<Usage>, Vec<u8>) {
     let framing = if sse {
         Framing::EventStream {
             cut_usage_chunk: strip,
@@ -16,7 +23,7 @@ fn scan(sse: bool, strip: bool, body: &[u8], chunk_sizes: &[usize]) -> (Option<U
     } else {
         Framing::Json
     };
-    let mut scanner = UsageScanner::new(framing, DEFAULT_MAX_EVENT);
+    let mut scanner = UsageScanner::new(dialect, framing, DEFAULT_MAX_EVENT);
     let mut out = Vec::new();
     let mut rest = body;
     let mut sizes = chunk_sizes.iter().cycle();
@@ -46,9 +53,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let sse = header[0] & 1 == 1;
     let strip = header[0] & 2 == 2;
+    let dialect = if header[0] & 4 == 4 {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    };
     let sizes: Vec<usize> = header[1..].iter().map(|&b| usize::from(b) + 1).collect();
-    let whole = scan(sse, strip, body, &[body.len().max(1)]);
-    let pieces = scan(sse, strip, body, &sizes);
+    let whole = scan(dialect, sse, strip, body, &[body.len().max(1)]);
+    let pieces = scan(dialect, sse, strip, body, &sizes);
     assert_eq!(whole.0, pieces.0, "usage depends on chunking");
     assert_eq!(whole.1, pieces.1, "passed-on bytes depend on chunking");
     if !strip || !sse {

@@ -53,16 +53,6 @@ pub trait Keyword: Copy + 'static {
 }
 
 keywords! {
-    /// Which wire dialect a backend speaks; decides how the provider key is sent.
-    pub enum ProviderKind {
-        /// OpenAI or any OpenAI-compatible server (vLLM, Ollama, ...): `Authorization: Bearer`.
-        Openai = "openai",
-        /// Anthropic's Messages API: `x-api-key` and `anthropic-version`.
-        Anthropic = "anthropic",
-    }
-}
-
-keywords! {
     /// How a pool picks a backend.
     pub enum Strategy {
         RoundRobin = "round_robin",

@@ -12,7 +12,7 @@ mod cidr;
 mod duration;
 mod expand;
 mod glob;
-mod keyword;
+pub mod keyword;
 pub mod schema;
 mod secret;
 mod tls;
@@ -27,7 +27,7 @@ pub use expand::{expand, Env, Expander};
 pub use glob::Glob;
 pub use keyword::{
     AccessLogFormat, AuthMethod, Keyword, LimitCounts, LimitKeyPart, LimitMode, LimitWindow,
-    ProviderKind, RedisFailure, RetryOn, Strategy,
+    RedisFailure, RetryOn, Strategy,
 };
 pub use secret::Secret;
 pub use tls::{AltName, CaBundle, CertificateNames, ClientCa, ServerCertificate};

@@ -9,6 +9,7 @@ use super::RequestCtx;
 use crate::config::LimitCounts;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Charge, Refused, RefusedKind, Standing};
+use crate::llm::wire::{self, StandingKind};
 use crate::llm::Dialect;
 
 /// The client's answer to a refusal by a limit rule: 503 when the limit
@@ -52,9 +53,9 @@ pub fn refusal_error(r: &Refused, dialect: Dialect) -> ApiError {
         )
     };
     let kind = if r.counts.is_tokens() {
-        Kind::Tokens
+        StandingKind::Tokens
     } else {
-        Kind::Requests
+        StandingKind::Requests
     };
     error.extra_headers = vec![("retry-after", retry_after_secs.to_string())];
     // A budget's standing is in dollars, not in any `x-ratelimit-*`
@@ -80,61 +81,18 @@ pub fn usd(micro: u64) -> String {
     format!("{whole}.{digits:0<2}")
 }
 
-/// What a standing counts, for header names.
-#[derive(Clone, Copy)]
-enum Kind {
-    Requests,
-    Tokens,
-}
-
-/// The standing of a rule in each dialect's convention: OpenAI's
-/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` with a duration,
-/// Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`
-/// with the moment of the reset (RFC 3339). Values are built straight into
-/// header values: these go out on every answer of a limited route.
+/// The standing of a rule in the client dialect's convention.
 fn standing_headers(
     dialect: Dialect,
-    kind: Kind,
+    kind: StandingKind,
     s: &Standing,
 ) -> [(&'static str, HeaderValue); 3] {
-    let (limit, remaining, reset) = match (dialect, kind) {
-        (Dialect::OpenAi, Kind::Requests) => (
-            "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
-        ),
-        (Dialect::OpenAi, Kind::Tokens) => (
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-tokens",
-            "x-ratelimit-reset-tokens",
-        ),
-        (Dialect::Anthropic, Kind::Requests) => (
-            "anthropic-ratelimit-requests-limit",
-            "anthropic-ratelimit-requests-remaining",
-            "anthropic-ratelimit-requests-reset",
-        ),
-        (Dialect::Anthropic, Kind::Tokens) => (
-            "anthropic-ratelimit-tokens-limit",
-            "anthropic-ratelimit-tokens-remaining",
-            "anthropic-ratelimit-tokens-reset",
-        ),
+    let standing = wire::Standing {
+        limit: s.limit,
+        remaining: s.remaining,
+        reset_ms: s.reset_ms,
     };
-    let reset_value = match dialect {
-        Dialect::OpenAi => format_reset(s.reset_ms),
-        Dialect::Anthropic => {
-            let at = std::time::SystemTime::now() + std::time::Duration::from_millis(s.reset_ms);
-            humantime::format_rfc3339_seconds(at).to_string()
-        }
-    };
-    [
-        (limit, HeaderValue::from(s.limit)),
-        (remaining, HeaderValue::from(s.remaining)),
-        // Digits, letters, `-`, `:`: always a valid header value.
-        (
-            reset,
-            HeaderValue::try_from(reset_value).unwrap_or(HeaderValue::from_static("0s")),
-        ),
-    ]
+    dialect.wire().standing_headers(kind, &standing)
 }
 
 fn window_word(r: &Refused) -> &'static str {
@@ -144,28 +102,14 @@ fn window_word(r: &Refused) -> &'static str {
     }
 }
 
-/// OpenAI's duration style: `250ms`, `12s`, `6m0s`, `1h2m3s`.
-pub fn format_reset(ms: u64) -> String {
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = ms.div_ceil(1000);
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
-}
-
 /// `x-ratelimit-*` on answers to limited routes.
 pub fn add_standing_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     let Some((_, admission)) = ctx.admitted.as_ref().and_then(|a| a.limits.as_ref()) else {
         return Ok(());
     };
     let standings = [
-        (Kind::Requests, &admission.requests),
-        (Kind::Tokens, &admission.tokens),
+        (StandingKind::Requests, &admission.requests),
+        (StandingKind::Tokens, &admission.tokens),
     ];
     for (kind, standing) in standings {
         if let Some(s) = standing {
@@ -186,7 +130,7 @@ pub async fn settle(ctx: &mut RequestCtx, cost_nano_usd: Option<u64>) {
         .upstream
         .backend
         .as_ref()
-        .map_or("-", |b| b.provider.as_str());
+        .map_or("-", |b| b.provider.name());
     let Some(admitted) = ctx.admitted.as_mut() else {
         return;
     };
@@ -219,7 +163,7 @@ pub async fn settle(ctx: &mut RequestCtx, cost_nano_usd: Option<u64>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{format_reset, usd};
+    use super::usd;
 
     #[test]
     fn budgets_read_in_dollars() {
@@ -227,13 +171,5 @@ mod tests {
         assert_eq!(usd(1_500_000), "1.50");
         assert_eq!(usd(2_000_450), "2.00045");
         assert_eq!(usd(7), "0.000007");
-    }
-
-    #[test]
-    fn resets_read_like_openai() {
-        assert_eq!(format_reset(250), "250ms");
-        assert_eq!(format_reset(12_000), "12s");
-        assert_eq!(format_reset(360_000), "6m0s");
-        assert_eq!(format_reset(3_723_000), "1h2m3s");
     }
 }

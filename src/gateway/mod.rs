@@ -149,21 +149,22 @@ impl ProxyHttp for Gateway {
         let Some(backend) = &ctx.upstream.backend else {
             return Error::e_explain(ErrorType::InternalError, "no backend chosen");
         };
-        let dialect = backend.dialect();
-        let body_len = ctx
-            .model_request()
-            .and_then(|m| m.body_for(dialect))
-            .map(Bytes::len);
-        // A translated request goes to the upstream dialect's own path.
-        let translated_path =
-            (ctx.model_request().is_some() && dialect != ctx.dialect).then(|| dialect.path());
-        upstream::rewrite_request(
-            upstream_request,
+        let request = ctx.model_request();
+        let rewrite = upstream::Rewrite {
             backend,
-            body_len,
-            translated_path,
-            &ctx.request_id,
-        )?;
+            client: ctx.dialect,
+            model: request.map(|m| {
+                ctx.route()
+                    .and_then(|route| route.upstream_model(&m.model))
+                    .unwrap_or(&m.model)
+            }),
+            stream: request.is_some_and(|m| m.stream),
+            body_len: request
+                .and_then(|m| m.body_for(backend.dialect()))
+                .map(Bytes::len),
+            request_id: &ctx.request_id,
+        };
+        upstream::rewrite_request(upstream_request, &rewrite)?;
         client::forwarding_headers(upstream_request, &ctx.client)?;
         tracing::inject(ctx, upstream_request)
     }
@@ -202,10 +203,12 @@ impl ProxyHttp for Gateway {
             // Which model answered (a fallback may have).
             upstream_response.insert_header("x-gateway-model", &request.model)?;
         }
-        if ctx.response.translation.is_some() && ctx.dialect == Dialect::Anthropic {
-            // Where Anthropic's SDKs look for the id; an Anthropic upstream
-            // sends its own.
-            upstream_response.insert_header("request-id", &ctx.request_id)?;
+        if ctx.response.translation.is_some() {
+            // Where the client dialect's SDKs look for the id; an upstream
+            // of the client's dialect sends its own.
+            if let Some(name) = ctx.dialect.wire().request_id_header() {
+                upstream_response.insert_header(name, &ctx.request_id)?;
+            }
         }
         limiting::add_standing_headers(upstream_response, ctx)
     }

@@ -8,7 +8,6 @@ use pingora::Result;
 use super::RequestCtx;
 use crate::error::ApiError;
 use crate::lifecycle::drain;
-use crate::llm::Dialect;
 
 /// Writes a complete JSON response carrying the request id.
 pub async fn send_json(
@@ -81,8 +80,8 @@ pub async fn send_error(session: &mut Session, error: &ApiError, ctx: &RequestCt
     if let Some(challenge) = error.challenge {
         extra.push(("www-authenticate", challenge));
     }
-    if ctx.dialect == Dialect::Anthropic {
-        extra.push(("request-id", &ctx.request_id));
+    if let Some(name) = ctx.dialect.wire().request_id_header() {
+        extra.push((name, &ctx.request_id));
     }
     extra.extend(error.extra_headers.iter().map(|(k, v)| (*k, v.as_str())));
     let body = error.body_for(ctx.dialect);

@@ -26,16 +26,12 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
     let upstream = ctx.upstream.dialect.unwrap_or(client);
     let recording = ctx.trace.as_ref().is_some_and(|t| t.is_recording());
     if recording && ctx.model_request().is_some() && (200..300).contains(&status) {
-        ctx.response.details = Some(AnswerDetails::default());
+        ctx.response.details = Some(AnswerDetails::new(upstream));
     }
-    let Some(request) = ctx.model_request() else {
+    let (Some(request), Some(backend)) = (ctx.model_request(), &ctx.upstream.backend) else {
         return Ok(());
     };
-    let sse = response
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let sse = backend.provider.streams(response);
     if upstream != client {
         let translation = match (status, sse) {
             (200..=299, true) => Translation::Stream(Box::new(StreamTranslator::new(
@@ -73,7 +69,7 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
     } else {
         Framing::Json
     };
-    ctx.response.usage_scanner = Some(UsageScanner::new(framing, sse::DEFAULT_MAX_EVENT));
+    ctx.response.usage_scanner = Some(UsageScanner::new(upstream, framing, sse::DEFAULT_MAX_EVENT));
     if sse && strip {
         // Events are cut out, so the upstream's length no longer holds.
         response.remove_header(&http::header::CONTENT_LENGTH);

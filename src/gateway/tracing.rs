@@ -101,7 +101,7 @@ pub fn attempt_started(ctx: &mut RequestCtx) {
     };
     let mut attributes = vec![
         KeyValue::new("gen_ai.operation.name", operation),
-        KeyValue::new("gen_ai.provider.name", backend.provider.as_str()),
+        KeyValue::new("gen_ai.provider.name", backend.provider.name()),
         KeyValue::new("server.address", backend.url.host.clone()),
         KeyValue::new("server.port", i64::from(backend.url.port)),
     ];
@@ -191,7 +191,7 @@ pub fn finish(
     if let Some(backend) = &ctx.upstream.backend {
         attributes.push(KeyValue::new(
             "gen_ai.provider.name",
-            backend.provider.as_str(),
+            backend.provider.name(),
         ));
     }
     match ctx.model_request() {

@@ -1,9 +1,12 @@
-//! How a client request becomes the upstream request.
+//! How a client request becomes the upstream request: where it goes and
+//! with which credentials is the backend's provider's to say.
 
 use http::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::Result;
 
+use crate::llm::Dialect;
+use crate::providers::Call;
 use crate::routing::Backend;
 
 /// Client credentials: the gateway authenticates callers itself and never
@@ -15,31 +18,32 @@ const CLIENT_CREDENTIAL_HEADERS: [HeaderName; 4] = [
     http::header::PROXY_AUTHORIZATION,
 ];
 
-/// Headers of the client's dialect that mean nothing, or something else,
-/// to a backend of the other: dropped from a translated request.
-const DIALECT_HEADERS: [HeaderName; 2] = [
-    HeaderName::from_static("anthropic-version"),
-    HeaderName::from_static("anthropic-beta"),
-];
+/// What the request to `backend` is: `model` and `stream` for one that
+/// names a model; `client` is the client's dialect, `body_len` the length
+/// of the body prepared for the backend.
+pub struct Rewrite<'a> {
+    pub backend: &'a Backend,
+    pub client: Dialect,
+    pub model: Option<&'a str>,
+    pub stream: bool,
+    pub body_len: Option<usize>,
+    pub request_id: &'a str,
+}
 
-/// `path`: the path a translated request goes to (the upstream dialect's),
-/// in place of the client's.
-pub fn rewrite_request(
-    req: &mut RequestHeader,
-    backend: &Backend,
-    body_len: Option<usize>,
-    path: Option<&str>,
-    request_id: &str,
-) -> Result<()> {
+pub fn rewrite_request(req: &mut RequestHeader, r: &Rewrite<'_>) -> Result<()> {
+    let backend = r.backend;
+    let translated = r.model.is_some() && backend.dialect() != r.client;
+    let path = backend.provider.path(&Call {
+        client_path: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        translated,
+        model: r.model,
+        stream: r.stream,
+    });
     let prefix = &backend.url.path_prefix;
     if !prefix.is_empty() || path.is_some() {
-        let path_and_query = match path {
-            Some(path) => path.to_string(),
-            None => req
-                .uri
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_string(),
+        let path_and_query = match &path {
+            Some(path) => path.as_str(),
+            None => req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
         };
         let uri = format!("{prefix}{path_and_query}")
             .parse::<http::Uri>()
@@ -49,16 +53,17 @@ pub fn rewrite_request(
         req.set_uri(uri);
     }
     req.insert_header(http::header::HOST, backend.url.host_header.clone())?;
-    // Identity encoding keeps event streams flowing event by event and lets
-    // the gateway read usage from responses.
-    let translated: &[HeaderName] = if path.is_some() {
-        &DIALECT_HEADERS
+    // The client dialect's own headers mean nothing, or something else, to
+    // a backend of another. Identity encoding keeps event streams flowing
+    // event by event and lets the gateway read usage from answers.
+    let own: &[HeaderName] = if translated {
+        r.client.wire().own_headers()
     } else {
         &[]
     };
     for name in CLIENT_CREDENTIAL_HEADERS
         .iter()
-        .chain(translated)
+        .chain(own)
         .chain([&http::header::ACCEPT_ENCODING])
     {
         // Lookups are cheaper than Pingora's case-preserving removal.
@@ -66,11 +71,11 @@ pub fn rewrite_request(
             req.remove_header(name);
         }
     }
-    for (name, value) in &backend.upstream_headers {
+    for (name, value) in backend.request_headers() {
         req.insert_header(name.clone(), value.clone())?;
     }
-    req.insert_header("x-request-id", request_id)?;
-    if let Some(len) = body_len {
+    req.insert_header("x-request-id", r.request_id)?;
+    if let Some(len) = r.body_len {
         if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
             req.remove_header(http::header::TRANSFER_ENCODING.as_str());
         }

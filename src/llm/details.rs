@@ -1,10 +1,13 @@
 //! An answer's id and finish reasons, read in passing for traces
-//! (`gen_ai.response.id`, `gen_ai.response.finish_reasons`), from either
+//! (`gen_ai.response.id`, `gen_ai.response.finish_reasons`), from a
 //! dialect's JSON or event stream: the first `"id"` near the start (OpenAI's
-//! completion id, Anthropic's message id) and every non-null
-//! `finish_reason` / `stop_reason`. Nothing is parsed but those values;
+//! completion id, Anthropic's message id) and every non-null value of the
+//! dialect's finish-reason key (its wire names it: `finish_reason`,
+//! `stop_reason`, ...). Nothing is parsed but those values;
 //! inside JSON strings their quotes would be escaped, so a match is a real
 //! member. Only runs while tracing is on.
+
+use super::Dialect;
 
 /// How far into the answer its id is looked for.
 const HEAD: usize = 2048;
@@ -14,8 +17,10 @@ const CARRY: usize = 64;
 /// At most this many distinct finish reasons are kept (one per choice).
 const MAX_REASONS: usize = 8;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AnswerDetails {
+    /// The finish-reason key, quotes and all.
+    key: &'static [u8],
     seen: usize,
     carry: Vec<u8>,
     pub id: Option<String>,
@@ -23,6 +28,17 @@ pub struct AnswerDetails {
 }
 
 impl AnswerDetails {
+    /// For an answer in `dialect`.
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            key: dialect.wire().finish_reason_key(),
+            seen: 0,
+            carry: Vec::new(),
+            id: None,
+            finish_reasons: Vec::new(),
+        }
+    }
+
     pub fn feed(&mut self, piece: &[u8]) {
         let carried = self.carry.len();
         let mut data = std::mem::take(&mut self.carry);
@@ -32,8 +48,8 @@ impl AnswerDetails {
             self.id = string_member(window, b"\"id\"", 0).map(|(value, _)| value);
         }
         let mut from = 0;
-        while let Some(at) = find(&data[from..], b"_reason\"") {
-            let key_end = from + at + b"_reason\"".len();
+        while let Some(at) = find(&data[from..], self.key) {
+            let key_end = from + at + self.key.len();
             match string_value(&data, key_end) {
                 Some((value, end)) if end > carried => {
                     if self.finish_reasons.len() < MAX_REASONS
@@ -90,8 +106,8 @@ fn string_value(data: &[u8], mut i: usize) -> Option<(String, usize)> {
 mod tests {
     use super::*;
 
-    fn read(pieces: &[&[u8]]) -> AnswerDetails {
-        let mut details = AnswerDetails::default();
+    fn read(dialect: Dialect, pieces: &[&[u8]]) -> AnswerDetails {
+        let mut details = AnswerDetails::new(dialect);
         for piece in pieces {
             details.feed(piece);
         }
@@ -101,17 +117,17 @@ mod tests {
     #[test]
     fn openai_json_and_stream() {
         let json = br#"{"id":"chatcmpl-1","choices":[{"message":{"content":"say \"finish_reason\": \"x\""},"finish_reason":"stop"}],"usage":{}}"#;
-        let d = read(&[json]);
+        let d = read(Dialect::OpenAi, &[json]);
         assert_eq!(d.id.as_deref(), Some("chatcmpl-1"));
         assert_eq!(d.finish_reasons, vec!["stop"]);
         // Split anywhere, the same.
         for cut in 1..json.len() {
-            let d = read(&[&json[..cut], &json[cut..]]);
+            let d = read(Dialect::OpenAi, &[&json[..cut], &json[cut..]]);
             assert_eq!(d.id.as_deref(), Some("chatcmpl-1"), "cut at {cut}");
             assert_eq!(d.finish_reasons, vec!["stop"], "cut at {cut}");
         }
         let stream = b"data: {\"id\":\"chatcmpl-2\",\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"chatcmpl-2\",\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n";
-        let d = read(&[stream]);
+        let d = read(Dialect::OpenAi, &[stream]);
         assert_eq!(d.id.as_deref(), Some("chatcmpl-2"));
         assert_eq!(d.finish_reasons, vec!["length"]);
     }
@@ -119,7 +135,7 @@ mod tests {
     #[test]
     fn anthropic_stream() {
         let stream = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"stop_reason\":null}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\" : \"end_turn\"}}\n\n";
-        let d = read(&[&stream[..40], &stream[40..]]);
+        let d = read(Dialect::Anthropic, &[&stream[..40], &stream[40..]]);
         assert_eq!(d.id.as_deref(), Some("msg_1"));
         assert_eq!(d.finish_reasons, vec!["end_turn"]);
     }

@@ -1,6 +1,9 @@
-//! The two chat APIs the gateway speaks with clients and upstreams.
+//! The chat APIs the gateway speaks with clients and upstreams.
+
+use super::wire::{Wire, ANTHROPIC, OPENAI_CHAT};
 
 /// A chat API: the wire format of requests, answers, streams and errors.
+/// What each one is lives in its [`Wire`]; this names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
     /// OpenAI Chat Completions (`POST /v1/chat/completions`), and every
@@ -11,28 +14,26 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// Every dialect, in [`Dialect::index`] order.
+    pub const ALL: [Dialect; 2] = [Dialect::OpenAi, Dialect::Anthropic];
     /// How many there are, for tables indexed by [`Dialect::index`].
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = Self::ALL.len();
 
     pub fn index(self) -> usize {
         self as usize
     }
 
-    /// The dialect a client speaks on this exact path, if it is a chat path.
-    pub fn of_path(path: &str) -> Option<Dialect> {
-        match path {
-            "/v1/chat/completions" => Some(Dialect::OpenAi),
-            "/v1/messages" => Some(Dialect::Anthropic),
-            _ => None,
+    /// Its behaviour.
+    pub fn wire(self) -> &'static dyn Wire {
+        match self {
+            Dialect::OpenAi => &OPENAI_CHAT,
+            Dialect::Anthropic => &ANTHROPIC,
         }
     }
 
-    /// Where this dialect's chat endpoint is.
-    pub fn path(self) -> &'static str {
-        match self {
-            Dialect::OpenAi => "/v1/chat/completions",
-            Dialect::Anthropic => "/v1/messages",
-        }
+    /// The dialect a client speaks on this exact path, if it is a chat path.
+    pub fn of_path(path: &str) -> Option<Dialect> {
+        Self::ALL.into_iter().find(|d| d.wire().chat_path() == path)
     }
 
     pub fn as_str(self) -> &'static str {

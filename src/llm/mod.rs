@@ -1,14 +1,17 @@
-//! The chat APIs: what the gateway reads from and changes in a request body,
-//! usage read from answers, and translation between the two dialects
-//! (OpenAI Chat Completions and Anthropic Messages).
+//! The chat APIs: what the gateway reads from and changes in a request
+//! body, the wire formats it speaks (`wire/`, one module each), the
+//! internal model they translate through (`ir.rs`), usage and finish
+//! reasons read from answers in passing, and costs.
 
 mod cost;
 mod details;
 mod dialect;
+pub mod ir;
 mod request;
 pub mod sse;
 pub mod translate;
 mod usage;
+pub mod wire;
 
 pub use cost::{lower_prices, micro_usd, Price, Pricing};
 pub use details::AnswerDetails;

@@ -1,12 +1,15 @@
-//! Token usage from responses, read in passing: JSON bodies (`usage`), and
-//! event streams without holding them back (OpenAI chunks, Anthropic
-//! `message_start` / `message_delta`). When the gateway asked the upstream for
-//! a usage chunk the client did not ask for, that one event is cut out.
+//! Token usage from responses, read in passing: JSON bodies (their `usage`
+//! member), and event streams without holding them back. Which fields say
+//! what is the upstream's wire's business (`Wire::usage_in_*`); the
+//! scanner keeps, for each, the largest value any piece reported. When the
+//! gateway asked the upstream for a usage chunk the client did not ask for,
+//! that one event is cut out.
 
 use bytes::Bytes;
-use serde::Deserialize;
 
 use super::sse::{Framer, RawEvent};
+use super::wire::Wire;
+use super::Dialect;
 
 /// How much of the end of a JSON answer is kept: providers put `usage` last.
 const JSON_TAIL: usize = 16 * 1024;
@@ -24,30 +27,6 @@ pub struct Usage {
     pub cache_write: u64,
 }
 
-#[derive(Deserialize, Default)]
-struct UsageFields {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    prompt_tokens_details: Option<PromptDetails>,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-struct PromptDetails {
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-struct Envelope {
-    usage: Option<UsageFields>,
-    /// Anthropic's `message_start` nests it.
-    message: Option<Box<Envelope>>,
-    choices: Option<Vec<serde::de::IgnoredAny>>,
-}
-
 /// How the body the scanner reads is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -60,6 +39,7 @@ pub enum Framing {
 
 /// Reads usage from a response body as it passes.
 pub struct UsageScanner {
+    wire: &'static dyn Wire,
     framing: Framing,
     /// The last bytes of a JSON answer.
     json_tail: Vec<u8>,
@@ -68,9 +48,11 @@ pub struct UsageScanner {
 }
 
 impl UsageScanner {
-    /// `max_event`: the longest event held while waiting for its end.
-    pub fn new(framing: Framing, max_event: usize) -> Self {
+    /// For an answer in `dialect`; `max_event`: the longest event held
+    /// while waiting for its end.
+    pub fn new(dialect: Dialect, framing: Framing, max_event: usize) -> Self {
         Self {
+            wire: dialect.wire(),
             framing,
             json_tail: Vec::new(),
             events: Framer::new(max_event),
@@ -93,9 +75,9 @@ impl UsageScanner {
             Framing::EventStream { cut_usage_chunk } => cut_usage_chunk,
         };
         let mut out = cut.then(|| Vec::with_capacity(chunk.len()));
-        let mut usage = self.usage;
+        let (wire, mut usage) = (self.wire, self.usage);
         let framed = self.events.feed(chunk, |event| {
-            let usage_only = scan_event(event, &mut usage);
+            let usage_only = scan_event(wire, event, &mut usage);
             if let Some(out) = out.as_mut() {
                 if !usage_only {
                     out.extend_from_slice(event.bytes());
@@ -121,10 +103,10 @@ impl UsageScanner {
         let mut tail = None;
         match self.framing {
             Framing::EventStream { cut_usage_chunk } => {
-                let mut usage = self.usage;
+                let (wire, mut usage) = (self.wire, self.usage);
                 let mut rest = Vec::new();
                 self.events.finish(|event| {
-                    scan_event(event, &mut usage);
+                    scan_event(wire, event, &mut usage);
                     rest.extend_from_slice(event.bytes());
                 });
                 self.usage = usage;
@@ -133,12 +115,10 @@ impl UsageScanner {
                 }
             }
             Framing::Json => {
-                if let Some(fields) = usage_in_tail(&self.json_tail) {
-                    let envelope = Envelope {
-                        usage: Some(fields),
-                        ..Default::default()
-                    };
-                    merge(&mut self.usage, &envelope);
+                let found = usage_member(&self.json_tail)
+                    .and_then(|member| self.wire.usage_in_member(member));
+                if let Some(found) = found {
+                    merge(&mut self.usage, found);
                 }
             }
         }
@@ -146,9 +126,9 @@ impl UsageScanner {
     }
 }
 
-/// Reads the usage an event carries into `usage`; true for an OpenAI
+/// Reads the usage an event carries into `usage`; true for OpenAI's
 /// usage-only chunk.
-fn scan_event(event: RawEvent<'_>, usage: &mut Option<Usage>) -> bool {
+fn scan_event(wire: &dyn Wire, event: RawEvent<'_>, usage: &mut Option<Usage>) -> bool {
     let mut usage_only = false;
     for line in event.lines() {
         let Some(data) = line.strip_prefix(b"data:") else {
@@ -158,49 +138,28 @@ fn scan_event(event: RawEvent<'_>, usage: &mut Option<Usage>) -> bool {
         if !contains(data, b"\"usage\"") {
             continue;
         }
-        let Ok(envelope) = serde_json::from_slice::<Envelope>(data) else {
-            continue;
-        };
-        usage_only |=
-            envelope.choices.as_ref().is_some_and(|c| c.is_empty()) && envelope.usage.is_some();
-        merge(usage, &envelope);
+        if let Some(reading) = wire.usage_in_event(data) {
+            usage_only |= reading.usage_only;
+            merge(usage, reading.usage);
+        }
     }
     usage_only
 }
 
-fn merge(usage: &mut Option<Usage>, envelope: &Envelope) {
-    let fields = envelope
-        .usage
-        .as_ref()
-        .or_else(|| envelope.message.as_ref().and_then(|m| m.usage.as_ref()));
-    let Some(fields) = fields else { return };
+/// Keeps, field by field, the largest value reported so far.
+fn merge(usage: &mut Option<Usage>, found: Usage) {
     let usage = usage.get_or_insert_with(Usage::default);
-    if let Some(n) = fields.prompt_tokens {
-        usage.input = usage.input.max(n);
-        let cached = fields
-            .prompt_tokens_details
-            .as_ref()
-            .and_then(|d| d.cached_tokens);
-        usage.cache_read = usage.cache_read.max(cached.unwrap_or(0).min(n));
-    } else if let Some(n) = fields.input_tokens {
-        // Anthropic: cache reads and writes are counted apart.
-        let read = fields.cache_read_input_tokens.unwrap_or(0);
-        let written = fields.cache_creation_input_tokens.unwrap_or(0);
-        usage.input = usage
-            .input
-            .max(n.saturating_add(read).saturating_add(written));
-        usage.cache_read = usage.cache_read.max(read);
-        usage.cache_write = usage.cache_write.max(written);
-    }
-    if let Some(n) = fields.completion_tokens.or(fields.output_tokens) {
-        usage.output = usage.output.max(n);
-    }
+    usage.input = usage.input.max(found.input);
+    usage.output = usage.output.max(found.output);
+    usage.cache_read = usage.cache_read.max(found.cache_read);
+    usage.cache_write = usage.cache_write.max(found.cache_write);
 }
 
-/// The last `"usage": {...}` member of a JSON text, parsed on its own: the
-/// rest of the answer (the completion itself) is never parsed. Inside JSON
-/// strings the quotes would be escaped, so the match is a real member.
-fn usage_in_tail(tail: &[u8]) -> Option<UsageFields> {
+/// Where the value of the last `"usage"` member of a JSON text starts (what
+/// follows it too): the rest of the answer (the completion itself) is never
+/// parsed. Inside JSON strings the quotes would be escaped, so the match is
+/// a real member.
+fn usage_member(tail: &[u8]) -> Option<&[u8]> {
     let needle = b"\"usage\"";
     let at = tail.windows(needle.len()).rposition(|w| w == needle)?;
     let rest = &tail[at + needle.len()..];
@@ -208,9 +167,7 @@ fn usage_in_tail(tail: &[u8]) -> Option<UsageFields> {
     if rest[colon] != b':' {
         return None;
     }
-    let mut values =
-        serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<UsageFields>();
-    values.next()?.ok()
+    Some(&rest[colon + 1..])
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -219,13 +176,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// A scanner of an event stream (`sse`) or a JSON answer, for tests.
 #[cfg(test)]
-fn scanner(sse: bool, cut_usage_chunk: bool) -> UsageScanner {
+fn scanner(dialect: Dialect, sse: bool, cut_usage_chunk: bool) -> UsageScanner {
     let framing = if sse {
         Framing::EventStream { cut_usage_chunk }
     } else {
         Framing::Json
     };
-    UsageScanner::new(framing, super::sse::DEFAULT_MAX_EVENT)
+    UsageScanner::new(dialect, framing, super::sse::DEFAULT_MAX_EVENT)
 }
 
 #[cfg(test)]
@@ -247,7 +204,12 @@ mod tests {
     );
 
     fn scan_in_pieces(text: &str, sizes: &[usize], strip: bool) -> (Option<Usage>, String) {
-        let mut scanner = scanner(true, strip);
+        let dialect = if text.starts_with("event:") {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        };
+        let mut scanner = scanner(dialect, true, strip);
         let bytes = text.as_bytes();
         let mut out = Vec::new();
         let mut at = 0;
@@ -324,7 +286,7 @@ mod tests {
 
     #[test]
     fn cache_reads_are_part_of_input_in_both_dialects() {
-        let mut s = scanner(false, false);
+        let mut s = scanner(Dialect::OpenAi, false, false);
         s.feed(br#"{"usage":{"prompt_tokens":100,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":60}}}"#);
         let openai = s.finish().0;
         assert_eq!(
@@ -337,7 +299,7 @@ mod tests {
             })
         );
         // Anthropic counts cache reads and writes apart from input_tokens.
-        let mut s = scanner(true, false);
+        let mut s = scanner(Dialect::Anthropic, true, false);
         s.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":30,\"cache_read_input_tokens\":60,\"cache_creation_input_tokens\":10,\"output_tokens\":1}}}\n\n");
         s.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n");
         assert_eq!(
@@ -353,7 +315,7 @@ mod tests {
 
     #[test]
     fn json_bodies() {
-        let mut s = scanner(false, false);
+        let mut s = scanner(Dialect::OpenAi, false, false);
         s.feed(br#"{"id":"x","usage":{"prompt_tokens":3,"#);
         s.feed(br#""completion_tokens":4}}"#);
         assert_eq!(
@@ -365,7 +327,7 @@ mod tests {
                 cache_write: 0,
             })
         );
-        let mut s = scanner(false, false);
+        let mut s = scanner(Dialect::Anthropic, false, false);
         s.feed(br#"{"usage":{"input_tokens":5,"output_tokens":6}}"#);
         assert_eq!(
             s.finish().0,
@@ -376,11 +338,11 @@ mod tests {
                 cache_write: 0,
             })
         );
-        let mut s = scanner(false, false);
+        let mut s = scanner(Dialect::OpenAi, false, false);
         s.feed(b"not json");
         assert_eq!(s.finish().0, None);
         // A long answer: only its tail is kept, and "usage" in the content is not it.
-        let mut s = scanner(false, false);
+        let mut s = scanner(Dialect::OpenAi, false, false);
         s.feed(br#"{"choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 99}"#);
         s.feed(&vec![b'x'; 100_000]);
         s.feed(br#""}}],"usage":{"prompt_tokens":8,"completion_tokens":9}}"#);
@@ -419,7 +381,7 @@ mod properties {
         let bytes = text.as_bytes();
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
         points.sort_unstable();
-        let mut scanner = scanner(true, strip);
+        let mut scanner = scanner(Dialect::OpenAi, true, strip);
         let mut out = Vec::new();
         let mut last = 0;
         for p in points.into_iter().chain(std::iter::once(bytes.len())) {
@@ -464,7 +426,7 @@ mod properties {
         /// Arbitrary bytes never panic the scanner.
         #[test]
         fn garbage_is_harmless(data in proptest::collection::vec(any::<u8>(), 0..2000), sse in any::<bool>(), strip in any::<bool>()) {
-            let mut scanner = scanner(sse, strip);
+            let mut scanner = scanner(Dialect::OpenAi, sse, strip);
             scanner.feed(&data);
             let _ = scanner.finish();
         }

@@ -107,7 +107,7 @@ fn http_check_for(
     }
     // Providers answer their model list only with a key, so the check
     // authenticates the way requests do.
-    for (name, value) in &backend.upstream_headers {
+    for (name, value) in backend.request_headers() {
         let _ = check.req.insert_header(name.clone(), value.clone());
     }
     check.peer_template.sni = pool.sni_for(backend);

@@ -14,9 +14,10 @@ use http::header::{HeaderName, HeaderValue};
 use pingora::upstreams::peer::HttpPeer;
 
 use super::settings::{HealthCheck, PassiveHealth, Timeouts};
-use crate::config::{BaseUrl, CaBundle, ProviderKind, Strategy};
+use crate::config::{BaseUrl, CaBundle, Strategy};
 use crate::llm::Dialect;
 use crate::observability::metrics::metrics;
+use crate::providers::Provider;
 
 /// Milliseconds since the first call: a cheap monotonic clock for atomics.
 fn now_ms() -> u64 {
@@ -31,11 +32,12 @@ pub struct Backend {
     pub label: String,
     pub url: BaseUrl,
     pub weight: u32,
-    pub provider: ProviderKind,
+    /// What the backend is: where requests go, how they are authenticated.
+    pub provider: Arc<dyn Provider>,
     /// `upstream_requests_total{status="200"}` for this backend, resolved once.
     pub ok_counter: prometheus::IntCounter,
-    /// Headers this backend adds to every request: the provider key and extras.
-    pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers the config adds to every request, after the provider's.
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     /// What the backend has shown so far; carried across reloads while the
     /// backend stays the same (same pool, same base URL).
     live: Arc<LiveState>,
@@ -74,10 +76,13 @@ impl LiveState {
 impl Backend {
     /// The chat dialect the backend speaks.
     pub fn dialect(&self) -> Dialect {
-        match self.provider {
-            ProviderKind::Openai => Dialect::OpenAi,
-            ProviderKind::Anthropic => Dialect::Anthropic,
-        }
+        self.provider.dialect()
+    }
+
+    /// What every request to it carries: the provider's headers, then the
+    /// config's.
+    pub fn request_headers(&self) -> impl Iterator<Item = &(HeaderName, HeaderValue)> {
+        self.provider.headers().iter().chain(&self.extra_headers)
     }
 
     /// Healthy by the active checks and resolved: could take a request.
@@ -222,8 +227,8 @@ impl Pool {
                     label,
                     ok_counter,
                     weight: b.weight,
-                    provider: b.provider,
-                    upstream_headers: b.headers.clone(),
+                    provider: b.provider.clone(),
+                    extra_headers: b.headers.clone(),
                     url: b.url.clone(),
                     live,
                 })
@@ -395,7 +400,14 @@ mod tests {
                 .map(|(i, &weight)| crate::routing::settings::Backend {
                     url: BaseUrl::parse(&format!("http://127.0.0.1:{}", 9000 + i)).unwrap(),
                     weight,
-                    provider: ProviderKind::Openai,
+                    provider: crate::providers::build(
+                        "openai",
+                        &crate::providers::Spec {
+                            at: "test",
+                            api_key: None,
+                        },
+                    )
+                    .unwrap(),
                     headers: Vec::new(),
                 })
                 .collect(),

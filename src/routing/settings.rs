@@ -3,6 +3,7 @@
 //! retries, credentials and fallbacks.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -11,10 +12,9 @@ use crate::config::check::{
     ca_bundle, count_in, duration_in, ensure, fault, globs, positive_up_to, sensitive_value,
     unique_name, up_to, word, Lowered, DAY, HOUR,
 };
-use crate::config::{
-    expand, schema, AuthMethod, BaseUrl, CaBundle, Env, Glob, ProviderKind, RetryOn, Strategy,
-};
+use crate::config::{expand, schema, AuthMethod, BaseUrl, CaBundle, Env, Glob, RetryOn, Strategy};
 use crate::limits::MAX_CHARGE as MAX_LIMIT;
+use crate::providers::{self, Provider};
 
 #[derive(Debug)]
 pub struct Pool {
@@ -34,9 +34,9 @@ pub struct Pool {
 pub struct Backend {
     pub url: BaseUrl,
     pub weight: u32,
-    pub provider: ProviderKind,
-    /// What the gateway adds to every request to this backend: the provider
-    /// key in the provider's header, its default headers, the extras.
+    pub provider: Arc<dyn Provider>,
+    /// Headers the config adds to every request to this backend, after the
+    /// provider's own (so they may replace one).
     /// Marked sensitive, so even debug logs mask them.
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -182,26 +182,18 @@ fn pool(name: &str, p: &schema::Pool, env: Env<'_>) -> Lowered<Pool> {
 
 fn backend(at: &str, b: &schema::Backend, env: Env<'_>) -> Lowered<Backend> {
     let url = BaseUrl::parse(&b.base_url).or_else(|e| fault(format!("{at}.base_url"), e))?;
-    let provider = word::<ProviderKind>(&format!("{at}.provider"), &b.provider)?;
+    let api_key = match &b.api_key {
+        Some(key) => Some(expand(&format!("{at}.api_key"), key, env)?),
+        None => None,
+    };
+    let provider = providers::build(
+        &b.provider,
+        &providers::Spec {
+            at,
+            api_key: api_key.as_ref(),
+        },
+    )?;
     let mut headers = Vec::new();
-    if let Some(key) = &b.api_key {
-        let field = format!("{at}.api_key");
-        let key = expand(&field, key, env)?;
-        let (name, value) = match provider {
-            ProviderKind::Openai => ("authorization", format!("Bearer {}", key.expose())),
-            ProviderKind::Anthropic => ("x-api-key", key.expose().to_string()),
-        };
-        headers.push((
-            HeaderName::from_static(name),
-            sensitive_value(&field, &value)?,
-        ));
-    }
-    if provider == ProviderKind::Anthropic && !b.headers.contains_key("anthropic-version") {
-        headers.push((
-            HeaderName::from_static("anthropic-version"),
-            HeaderValue::from_static("2023-06-01"),
-        ));
-    }
     for (name, value) in &b.headers {
         let field = format!("{at}.headers.{name}");
         let header = HeaderName::from_bytes(name.as_bytes())

@@ -42,11 +42,12 @@ pub struct RouteEntry {
 impl RouteEntry {
     pub fn new(route: &settings::Route, pool: Arc<Pool>) -> Self {
         let serves_chat = !route.models.is_empty()
-            && [Dialect::OpenAi, Dialect::Anthropic].iter().any(|d| {
+            && Dialect::ALL.iter().any(|d| {
+                let chat = d.wire().chat_path();
                 route
                     .paths
                     .iter()
-                    .any(|prefix| path_has_prefix(d.path(), prefix))
+                    .any(|prefix| path_has_prefix(chat, prefix))
             });
         Self {
             name: route.name.clone(),

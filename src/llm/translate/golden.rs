@@ -226,14 +226,14 @@ fn the_parameter_tables_hold_and_the_readme_lists_them() {
         (
             Dialect::OpenAi,
             Dialect::Anthropic,
-            super::openai::PARAMETERS,
+            crate::llm::wire::openai::parameters::PARAMETERS,
             "#### OpenAI client, Anthropic model",
             json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
         ),
         (
             Dialect::Anthropic,
             Dialect::OpenAi,
-            super::anthropic::PARAMETERS,
+            crate::llm::wire::anthropic::parameters::PARAMETERS,
             "#### Anthropic client, OpenAI model",
             json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
         ),

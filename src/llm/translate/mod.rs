@@ -1,7 +1,8 @@
 //! Translation between the chat dialects: requests, whole answers, streamed
-//! answers (event by event, never buffered whole) and errors, both ways,
-//! through the small internal model in [`ir`]. Same-dialect traffic never
-//! comes here.
+//! answers (event by event, never buffered whole) and errors, from any
+//! dialect to any other, through the internal model in [`crate::llm::ir`]:
+//! the source dialect's wire reads, the target's writes. Same-dialect
+//! traffic never comes here.
 //!
 //! Every top-level parameter of each dialect's request is either
 //! translated, accepted because its value changes nothing on the target
@@ -9,80 +10,15 @@
 //! the answer (Anthropic's `cache_control`), or refused with a 400 naming
 //! it, unless the route allows dropping it (`drop_unsupported_params`).
 
-mod anthropic;
-pub mod ir;
-mod openai;
 mod stream;
-
-use std::fmt;
 
 use serde_json::Value;
 
-pub use ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, StreamEvent, Usage};
+pub use crate::llm::ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, StreamEvent, Usage};
+pub use crate::llm::wire::{Options, TranslateError};
 pub use stream::StreamTranslator;
 
 use super::Dialect;
-
-/// What a translation of a request may do.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    /// Drop parameters the target cannot honour instead of refusing them.
-    pub drop_unsupported: bool,
-    /// `max_tokens` for a target that requires it when the client set none.
-    pub default_max_tokens: u64,
-}
-
-/// Why a request cannot be translated: the client's answer is a 400.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TranslateError {
-    /// A parameter the target dialect cannot honour.
-    Unsupported {
-        param: String,
-        target: Dialect,
-        why: &'static str,
-    },
-    /// A parameter whose value is not what its dialect allows.
-    Invalid { param: String, message: String },
-}
-
-impl TranslateError {
-    pub fn param(&self) -> &str {
-        match self {
-            TranslateError::Unsupported { param, .. } | TranslateError::Invalid { param, .. } => {
-                param
-            }
-        }
-    }
-
-    fn unsupported(param: impl Into<String>, target: Dialect, why: &'static str) -> Self {
-        TranslateError::Unsupported {
-            param: param.into(),
-            target,
-            why,
-        }
-    }
-
-    fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        TranslateError::Invalid {
-            param: param.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for TranslateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TranslateError::Unsupported { param, target, why } => write!(
-                f,
-                "`{param}` is not supported by this model's provider ({} API): {why}. \
-                 Remove it, or ask for `drop_unsupported_params` on the route.",
-                target.as_str()
-            ),
-            TranslateError::Invalid { param, message } => write!(f, "`{param}`: {message}"),
-        }
-    }
-}
 
 /// The request body for `to`, from a client's body in `from`.
 pub fn request(
@@ -93,28 +29,16 @@ pub fn request(
 ) -> Result<Vec<u8>, TranslateError> {
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|e| TranslateError::invalid("body", format!("not valid JSON: {e}")))?;
-    let request = match from {
-        Dialect::OpenAi => openai::parse_request(&parsed, to, options)?,
-        Dialect::Anthropic => anthropic::parse_request(&parsed, to, options)?,
-    };
-    let rendered = match to {
-        Dialect::OpenAi => openai::render_request(&request),
-        Dialect::Anthropic => anthropic::render_request(&request, options)?,
-    };
+    let request = from.wire().parse_request(&parsed, to, options)?;
+    let rendered = to.wire().render_request(&request, options)?;
     Ok(rendered.to_string().into_bytes())
 }
 
 /// A whole answer in `to`, from the upstream's in `from`; with its usage.
 pub fn response(from: Dialect, to: Dialect, body: &[u8]) -> Option<(Vec<u8>, Usage)> {
     let parsed: Value = serde_json::from_slice(body).ok()?;
-    let answer = match from {
-        Dialect::OpenAi => openai::parse_response(&parsed)?,
-        Dialect::Anthropic => anthropic::parse_response(&parsed)?,
-    };
-    let rendered = match to {
-        Dialect::OpenAi => openai::render_response(&answer),
-        Dialect::Anthropic => anthropic::render_response(&answer),
-    };
+    let answer = from.wire().parse_response(&parsed)?;
+    let rendered = to.wire().render_response(&answer);
     Some((rendered.to_string().into_bytes(), answer.usage))
 }
 
@@ -122,10 +46,7 @@ pub fn response(from: Dialect, to: Dialect, body: &[u8]) -> Option<(Vec<u8>, Usa
 pub fn error(from: Dialect, to: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
     let (mut kind, message) = serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| match from {
-            Dialect::OpenAi => openai::parse_error(&v),
-            Dialect::Anthropic => anthropic::parse_error(&v),
-        })
+        .and_then(|v| from.wire().parse_error(&v))
         .unwrap_or_else(|| {
             (
                 ErrorKind::of_status(status),
@@ -144,58 +65,7 @@ pub fn error(from: Dialect, to: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
 /// An error body in `dialect`'s shape: each client dialect has one
 /// renderer, used for the gateway's own errors and translated ones alike.
 pub fn error_body(dialect: Dialect, error: &ErrorBody<'_>) -> Vec<u8> {
-    let value = match dialect {
-        Dialect::OpenAi => openai::render_error(error),
-        Dialect::Anthropic => anthropic::render_error(error),
-    };
-    value.to_string().into_bytes()
-}
-
-/// Seconds since the epoch, for answers that carry a creation time.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A parameter the target cannot honour: refused, or dropped when the
-/// route allows it.
-fn unsupported(
-    param: &str,
-    to: Dialect,
-    why: &'static str,
-    options: &Options,
-) -> Result<(), TranslateError> {
-    if options.drop_unsupported {
-        Ok(())
-    } else {
-        Err(TranslateError::unsupported(param, to, why))
-    }
-}
-
-/// A tool definition: `spec` holds its `name`, `description` and, under
-/// `schema_key`, its JSON Schema (an empty object schema when missing).
-fn tool_of(spec: &Value, at: &str, schema_key: &str) -> Result<ir::Tool, TranslateError> {
-    let name = str_of(spec, "name").ok_or_else(|| TranslateError::invalid(at, "needs a `name`"))?;
-    Ok(ir::Tool {
-        name: name.to_string(),
-        description: str_of(spec, "description").map(str::to_string),
-        schema: spec
-            .get(schema_key)
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
-    })
-}
-
-fn number(param: &str, value: &Value) -> Result<f64, TranslateError> {
-    value
-        .as_f64()
-        .ok_or_else(|| TranslateError::invalid(param, "must be a number"))
-}
-
-/// A string field, or `None`.
-fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.get(key).and_then(Value::as_str)
+    dialect.wire().render_error(error).to_string().into_bytes()
 }
 
 #[cfg(test)]

@@ -4,25 +4,15 @@
 
 use bytes::Bytes;
 
-use super::ir::{ErrorKind, StreamEvent, Usage};
-use super::{anthropic, openai};
+use crate::llm::ir::{ErrorKind, StreamEvent, Usage};
 use crate::llm::sse::Framer;
+use crate::llm::wire::{StreamDecoder, StreamEncoder};
 use crate::llm::Dialect;
-
-enum Decoder {
-    OpenAi(openai::Decoder),
-    Anthropic(anthropic::Decoder),
-}
-
-enum Encoder {
-    OpenAi(openai::Encoder),
-    Anthropic(anthropic::Encoder),
-}
 
 pub struct StreamTranslator {
     framer: Framer,
-    decoder: Decoder,
-    encoder: Encoder,
+    decoder: Box<dyn StreamDecoder>,
+    encoder: Box<dyn StreamEncoder>,
     usage: Option<Usage>,
     done: bool,
     failed: bool,
@@ -36,14 +26,8 @@ impl StreamTranslator {
     pub fn new(from: Dialect, to: Dialect, include_usage: bool, max_event: usize) -> Self {
         Self {
             framer: Framer::new(max_event),
-            decoder: match from {
-                Dialect::OpenAi => Decoder::OpenAi(Default::default()),
-                Dialect::Anthropic => Decoder::Anthropic(Default::default()),
-            },
-            encoder: match to {
-                Dialect::OpenAi => Encoder::OpenAi(openai::Encoder::new(include_usage)),
-                Dialect::Anthropic => Encoder::Anthropic(Default::default()),
-            },
+            decoder: from.wire().stream_decoder(),
+            encoder: to.wire().stream_encoder(include_usage),
             usage: None,
             done: false,
             failed: false,
@@ -61,7 +45,7 @@ impl StreamTranslator {
         if self.failed {
             return Bytes::new();
         }
-        let (decoder, done, events) = (&mut self.decoder, self.done, &mut self.events);
+        let (decoder, done, events) = (&mut *self.decoder, self.done, &mut self.events);
         let framed = self
             .framer
             .feed(chunk, |event| decode(decoder, done, &event.data(), events));
@@ -81,7 +65,7 @@ impl StreamTranslator {
     /// so the client never mistakes it for a complete answer.
     pub fn finish(&mut self) -> Bytes {
         if !self.failed {
-            let (decoder, done, events) = (&mut self.decoder, self.done, &mut self.events);
+            let (decoder, done, events) = (&mut *self.decoder, self.done, &mut self.events);
             self.framer
                 .finish(|event| decode(decoder, done, &event.data(), events));
         }
@@ -99,10 +83,7 @@ impl StreamTranslator {
                 StreamEvent::Done | StreamEvent::Error { .. } => self.done = true,
                 _ => {}
             }
-            match &mut self.encoder {
-                Encoder::OpenAi(e) => e.event(&event, &mut out),
-                Encoder::Anthropic(e) => e.event(&event, &mut out),
-            }
+            self.encoder.event(&event, &mut out);
         }
         Bytes::from(out)
     }
@@ -110,12 +91,9 @@ impl StreamTranslator {
 
 /// One upstream event's data into stream events (none once the stream is
 /// done).
-fn decode(decoder: &mut Decoder, done: bool, data: &str, out: &mut Vec<StreamEvent>) {
+fn decode(decoder: &mut dyn StreamDecoder, done: bool, data: &str, out: &mut Vec<StreamEvent>) {
     if done || data.is_empty() {
         return;
     }
-    match decoder {
-        Decoder::OpenAi(d) => d.event(data, out),
-        Decoder::Anthropic(d) => d.event(data, out),
-    }
+    decoder.event(data, out);
 }

@@ -1,60 +1,16 @@
-//! OpenAI Chat Completions: requests read into and written from the
-//! internal model, answers, stream chunks and errors.
+//! Chat Completions requests, read into and written from the internal
+//! model.
 
 use serde_json::{json, Map, Value};
 
-use super::ir::*;
-use super::{number, str_of, tool_of, unix_now, unsupported, Options, TranslateError};
+use crate::llm::ir::*;
+use crate::llm::wire::{number, str_of, tool_of, unsupported, Options, TranslateError};
 use crate::llm::Dialect;
 
-/// Parameters of a Chat Completions request, and what happens to each on
-/// the way to another dialect. `golden.rs` holds the parser and the
-/// README's table to it.
-#[cfg(test)]
-pub const PARAMETERS: &[(&str, &str)] = &[
-    ("messages", "translated"),
-    ("model", "translated"),
-    ("max_tokens", "translated"),
-    ("max_completion_tokens", "translated"),
-    ("temperature", "translated (Anthropic takes 0 to 1)"),
-    ("top_p", "translated"),
-    ("stop", "translated"),
-    ("stream", "translated"),
-    ("stream_options", "translated (`include_usage`)"),
-    ("tools", "translated (function tools)"),
-    ("tool_choice", "translated"),
-    ("parallel_tool_calls", "translated"),
-    ("user", "translated"),
-    (
-        "safety_identifier",
-        "translated (as the user, when `user` is not set)",
-    ),
-    ("reasoning_effort", "translated"),
-    ("response_format", "translated (`text`, `json_schema`)"),
-    ("n", "accepted when 1"),
-    ("logprobs", "accepted when false"),
-    ("top_logprobs", "accepted when 0"),
-    ("frequency_penalty", "accepted when 0"),
-    ("presence_penalty", "accepted when 0"),
-    ("logit_bias", "accepted when empty"),
-    ("modalities", "accepted when [\"text\"]"),
-    ("store", "accepted when false"),
-    ("audio", "refused"),
-    ("function_call", "refused (use tool_choice)"),
-    ("functions", "refused (use tools)"),
-    ("metadata", "refused"),
-    ("moderation", "refused"),
-    ("prediction", "refused"),
-    ("prompt_cache_key", "refused"),
-    ("prompt_cache_options", "refused"),
-    ("prompt_cache_retention", "refused"),
-    ("seed", "refused"),
-    ("service_tier", "refused"),
-    ("verbosity", "refused"),
-    ("web_search_options", "refused"),
-];
+use super::answer::text_of;
+use super::answer::{assistant_message, image_url};
 
-fn string(param: &str, value: &Value) -> Result<String, TranslateError> {
+pub(super) fn string(param: &str, value: &Value) -> Result<String, TranslateError> {
     value
         .as_str()
         .map(str::to_string)
@@ -62,7 +18,7 @@ fn string(param: &str, value: &Value) -> Result<String, TranslateError> {
 }
 
 /// Whether a value asks for nothing beyond the default.
-fn is_neutral(value: &Value, neutral: &Value) -> bool {
+pub(super) fn is_neutral(value: &Value, neutral: &Value) -> bool {
     value == neutral || value.is_null()
 }
 
@@ -186,7 +142,7 @@ pub fn parse_request(
     Ok(r)
 }
 
-fn parse_messages(
+pub(super) fn parse_messages(
     value: &Value,
     r: &mut ChatRequest,
     to: Dialect,
@@ -268,7 +224,7 @@ fn parse_messages(
 }
 
 /// A message's `content`: a string, or a list of parts.
-fn parse_content(
+pub(super) fn parse_content(
     at: &str,
     content: &Value,
     to: Dialect,
@@ -313,7 +269,7 @@ fn parse_content(
 }
 
 /// `data:image/png;base64,...` is inline data; anything else an address.
-fn image_of_url(url: &str) -> Image {
+pub(super) fn image_of_url(url: &str) -> Image {
     if let Some(rest) = url.strip_prefix("data:") {
         if let Some((media_type, data)) = rest.split_once(";base64,") {
             return Image::Base64 {
@@ -325,7 +281,11 @@ fn image_of_url(url: &str) -> Image {
     Image::Url(url.to_string())
 }
 
-fn parse_tools(value: &Value, to: Dialect, options: &Options) -> Result<Vec<Tool>, TranslateError> {
+pub(super) fn parse_tools(
+    value: &Value,
+    to: Dialect,
+    options: &Options,
+) -> Result<Vec<Tool>, TranslateError> {
     let mut tools = Vec::new();
     for (i, tool) in value.as_array().into_iter().flatten().enumerate() {
         let at = format!("tools[{i}]");
@@ -347,7 +307,7 @@ fn parse_tools(value: &Value, to: Dialect, options: &Options) -> Result<Vec<Tool
     Ok(tools)
 }
 
-fn parse_tool_choice(value: &Value) -> Result<ToolChoice, TranslateError> {
+pub(super) fn parse_tool_choice(value: &Value) -> Result<ToolChoice, TranslateError> {
     match value {
         Value::String(s) => match s.as_str() {
             "auto" => Ok(ToolChoice::Auto),
@@ -438,7 +398,7 @@ pub fn render_request(r: &ChatRequest) -> Value {
 }
 
 /// A user turn: tool results become `tool` messages, the rest one `user` message.
-fn render_user(message: &Message, out: &mut Vec<Value>) {
+pub(super) fn render_user(message: &Message, out: &mut Vec<Value>) {
     let mut parts = Vec::new();
     for part in &message.content {
         match part {
@@ -469,313 +429,6 @@ fn render_user(message: &Message, out: &mut Vec<Value>) {
     }
 }
 
-fn render_assistant(message: &Message) -> Value {
+pub(super) fn render_assistant(message: &Message) -> Value {
     assistant_message(&message.content, false)
-}
-
-/// An assistant message of `content`: its text, and its tool calls if any;
-/// an answer's (`in_answer`) also says it refused nothing.
-fn assistant_message(content: &[Part], in_answer: bool) -> Value {
-    let text = text_of(content);
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() { Value::Null } else { json!(text) },
-    });
-    if in_answer {
-        message["refusal"] = Value::Null;
-    }
-    let calls: Vec<Value> = content
-        .iter()
-        .filter_map(|part| match part {
-            Part::ToolCall {
-                id,
-                name,
-                arguments,
-            } => Some(json!({
-                "id": id, "type": "function", "function": {"name": name, "arguments": arguments},
-            })),
-            _ => None,
-        })
-        .collect();
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    message
-}
-
-fn image_url(image: &Image) -> String {
-    match image {
-        Image::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-        Image::Url(url) => url.clone(),
-    }
-}
-
-/// The text parts of a content list, joined.
-fn text_of(content: &[Part]) -> String {
-    content
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("")
-}
-
-fn stop_of(reason: Option<&str>) -> StopReason {
-    match reason {
-        Some("length") => StopReason::MaxTokens,
-        Some("tool_calls") | Some("function_call") => StopReason::ToolUse,
-        Some("content_filter") => StopReason::ContentFilter,
-        _ => StopReason::EndTurn,
-    }
-}
-
-pub fn finish_reason(stop: StopReason) -> &'static str {
-    match stop {
-        StopReason::EndTurn | StopReason::StopSequence => "stop",
-        StopReason::MaxTokens => "length",
-        StopReason::ToolUse => "tool_calls",
-        StopReason::ContentFilter => "content_filter",
-    }
-}
-
-fn usage_of(usage: &Value) -> Usage {
-    let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-    Usage {
-        input: n("prompt_tokens"),
-        output: n("completion_tokens"),
-        cache_read: usage["prompt_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap_or(0),
-        cache_write: 0,
-    }
-}
-
-fn render_usage(usage: &Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.input,
-        "completion_tokens": usage.output,
-        "total_tokens": usage.input + usage.output,
-        "prompt_tokens_details": {"cached_tokens": usage.cache_read},
-    })
-}
-
-pub fn parse_response(value: &Value) -> Option<ChatResponse> {
-    let choice = value["choices"].get(0)?;
-    let message = &choice["message"];
-    let mut content = Vec::new();
-    if let Some(text) = str_of(message, "content").filter(|t| !t.is_empty()) {
-        content.push(Part::Text(text.to_string()));
-    }
-    for call in message["tool_calls"].as_array().into_iter().flatten() {
-        content.push(Part::ToolCall {
-            id: str_of(call, "id").unwrap_or_default().to_string(),
-            name: call["function"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            arguments: call["function"]["arguments"]
-                .as_str()
-                .unwrap_or("{}")
-                .to_string(),
-        });
-    }
-    Some(ChatResponse {
-        id: str_of(value, "id").unwrap_or_default().to_string(),
-        model: str_of(value, "model").unwrap_or_default().to_string(),
-        content,
-        stop: stop_of(str_of(choice, "finish_reason")),
-        usage: usage_of(&value["usage"]),
-    })
-}
-
-pub fn render_response(r: &ChatResponse) -> Value {
-    let message = assistant_message(&r.content, true);
-    json!({
-        "id": r.id,
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": r.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(r.stop), "logprobs": null}],
-        "usage": render_usage(&r.usage),
-    })
-}
-
-pub fn parse_error(value: &Value) -> Option<(ErrorKind, String)> {
-    let error = value.get("error")?;
-    let message = str_of(error, "message")?.to_string();
-    let kind = match str_of(error, "type") {
-        Some("authentication_error") => ErrorKind::Authentication,
-        Some("permission_error") => ErrorKind::Permission,
-        Some("not_found_error") => ErrorKind::NotFound,
-        Some("rate_limit_error")
-        | Some("insufficient_quota")
-        | Some("tokens")
-        | Some("requests") => ErrorKind::RateLimit,
-        Some("invalid_request_error") => ErrorKind::InvalidRequest,
-        Some("overloaded_error") => ErrorKind::Overloaded,
-        _ => ErrorKind::Server,
-    };
-    Some((kind, message))
-}
-
-pub fn error_type(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::TooLarge => {
-            "invalid_request_error"
-        }
-        ErrorKind::Authentication => "authentication_error",
-        ErrorKind::Permission => "permission_error",
-        ErrorKind::RateLimit => "rate_limit_error",
-        ErrorKind::Overloaded | ErrorKind::Server => "server_error",
-    }
-}
-
-/// OpenAI's error envelope: `{"error":{"message","type","param","code"}}`.
-pub fn render_error(e: &ErrorBody<'_>) -> Value {
-    json!({"error": {"message": e.message, "type": error_type(e.kind), "param": e.param, "code": e.code}})
-}
-
-/// Reads OpenAI chunks into stream events.
-#[derive(Default)]
-pub struct Decoder {
-    started: bool,
-}
-
-impl Decoder {
-    pub fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
-        if data.trim() == "[DONE]" {
-            out.push(StreamEvent::Done);
-            return;
-        }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        if let Some((kind, message)) = parse_error(&chunk) {
-            out.push(StreamEvent::Error { kind, message });
-            return;
-        }
-        if !self.started {
-            self.started = true;
-            out.push(StreamEvent::Start {
-                id: str_of(&chunk, "id").unwrap_or_default().to_string(),
-                model: str_of(&chunk, "model").unwrap_or_default().to_string(),
-            });
-        }
-        if let Some(choice) = chunk["choices"].get(0) {
-            let delta = &choice["delta"];
-            if let Some(text) = str_of(delta, "content").filter(|t| !t.is_empty()) {
-                out.push(StreamEvent::Text(text.to_string()));
-            }
-            for call in delta["tool_calls"].as_array().into_iter().flatten() {
-                let index = call["index"].as_u64().unwrap_or(0) as usize;
-                if let Some(id) = str_of(call, "id") {
-                    out.push(StreamEvent::ToolStart {
-                        index,
-                        id: id.to_string(),
-                        name: call["function"]["name"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    });
-                }
-                if let Some(fragment) = call["function"]["arguments"]
-                    .as_str()
-                    .filter(|a| !a.is_empty())
-                {
-                    out.push(StreamEvent::ToolArguments {
-                        index,
-                        fragment: fragment.to_string(),
-                    });
-                }
-            }
-            if let Some(reason) = str_of(choice, "finish_reason") {
-                out.push(StreamEvent::Stop(stop_of(Some(reason))));
-            }
-        }
-        if chunk["usage"].is_object() {
-            out.push(StreamEvent::Usage(usage_of(&chunk["usage"])));
-        }
-    }
-}
-
-/// Writes stream events as OpenAI chunks, ending in `data: [DONE]`.
-pub struct Encoder {
-    include_usage: bool,
-    id: String,
-    model: String,
-    created: u64,
-    usage: Option<Usage>,
-}
-
-impl Encoder {
-    pub fn new(include_usage: bool) -> Self {
-        Self {
-            include_usage,
-            id: String::new(),
-            model: String::new(),
-            created: unix_now(),
-            usage: None,
-        }
-    }
-
-    fn chunk(&self, out: &mut Vec<u8>, delta: Value, finish_reason: Option<&str>) {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": null}],
-        });
-        data(out, &chunk);
-    }
-
-    pub fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        match event {
-            StreamEvent::Start { id, model } => {
-                self.id.clone_from(id);
-                self.model.clone_from(model);
-                self.chunk(out, json!({"role": "assistant", "content": ""}), None);
-            }
-            StreamEvent::Text(text) => self.chunk(out, json!({"content": text}), None),
-            StreamEvent::ToolStart { index, id, name } => self.chunk(
-                out,
-                json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-                None,
-            ),
-            StreamEvent::ToolArguments { index, fragment } => self.chunk(
-                out,
-                json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}),
-                None,
-            ),
-            StreamEvent::Stop(reason) => self.chunk(out, json!({}), Some(finish_reason(*reason))),
-            StreamEvent::Usage(usage) => self.usage = Some(*usage),
-            StreamEvent::Error { kind, message } => {
-                data(out, &render_error(&ErrorBody::new(*kind, message)))
-            }
-            StreamEvent::Done => {
-                if self.include_usage {
-                    let usage = self.usage.unwrap_or_default();
-                    let chunk = json!({
-                        "id": self.id,
-                        "object": "chat.completion.chunk",
-                        "created": self.created,
-                        "model": self.model,
-                        "choices": [],
-                        "usage": render_usage(&usage),
-                    });
-                    data(out, &chunk);
-                }
-                out.extend_from_slice(b"data: [DONE]\n\n");
-            }
-        }
-    }
-}
-
-fn data(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Writing JSON into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
 }
