@@ -5,7 +5,7 @@
 //! Anthropic's envelope and everyone else OpenAI's.
 
 use crate::llm::translate::{self, ErrorBody, ErrorKind, TranslateError};
-use crate::llm::{BodyError, Dialect};
+use crate::llm::{BodyError, ClientDialect};
 
 /// Declares [`ErrorCode`] from one table: each error's variant, its `code`,
 /// its status and its kind.
@@ -201,11 +201,11 @@ impl ApiError {
     /// The body in OpenAI's shape (the admin port, and clients of every
     /// path but the Messages API).
     pub fn body(&self) -> Vec<u8> {
-        self.body_for(Dialect::OpenAi)
+        self.body_for(ClientDialect::OpenAi)
     }
 
     /// The body in a client dialect's shape.
-    pub fn body_for(&self, dialect: Dialect) -> Vec<u8> {
+    pub fn body_for(&self, dialect: ClientDialect) -> Vec<u8> {
         translate::error_body(
             dialect,
             &ErrorBody {
@@ -255,7 +255,7 @@ mod tests {
             (ApiError::body_too_large(1), "request_too_large"),
         ] {
             let v: serde_json::Value =
-                serde_json::from_slice(&error.body_for(Dialect::Anthropic)).unwrap();
+                serde_json::from_slice(&error.body_for(ClientDialect::Anthropic)).unwrap();
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], kind, "{error:?}");
             assert_eq!(v["error"]["message"], error.message.as_str());

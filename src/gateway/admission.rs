@@ -18,7 +18,7 @@ use crate::auth::{ClientCertificate, Failure, Identity};
 use crate::config::AuthMethod;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Admission, Charge, Limiter, Refused, RequestFacts};
-use crate::llm::{self, translate, Dialect, Usage};
+use crate::llm::{self, translate, ClientDialect, Dialect, Usage};
 use crate::observability::metrics::metrics;
 use crate::routing::{PathMatch, RouteEntry};
 use crate::state::GatewayState;
@@ -66,7 +66,7 @@ fn header_limits(state: &GatewayState, session: &Session) -> Result<(), ApiError
 pub async fn admit(
     state: &GatewayState,
     session: &mut Session,
-    dialect: Dialect,
+    dialect: ClientDialect,
     client_ip: Option<IpAddr>,
 ) -> Result<Admitted, Refusal> {
     let path = session.req_header().uri.path().to_string();
@@ -126,7 +126,7 @@ pub async fn admit(
 pub async fn admit_fallback(
     state: &GatewayState,
     session: &Session,
-    dialect: Dialect,
+    dialect: ClientDialect,
     client_ip: Option<IpAddr>,
     current: &mut Admitted,
     model: &str,
@@ -196,7 +196,7 @@ fn prepare(
     route: &RouteEntry,
     body: Bytes,
     inspected: llm::Inspected,
-    client: Dialect,
+    client: ClientDialect,
 ) -> Result<ModelRequest, ApiError> {
     let new_model = route.upstream_model(&inspected.model);
     let mut bodies: [Option<Bytes>; Dialect::COUNT] = Default::default();
@@ -204,7 +204,7 @@ fn prepare(
     for &dialect in route.pool.dialects() {
         let prepared = if dialect == client {
             let add_include_usage =
-                client == Dialect::OpenAi && inspected.stream && !inspected.include_usage;
+                client == ClientDialect::OpenAi && inspected.stream && !inspected.include_usage;
             strip_usage_event |= add_include_usage;
             if new_model.is_some() || add_include_usage {
                 Bytes::from(llm::rewrite(&body, new_model, add_include_usage).map_err(body_error)?)
@@ -251,7 +251,7 @@ async fn charge_limits(
     route: Arc<RouteEntry>,
     identity: Option<Arc<Identity>>,
     model_request: Option<ModelRequest>,
-    dialect: Dialect,
+    dialect: ClientDialect,
 ) -> Result<Admitted, Refusal> {
     match reserve(
         state,
@@ -431,7 +431,7 @@ routes:
         body: &str,
     ) -> Result<Admitted, Refusal> {
         let mut session = session(path, key, body).await;
-        let dialect = Dialect::of_path(path).unwrap_or(Dialect::OpenAi);
+        let dialect = ClientDialect::of_path(path).unwrap_or(ClientDialect::OpenAi);
         admit(state, &mut session, dialect, None).await
     }
 

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::lifecycle::{drain, RequestInFlight};
 use crate::limits::{Admission, Limiter};
 use crate::llm::translate::StreamTranslator;
-use crate::llm::{AnswerDetails, Dialect, Usage, UsageScanner};
+use crate::llm::{AnswerDetails, ClientDialect, Dialect, Usage, UsageScanner};
 use crate::routing::{AttemptPlan, Backend, InflightGuard, RouteEntry};
 use crate::state::GatewayState;
 
@@ -20,7 +20,7 @@ pub struct RequestCtx {
     pub started: Instant,
     pub request_id: String,
     /// The client's chat dialect (its path's); OpenAI's for everything else.
-    pub dialect: Dialect,
+    pub dialect: ClientDialect,
     /// Route label for metrics: the route's name, or what answered locally.
     pub route_label: &'static str,
     /// Set once admission has accepted the request.
@@ -158,7 +158,7 @@ impl RequestCtx {
         Self {
             started: Instant::now(),
             request_id: String::new(),
-            dialect: Dialect::OpenAi,
+            dialect: ClientDialect::OpenAi,
             route_label: "unmatched",
             admitted: None,
             plan: AttemptPlan::default(),

@@ -10,11 +10,11 @@ use crate::config::LimitCounts;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Charge, Refused, RefusedKind, Standing};
 use crate::llm::wire::{self, StandingKind};
-use crate::llm::Dialect;
+use crate::llm::ClientDialect;
 
 /// The client's answer to a refusal by a limit rule: 503 when the limit
 /// could not be checked, else 429.
-pub fn refusal_error(r: &Refused, dialect: Dialect) -> ApiError {
+pub fn refusal_error(r: &Refused, dialect: ClientDialect) -> ApiError {
     let retry_after_secs = r.retry_after.as_secs();
     let mut error = if r.kind == RefusedKind::Unavailable {
         ApiError::new(
@@ -83,7 +83,7 @@ pub fn usd(micro: u64) -> String {
 
 /// The standing of a rule in the client dialect's convention.
 fn standing_headers(
-    dialect: Dialect,
+    dialect: ClientDialect,
     kind: StandingKind,
     s: &Standing,
 ) -> [(&'static str, HeaderValue); 3] {
@@ -92,7 +92,7 @@ fn standing_headers(
         remaining: s.remaining,
         reset_ms: s.reset_ms,
     };
-    dialect.wire().standing_headers(kind, &standing)
+    dialect.client().standing_headers(kind, &standing)
 }
 
 fn window_word(r: &Refused) -> &'static str {

@@ -30,7 +30,7 @@ use crate::edge::settings::RequestLimits;
 use crate::edge::{client, guarded_stream};
 use crate::error::{ApiError, ErrorCode};
 use crate::lifecycle::drain;
-use crate::llm::Dialect;
+use crate::llm::ClientDialect;
 use crate::observability::metrics::metrics;
 use crate::observability::request_id;
 use crate::reload::SharedState;
@@ -82,7 +82,8 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         // The path picks the client's dialect, for answers and errors alike.
-        ctx.dialect = Dialect::of_path(session.req_header().uri.path()).unwrap_or(Dialect::OpenAi);
+        ctx.dialect = ClientDialect::of_path(session.req_header().uri.path())
+            .unwrap_or(ClientDialect::OpenAi);
         ctx.client = client::resolve(session, &state.trusted_proxies);
         if local::answer(&state, session, ctx).await? {
             return Ok(true);
@@ -206,7 +207,7 @@ impl ProxyHttp for Gateway {
         if ctx.response.translation.is_some() {
             // Where the client dialect's SDKs look for the id; an upstream
             // of the client's dialect sends its own.
-            if let Some(name) = ctx.dialect.wire().request_id_header() {
+            if let Some(name) = ctx.dialect.client().request_id_header() {
                 upstream_response.insert_header(name, &ctx.request_id)?;
             }
         }

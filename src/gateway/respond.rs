@@ -80,7 +80,7 @@ pub async fn send_error(session: &mut Session, error: &ApiError, ctx: &RequestCt
     if let Some(challenge) = error.challenge {
         extra.push(("www-authenticate", challenge));
     }
-    if let Some(name) = ctx.dialect.wire().request_id_header() {
+    if let Some(name) = ctx.dialect.client().request_id_header() {
         extra.push((name, &ctx.request_id));
     }
     extra.extend(error.extra_headers.iter().map(|(k, v)| (*k, v.as_str())));

@@ -23,7 +23,7 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
     ctx.plan.answered();
     let status = response.status.as_u16();
     let client = ctx.dialect;
-    let upstream = ctx.upstream.dialect.unwrap_or(client);
+    let upstream = ctx.upstream.dialect.unwrap_or(client.dialect());
     let recording = ctx.trace.as_ref().is_some_and(|t| t.is_recording());
     if recording && ctx.model_request().is_some() && (200..300).contains(&status) {
         ctx.response.details = Some(AnswerDetails::new(upstream));
@@ -124,7 +124,7 @@ pub fn body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool)
 /// and, once known, the usage.
 fn translate_piece(
     translation: &mut Translation,
-    client: crate::llm::Dialect,
+    client: crate::llm::ClientDialect,
     piece: Option<Bytes>,
     end: bool,
 ) -> (Bytes, Option<Usage>) {

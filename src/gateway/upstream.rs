@@ -5,7 +5,7 @@ use http::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::Result;
 
-use crate::llm::Dialect;
+use crate::llm::ClientDialect;
 use crate::providers::Call;
 use crate::routing::Backend;
 
@@ -23,7 +23,7 @@ const CLIENT_CREDENTIAL_HEADERS: [HeaderName; 4] = [
 /// of the body prepared for the backend.
 pub struct Rewrite<'a> {
     pub backend: &'a Backend,
-    pub client: Dialect,
+    pub client: ClientDialect,
     pub model: Option<&'a str>,
     pub stream: bool,
     pub body_len: Option<usize>,
@@ -57,7 +57,7 @@ pub fn rewrite_request(req: &mut RequestHeader, r: &Rewrite<'_>) -> Result<()> {
     // a backend of another. Identity encoding keeps event streams flowing
     // event by event and lets the gateway read usage from answers.
     let own: &[HeaderName] = if translated {
-        r.client.wire().own_headers()
+        r.client.client().own_headers()
     } else {
         &[]
     };

@@ -31,7 +31,7 @@ impl AnswerDetails {
     /// For an answer in `dialect`.
     pub fn new(dialect: Dialect) -> Self {
         Self {
-            key: dialect.wire().finish_reason_key(),
+            key: dialect.upstream().finish_reason_key(),
             seen: 0,
             carry: Vec::new(),
             id: None,

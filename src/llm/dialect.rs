@@ -1,15 +1,23 @@
-//! The chat APIs the gateway speaks with clients and upstreams.
+//! The chat APIs the gateway speaks: with upstreams, every [`Dialect`];
+//! with clients, the [`ClientDialect`]s among them.
 
-use super::wire::{Wire, ANTHROPIC, OPENAI_CHAT};
+use super::wire::{ClientWire, UpstreamWire, ANTHROPIC, OPENAI_CHAT};
 
-/// A chat API: the wire format of requests, answers, streams and errors.
-/// What each one is lives in its [`Wire`]; this names it.
+/// A wire format of chat requests, answers, streams and errors. What each
+/// one is lives in its wire (`llm/wire/`); this names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
     /// OpenAI Chat Completions (`POST /v1/chat/completions`), and every
-    /// OpenAI-compatible server (vLLM, Ollama, ...).
+    /// OpenAI-compatible server (vLLM, Ollama, Azure, ...).
     OpenAi,
     /// Anthropic Messages (`POST /v1/messages`).
+    Anthropic,
+}
+
+/// A dialect clients speak to the gateway, on a path of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientDialect {
+    OpenAi,
     Anthropic,
 }
 
@@ -23,17 +31,12 @@ impl Dialect {
         self as usize
     }
 
-    /// Its behaviour.
-    pub fn wire(self) -> &'static dyn Wire {
+    /// How the gateway talks to an upstream of this dialect.
+    pub fn upstream(self) -> &'static dyn UpstreamWire {
         match self {
             Dialect::OpenAi => &OPENAI_CHAT,
             Dialect::Anthropic => &ANTHROPIC,
         }
-    }
-
-    /// The dialect a client speaks on this exact path, if it is a chat path.
-    pub fn of_path(path: &str) -> Option<Dialect> {
-        Self::ALL.into_iter().find(|d| d.wire().chat_path() == path)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -41,5 +44,44 @@ impl Dialect {
             Dialect::OpenAi => "openai",
             Dialect::Anthropic => "anthropic",
         }
+    }
+}
+
+impl ClientDialect {
+    pub const ALL: [ClientDialect; 2] = [ClientDialect::OpenAi, ClientDialect::Anthropic];
+
+    /// The wire format it is.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            ClientDialect::OpenAi => Dialect::OpenAi,
+            ClientDialect::Anthropic => Dialect::Anthropic,
+        }
+    }
+
+    /// How the gateway serves a client of this dialect.
+    pub fn client(self) -> &'static dyn ClientWire {
+        match self {
+            ClientDialect::OpenAi => &OPENAI_CHAT,
+            ClientDialect::Anthropic => &ANTHROPIC,
+        }
+    }
+
+    /// The dialect a client speaks on this exact path, if it is a chat path.
+    pub fn of_path(path: &str) -> Option<ClientDialect> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.client().chat_path() == path)
+    }
+}
+
+impl PartialEq<Dialect> for ClientDialect {
+    fn eq(&self, other: &Dialect) -> bool {
+        self.dialect() == *other
+    }
+}
+
+impl PartialEq<ClientDialect> for Dialect {
+    fn eq(&self, other: &ClientDialect) -> bool {
+        *self == other.dialect()
     }
 }

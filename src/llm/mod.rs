@@ -15,6 +15,6 @@ pub mod wire;
 
 pub use cost::{lower_prices, micro_usd, Price, Pricing};
 pub use details::AnswerDetails;
-pub use dialect::Dialect;
+pub use dialect::{ClientDialect, Dialect};
 pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
 pub use usage::{Framing, Usage, UsageScanner};

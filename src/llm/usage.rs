@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::sse::{Framer, RawEvent};
-use super::wire::Wire;
+use super::wire::UpstreamWire;
 use super::Dialect;
 
 /// How much of the end of a JSON answer is kept: providers put `usage` last.
@@ -39,7 +39,7 @@ pub enum Framing {
 
 /// Reads usage from a response body as it passes.
 pub struct UsageScanner {
-    wire: &'static dyn Wire,
+    wire: &'static dyn UpstreamWire,
     framing: Framing,
     /// The last bytes of a JSON answer.
     json_tail: Vec<u8>,
@@ -52,7 +52,7 @@ impl UsageScanner {
     /// while waiting for its end.
     pub fn new(dialect: Dialect, framing: Framing, max_event: usize) -> Self {
         Self {
-            wire: dialect.wire(),
+            wire: dialect.upstream(),
             framing,
             json_tail: Vec::new(),
             events: Framer::new(max_event),
@@ -128,7 +128,7 @@ impl UsageScanner {
 
 /// Reads the usage an event carries into `usage`; true for OpenAI's
 /// usage-only chunk.
-fn scan_event(wire: &dyn Wire, event: RawEvent<'_>, usage: &mut Option<Usage>) -> bool {
+fn scan_event(wire: &dyn UpstreamWire, event: RawEvent<'_>, usage: &mut Option<Usage>) -> bool {
     let mut usage_only = false;
     for line in event.lines() {
         let Some(data) = line.strip_prefix(b"data:") else {

@@ -40,7 +40,7 @@ impl Provider for Anthropic {
 
     fn path(&self, call: &Call<'_>) -> Option<String> {
         call.translated
-            .then(|| Dialect::Anthropic.wire().chat_path().to_string())
+            .then(|| Dialect::Anthropic.upstream().chat_path().to_string())
     }
 
     fn headers(&self) -> &[(HeaderName, HeaderValue)] {

@@ -34,7 +34,7 @@ impl Provider for OpenAi {
     /// the client sent it (embeddings, models, ...).
     fn path(&self, call: &Call<'_>) -> Option<String> {
         call.translated
-            .then(|| Dialect::OpenAi.wire().chat_path().to_string())
+            .then(|| Dialect::OpenAi.upstream().chat_path().to_string())
     }
 
     fn headers(&self) -> &[(HeaderName, HeaderValue)] {

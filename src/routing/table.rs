@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::plan::{AttemptPlan, RetryPolicy, RetrySet};
 use super::settings;
 use crate::config::{AuthMethod, Glob};
-use crate::llm::Dialect;
+use crate::llm::ClientDialect;
 use crate::observability::metrics::RouteMetrics;
 use crate::routing::Pool;
 
@@ -42,8 +42,8 @@ pub struct RouteEntry {
 impl RouteEntry {
     pub fn new(route: &settings::Route, pool: Arc<Pool>) -> Self {
         let serves_chat = !route.models.is_empty()
-            && Dialect::ALL.iter().any(|d| {
-                let chat = d.wire().chat_path();
+            && ClientDialect::ALL.iter().any(|d| {
+                let chat = d.client().chat_path();
                 route
                     .paths
                     .iter()
@@ -83,7 +83,7 @@ impl RouteEntry {
         self.paths
             .iter()
             .any(|prefix| path_has_prefix(path, prefix))
-            || (self.serves_chat && Dialect::of_path(path).is_some())
+            || (self.serves_chat && ClientDialect::of_path(path).is_some())
     }
 
     pub fn serves_model(&self, model: &str) -> bool {

@@ -3,11 +3,46 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::llm::ClientDialect;
 
 const OPTIONS: Options = Options {
     drop_unsupported: false,
     default_max_tokens: 512,
 };
+
+/// The client dialect that is `d` (every dialect here is one).
+fn client(d: Dialect) -> ClientDialect {
+    ClientDialect::ALL
+        .into_iter()
+        .find(|c| *c == d)
+        .expect("a client dialect")
+}
+
+fn request(
+    from: Dialect,
+    to: Dialect,
+    body: &[u8],
+    options: &Options,
+) -> Result<Vec<u8>, TranslateError> {
+    super::request(client(from), to, body, options)
+}
+
+fn response(from: Dialect, to: Dialect, body: &[u8]) -> Option<(Vec<u8>, Usage)> {
+    super::response(from, client(to), body)
+}
+
+fn error(from: Dialect, to: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
+    super::error(from, client(to), status, body)
+}
+
+fn translator(
+    from: Dialect,
+    to: Dialect,
+    include_usage: bool,
+    max_event: usize,
+) -> StreamTranslator {
+    StreamTranslator::new(from, client(to), include_usage, max_event)
+}
 
 fn translate(from: Dialect, to: Dialect, body: Value) -> Result<Value, TranslateError> {
     request(from, to, body.to_string().as_bytes(), &OPTIONS)
@@ -390,7 +425,7 @@ fn openai_chunks(text: &str) -> Vec<Value> {
 
 #[test]
 fn an_anthropic_stream_becomes_openai_chunks() {
-    let mut t = StreamTranslator::new(
+    let mut t = translator(
         Dialect::Anthropic,
         Dialect::OpenAi,
         true,
@@ -436,7 +471,7 @@ fn an_anthropic_stream_becomes_openai_chunks() {
         })
     );
     // Without include_usage, no usage chunk, but the usage is still read.
-    let mut t = StreamTranslator::new(
+    let mut t = translator(
         Dialect::Anthropic,
         Dialect::OpenAi,
         false,
@@ -461,7 +496,7 @@ pub const OPENAI_STREAM: &str = concat!(
 
 #[test]
 fn an_openai_stream_becomes_anthropic_events() {
-    let mut t = StreamTranslator::new(
+    let mut t = translator(
         Dialect::OpenAi,
         Dialect::Anthropic,
         false,
@@ -527,7 +562,7 @@ fn an_openai_stream_becomes_anthropic_events() {
 #[test]
 fn a_cut_stream_stays_cut() {
     let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_delta").unwrap()];
-    let mut t = StreamTranslator::new(
+    let mut t = translator(
         Dialect::Anthropic,
         Dialect::OpenAi,
         true,
@@ -537,7 +572,7 @@ fn a_cut_stream_stays_cut() {
     out.extend_from_slice(&t.finish());
     assert!(!String::from_utf8(out).unwrap().contains("[DONE]"));
     let cut = &OPENAI_STREAM[..OPENAI_STREAM.find("data: [DONE]").unwrap()];
-    let mut t = StreamTranslator::new(
+    let mut t = translator(
         Dialect::OpenAi,
         Dialect::Anthropic,
         false,
@@ -554,7 +589,7 @@ fn an_error_mid_stream_reaches_the_client_in_its_dialect() {
         "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":1}}}\n\n",
         "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
     );
-    let mut t = StreamTranslator::new(
+    let mut t = translator(
         Dialect::Anthropic,
         Dialect::OpenAi,
         false,
@@ -573,7 +608,7 @@ mod properties {
         let bytes = text.as_bytes();
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
         points.sort_unstable();
-        let mut t = StreamTranslator::new(from, to, true, crate::llm::sse::DEFAULT_MAX_EVENT);
+        let mut t = translator(from, to, true, crate::llm::sse::DEFAULT_MAX_EVENT);
         let mut out = Vec::new();
         let mut last = 0;
         for p in points.into_iter().chain(std::iter::once(bytes.len())) {

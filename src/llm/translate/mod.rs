@@ -18,35 +18,35 @@ pub use crate::llm::ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, Stream
 pub use crate::llm::wire::{Options, TranslateError};
 pub use stream::StreamTranslator;
 
-use super::Dialect;
+use super::{ClientDialect, Dialect};
 
 /// The request body for `to`, from a client's body in `from`.
 pub fn request(
-    from: Dialect,
+    from: ClientDialect,
     to: Dialect,
     body: &[u8],
     options: &Options,
 ) -> Result<Vec<u8>, TranslateError> {
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|e| TranslateError::invalid("body", format!("not valid JSON: {e}")))?;
-    let request = from.wire().parse_request(&parsed, to, options)?;
-    let rendered = to.wire().render_request(&request, options)?;
+    let request = from.client().parse_request(&parsed, to, options)?;
+    let rendered = to.upstream().render_request(&request, options)?;
     Ok(rendered.to_string().into_bytes())
 }
 
 /// A whole answer in `to`, from the upstream's in `from`; with its usage.
-pub fn response(from: Dialect, to: Dialect, body: &[u8]) -> Option<(Vec<u8>, Usage)> {
+pub fn response(from: Dialect, to: ClientDialect, body: &[u8]) -> Option<(Vec<u8>, Usage)> {
     let parsed: Value = serde_json::from_slice(body).ok()?;
-    let answer = from.wire().parse_response(&parsed)?;
-    let rendered = to.wire().render_response(&answer);
+    let answer = from.upstream().parse_response(&parsed)?;
+    let rendered = to.client().render_response(&answer);
     Some((rendered.to_string().into_bytes(), answer.usage))
 }
 
 /// An upstream's error answer in `to`'s shape (the status stays).
-pub fn error(from: Dialect, to: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
+pub fn error(from: Dialect, to: ClientDialect, status: u16, body: &[u8]) -> Vec<u8> {
     let (mut kind, message) = serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| from.wire().parse_error(&v))
+        .and_then(|v| from.upstream().parse_error(&v))
         .unwrap_or_else(|| {
             (
                 ErrorKind::of_status(status),
@@ -64,8 +64,12 @@ pub fn error(from: Dialect, to: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
 
 /// An error body in `dialect`'s shape: each client dialect has one
 /// renderer, used for the gateway's own errors and translated ones alike.
-pub fn error_body(dialect: Dialect, error: &ErrorBody<'_>) -> Vec<u8> {
-    dialect.wire().render_error(error).to_string().into_bytes()
+pub fn error_body(dialect: ClientDialect, error: &ErrorBody<'_>) -> Vec<u8> {
+    dialect
+        .client()
+        .render_error(error)
+        .to_string()
+        .into_bytes()
 }
 
 #[cfg(test)]

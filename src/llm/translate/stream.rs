@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::llm::ir::{ErrorKind, StreamEvent, Usage};
 use crate::llm::sse::Framer;
 use crate::llm::wire::{StreamDecoder, StreamEncoder};
-use crate::llm::Dialect;
+use crate::llm::{ClientDialect, Dialect};
 
 pub struct StreamTranslator {
     framer: Framer,
@@ -23,11 +23,11 @@ impl StreamTranslator {
     /// From the upstream's `from` to the client's `to`; `include_usage`:
     /// an OpenAI client asked for the final usage chunk; `max_event`: the
     /// longest upstream event held while waiting for its end.
-    pub fn new(from: Dialect, to: Dialect, include_usage: bool, max_event: usize) -> Self {
+    pub fn new(from: Dialect, to: ClientDialect, include_usage: bool, max_event: usize) -> Self {
         Self {
             framer: Framer::new(max_event),
-            decoder: from.wire().stream_decoder(),
-            encoder: to.wire().stream_encoder(include_usage),
+            decoder: from.upstream().stream_decoder(),
+            encoder: to.client().stream_encoder(include_usage),
             usage: None,
             done: false,
             failed: false,

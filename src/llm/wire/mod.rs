@@ -3,8 +3,9 @@
 //! internal model ([`crate::llm::ir`]), which headers and paths belong to
 //! it, how its answers report usage and finish reasons, and how its
 //! clients expect rate-limit standings. A [`Dialect`] names one; its
-//! [`Wire`] is the behaviour, so nothing outside a wire's module matches
-//! on which one it is.
+//! [`UpstreamWire`] is how the gateway talks to an upstream of it, and, for
+//! a dialect clients speak, its [`ClientWire`] is how the gateway serves
+//! them. Nothing outside a wire's module matches on which one it is.
 
 pub mod anthropic;
 pub mod openai;
@@ -20,10 +21,9 @@ use super::Dialect;
 pub use anthropic::ANTHROPIC;
 pub use openai::OPENAI_CHAT;
 
-/// One wire format's behaviour.
-pub trait Wire: Sync {
-    /// Where its clients send a chat request, and where a translated one
-    /// goes upstream unless the provider says otherwise.
+/// How the gateway serves a client of one wire format.
+pub trait ClientWire: Sync {
+    /// Where its clients send a chat request.
     fn chat_path(&self) -> &'static str;
     /// Headers of this dialect that mean nothing, or something else, to an
     /// upstream of another: dropped from a translated request.
@@ -36,25 +36,30 @@ pub trait Wire: Sync {
         kind: StandingKind,
         s: &Standing,
     ) -> [(&'static str, HeaderValue); 3];
-
-    /// A client's request in this dialect, read for `to`.
+    /// A client's request in this dialect, read for an upstream of `to`.
     fn parse_request(
         &self,
         body: &Value,
         to: Dialect,
         options: &Options,
     ) -> Result<ChatRequest, TranslateError>;
-    fn render_request(&self, r: &ChatRequest, options: &Options) -> Result<Value, TranslateError>;
-    fn parse_response(&self, v: &Value) -> Option<ChatResponse>;
     fn render_response(&self, r: &ChatResponse) -> Value;
-    /// An error answer's kind and message.
-    fn parse_error(&self, v: &Value) -> Option<(ErrorKind, String)>;
     /// The error envelope its clients expect.
     fn render_error(&self, e: &ErrorBody<'_>) -> Value;
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
     /// `include_usage`: a client asked for the final usage chunk.
     fn stream_encoder(&self, include_usage: bool) -> Box<dyn StreamEncoder>;
+}
 
+/// How the gateway talks to an upstream of one wire format.
+pub trait UpstreamWire: Sync {
+    /// Where a translated chat request goes, unless its provider says
+    /// otherwise.
+    fn chat_path(&self) -> &'static str;
+    fn render_request(&self, r: &ChatRequest, options: &Options) -> Result<Value, TranslateError>;
+    fn parse_response(&self, v: &Value) -> Option<ChatResponse>;
+    /// An error answer's kind and message.
+    fn parse_error(&self, v: &Value) -> Option<(ErrorKind, String)>;
+    fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
     /// The usage one stream event's data reports, read without building a
     /// tree of it.
     fn usage_in_event(&self, data: &[u8]) -> Option<UsageReading>;

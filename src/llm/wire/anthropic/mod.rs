@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Options, Standing, StandingKind, StreamDecoder, StreamEncoder, TranslateError, UsageReading,
-    Wire,
+    ClientWire, Options, Standing, StandingKind, StreamDecoder, StreamEncoder, TranslateError,
+    UpstreamWire, UsageReading,
 };
 use crate::llm::ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, StreamEvent, Usage};
 use crate::llm::Dialect;
@@ -28,7 +28,7 @@ static OWN_HEADERS: [HeaderName; 2] = [
     HeaderName::from_static("anthropic-beta"),
 ];
 
-impl Wire for Anthropic {
+impl ClientWire for Anthropic {
     fn chat_path(&self) -> &'static str {
         "/v1/messages"
     }
@@ -83,6 +83,23 @@ impl Wire for Anthropic {
         request::parse_request(body, to, options)
     }
 
+    fn render_response(&self, r: &ChatResponse) -> Value {
+        answer::render_response(r)
+    }
+
+    fn render_error(&self, e: &ErrorBody<'_>) -> Value {
+        answer::render_error(e)
+    }
+
+    fn stream_encoder(&self, _include_usage: bool) -> Box<dyn StreamEncoder> {
+        Box::new(stream::Encoder::default())
+    }
+}
+
+impl UpstreamWire for Anthropic {
+    fn chat_path(&self) -> &'static str {
+        "/v1/messages"
+    }
     fn render_request(&self, r: &ChatRequest, options: &Options) -> Result<Value, TranslateError> {
         request::render_request(r, options)
     }
@@ -91,24 +108,12 @@ impl Wire for Anthropic {
         answer::parse_response(v)
     }
 
-    fn render_response(&self, r: &ChatResponse) -> Value {
-        answer::render_response(r)
-    }
-
     fn parse_error(&self, v: &Value) -> Option<(ErrorKind, String)> {
         answer::parse_error(v)
     }
 
-    fn render_error(&self, e: &ErrorBody<'_>) -> Value {
-        answer::render_error(e)
-    }
-
     fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(stream::Decoder::default())
-    }
-
-    fn stream_encoder(&self, _include_usage: bool) -> Box<dyn StreamEncoder> {
-        Box::new(stream::Encoder::default())
     }
 
     /// `message_start` nests its usage in `message`; cache reads and writes

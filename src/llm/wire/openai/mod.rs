@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Options, Standing, StandingKind, StreamDecoder, StreamEncoder, TranslateError, UsageReading,
-    Wire,
+    ClientWire, Options, Standing, StandingKind, StreamDecoder, StreamEncoder, TranslateError,
+    UpstreamWire, UsageReading,
 };
 use crate::llm::ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, Usage};
 use crate::llm::Dialect;
@@ -22,7 +22,7 @@ pub struct OpenAiChat;
 
 pub static OPENAI_CHAT: OpenAiChat = OpenAiChat;
 
-impl Wire for OpenAiChat {
+impl ClientWire for OpenAiChat {
     fn chat_path(&self) -> &'static str {
         "/v1/chat/completions"
     }
@@ -75,6 +75,23 @@ impl Wire for OpenAiChat {
         request::parse_request(body, to, options)
     }
 
+    fn render_response(&self, r: &ChatResponse) -> Value {
+        answer::render_response(r)
+    }
+
+    fn render_error(&self, e: &ErrorBody<'_>) -> Value {
+        answer::render_error(e)
+    }
+
+    fn stream_encoder(&self, include_usage: bool) -> Box<dyn StreamEncoder> {
+        Box::new(stream::Encoder::new(include_usage))
+    }
+}
+
+impl UpstreamWire for OpenAiChat {
+    fn chat_path(&self) -> &'static str {
+        "/v1/chat/completions"
+    }
     fn render_request(&self, r: &ChatRequest, _: &Options) -> Result<Value, TranslateError> {
         Ok(request::render_request(r))
     }
@@ -83,24 +100,12 @@ impl Wire for OpenAiChat {
         answer::parse_response(v)
     }
 
-    fn render_response(&self, r: &ChatResponse) -> Value {
-        answer::render_response(r)
-    }
-
     fn parse_error(&self, v: &Value) -> Option<(ErrorKind, String)> {
         answer::parse_error(v)
     }
 
-    fn render_error(&self, e: &ErrorBody<'_>) -> Value {
-        answer::render_error(e)
-    }
-
     fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(stream::Decoder::default())
-    }
-
-    fn stream_encoder(&self, include_usage: bool) -> Box<dyn StreamEncoder> {
-        Box::new(stream::Encoder::new(include_usage))
     }
 
     fn usage_in_event(&self, data: &[u8]) -> Option<UsageReading> {
