@@ -80,6 +80,7 @@ error_codes! {
     SpendUnavailable = ("spend_unavailable", 503, Overloaded),
     // Upstreams and the gateway.
     NoHealthyUpstream = ("no_healthy_upstream", 503, Overloaded),
+    UpstreamCredentials = ("upstream_credentials_unavailable", 503, Overloaded),
     UpstreamError = ("upstream_error", 502, Server),
     UpstreamTimeout = ("upstream_timeout", 504, Server),
     Internal = ("internal_error", 500, Server),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod edge;
 pub mod error;
+pub mod fetch;
 pub mod gateway;
 pub mod lifecycle;
 pub mod limits;

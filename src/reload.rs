@@ -68,6 +68,10 @@ impl Generation {
         if let Some(refresher) = state.auth.jwks_refresher() {
             services.push(Box::new(refresher));
         }
+        // Token refreshers of the providers that need one.
+        for pool in &state.pools {
+            services.extend(pool.backends.iter().filter_map(|b| b.provider.background()));
+        }
         let tasks = services
             .into_iter()
             .map(|service| {

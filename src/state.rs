@@ -77,17 +77,31 @@ impl GatewayState {
         })
     }
 
-    /// Why the gateway is not ready to take traffic; empty when it is.
+    /// Why the gateway is not ready to take traffic; empty when it is: a
+    /// route whose pool has no healthy backend, or none whose provider has
+    /// its credentials (a token not fetched yet).
     pub fn unready_reasons(&self) -> Vec<String> {
         self.routes
             .routes()
             .iter()
-            .filter(|r| !r.pool.has_available_backend())
-            .map(|r| {
-                format!(
-                    "route `{}`: no healthy backend in upstream `{}`",
-                    r.name, r.pool.name
-                )
+            .filter_map(|r| {
+                let pool = &r.pool;
+                if !pool.has_available_backend() {
+                    return Some(format!(
+                        "route `{}`: no healthy backend in upstream `{}`",
+                        r.name, pool.name
+                    ));
+                }
+                let missing: Vec<String> = pool
+                    .backends
+                    .iter()
+                    .map(|b| b.provider.readiness())
+                    .collect::<Option<_>>()?;
+                let why = missing.first()?;
+                Some(format!(
+                    "route `{}`: upstream `{}` has no credentials: {why}",
+                    r.name, pool.name
+                ))
             })
             .collect()
     }

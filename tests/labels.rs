@@ -200,7 +200,16 @@ fn label_values_come_from_config_whatever_clients_and_upstreams_send() {
                 statuses.contains(value) || ["connect_error", "timeout", "error"].contains(&value)
             }
             "model" => ["mock-*", "exact-model", "other"].contains(&value),
-            "provider" => ["openai", "anthropic"].contains(&value),
+            // The fixed list of provider kinds.
+            "provider" => [
+                "openai",
+                "anthropic",
+                "azure",
+                "gemini",
+                "vertex",
+                "bedrock",
+            ]
+            .contains(&value),
             "type" => ["input", "output"].contains(&value),
             "upstream" => value == "main",
             "backend" => value == backend,

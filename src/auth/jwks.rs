@@ -16,10 +16,10 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::utils::tls::WrappedX509;
 
-use super::fetch;
 use super::keys::{ValidationTemplate, VerifyingKey};
 use super::settings::{Oidc, OidcSource};
 use crate::config::check_fetch_url;
+use crate::fetch;
 
 pub struct JwksCache {
     source: OidcSource,

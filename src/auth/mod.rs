@@ -6,7 +6,7 @@ mod admin_token;
 mod api_key;
 mod client_cert;
 mod credentials;
-mod fetch;
+
 mod jwks;
 mod jwt;
 mod keys;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_rustls::rustls;
 
-use ai_api_gateway::mock::{serve, MockState};
+use ai_api_gateway::mock::{serve, Cloud, GoogleAccount, MockState};
+use jsonwebtoken::DecodingKey;
 
 #[derive(Parser)]
 #[command(about = "OpenAI/Anthropic-compatible mock LLM upstream")]
@@ -28,6 +29,48 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// The Azure OpenAI key it accepts in `api-key` (default: any).
+    #[arg(long)]
+    azure_key: Option<String>,
+    /// The Gemini API key it accepts in `x-goog-api-key` (default: any).
+    #[arg(long)]
+    gemini_key: Option<String>,
+    /// The Google service account whose assertions `/token` accepts: its
+    /// email, its key id and its public key (PEM file).
+    #[arg(long, requires_all = ["google_key_id", "google_public_key"])]
+    google_client_email: Option<String>,
+    #[arg(long)]
+    google_key_id: Option<String>,
+    #[arg(long)]
+    google_public_key: Option<String>,
+    /// Lifetime of the tokens its token endpoints issue.
+    #[arg(long, default_value_t = 3600)]
+    token_ttl_secs: u64,
+}
+
+fn cloud(args: &Args) -> Result<Cloud, String> {
+    let google = match (
+        &args.google_client_email,
+        &args.google_key_id,
+        &args.google_public_key,
+    ) {
+        (Some(email), Some(key_id), Some(path)) => {
+            let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+            let public_key = DecodingKey::from_rsa_pem(&pem).map_err(|e| format!("{path}: {e}"))?;
+            Some(GoogleAccount {
+                email: email.clone(),
+                key_id: key_id.clone(),
+                public_key,
+            })
+        }
+        _ => None,
+    };
+    Ok(Cloud::new(
+        args.azure_key.clone(),
+        args.gemini_key.clone(),
+        google,
+        std::time::Duration::from_secs(args.token_ttl_secs),
+    ))
 }
 
 fn tls_acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, String> {
@@ -63,6 +106,13 @@ fn main() -> std::process::ExitCode {
         },
         _ => None,
     };
+    let cloud = match cloud(&args) {
+        Ok(cloud) => cloud,
+        Err(e) => {
+            eprintln!("mock-upstream: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()
@@ -86,7 +136,12 @@ fn main() -> std::process::ExitCode {
             Ok(addr) => println!("listening on {addr}"),
             Err(e) => eprintln!("mock-upstream: {e}"),
         }
-        serve(listener, tls, MockState::new(args.name, args.record)).await;
+        serve(
+            listener,
+            tls,
+            MockState::with_cloud(args.name, args.record, cloud),
+        )
+        .await;
         std::process::ExitCode::SUCCESS
     })
 }

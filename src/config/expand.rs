@@ -24,6 +24,12 @@ impl<'a> Expander<'a> {
         self.found.borrow_mut().push(Secret::new(secret));
     }
 
+    /// An environment variable that is not a secret (a file path, an id),
+    /// from the same environment `${ENV}` references read.
+    pub fn var(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|v| !v.is_empty())
+    }
+
     /// Every secret expanded so far.
     pub fn secrets(&self) -> Vec<Secret> {
         self.found.take()

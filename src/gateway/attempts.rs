@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -15,7 +17,8 @@ use super::{admission, RequestCtx};
 use crate::config::RetryOn;
 use crate::error::ApiError;
 use crate::observability::metrics::{metrics, status_label};
-use crate::routing::{Next, Spent};
+use crate::providers::Call;
+use crate::routing::{Backend, Next, Spent};
 
 /// The peer for the next attempt, within the model's total deadline.
 pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -43,8 +46,27 @@ pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     ctx.plan.attempt(backend.index);
     ctx.upstream.inflight = Some(backend.start_request());
     ctx.upstream.dialect = Some(backend.dialect());
+    ctx.upstream.body = body_for(ctx, &backend);
     ctx.upstream.backend = Some(backend);
     Ok(Box::new(peer))
+}
+
+/// The request's body in `backend`'s dialect, as its provider takes it.
+fn body_for(ctx: &RequestCtx, backend: &Backend) -> Option<Bytes> {
+    let request = ctx.model_request()?;
+    let body = request.body_for(backend.dialect())?;
+    let call = Call {
+        client_path: "",
+        translated: backend.dialect() != ctx.dialect,
+        model: Some(ctx.upstream_model()?),
+        stream: request.stream,
+    };
+    Some(
+        backend
+            .provider
+            .adapt_body(body, &call)
+            .unwrap_or_else(|| body.clone()),
+    )
 }
 
 /// The upstream answered `status`. A 5xx counts against the backend; a

@@ -13,6 +13,7 @@ use crate::lifecycle::{drain, RequestInFlight};
 use crate::limits::{Admission, Limiter};
 use crate::llm::translate::StreamTranslator;
 use crate::llm::{AnswerDetails, ClientDialect, Dialect, Usage, UsageScanner};
+use crate::providers::Provider;
 use crate::routing::{AttemptPlan, Backend, InflightGuard, RouteEntry};
 use crate::state::GatewayState;
 
@@ -107,6 +108,9 @@ pub struct Attempt {
     pub inflight: Option<InflightGuard>,
     /// The dialect of the current attempt's backend.
     pub dialect: Option<Dialect>,
+    /// The body this attempt sends: the request's, in the backend's
+    /// dialect and in the shape its provider takes.
+    pub body: Option<Bytes>,
     /// An answer the gateway decided on, used by `fail_to_proxy`.
     pub failure: Option<ApiError>,
 }
@@ -150,6 +154,8 @@ pub enum Translation {
         body: Vec<u8>,
         from: Dialect,
         status: u16,
+        /// Reads the error envelopes of its own.
+        provider: Arc<dyn Provider>,
     },
 }
 
@@ -200,6 +206,17 @@ impl RequestCtx {
         self.admitted
             .as_ref()
             .and_then(|a| a.model_request.as_ref())
+    }
+
+    /// The model the upstream is asked for: the client's, or its alias's
+    /// target.
+    pub fn upstream_model(&self) -> Option<&str> {
+        let model = &self.model_request()?.model;
+        Some(
+            self.route()
+                .and_then(|route| route.upstream_model(model))
+                .unwrap_or(model),
+        )
     }
 }
 

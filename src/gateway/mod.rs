@@ -114,10 +114,8 @@ impl ProxyHttp for Gateway {
         // The body was read in request_filter; Pingora hands us the retry
         // buffer once per attempt and we send the whole prepared body for the
         // attempt's backend instead.
-        if let (Some(request), Some(dialect)) = (ctx.model_request(), ctx.upstream.dialect) {
-            *body = end_of_stream
-                .then(|| request.body_for(dialect).cloned())
-                .flatten();
+        if ctx.model_request().is_some() {
+            *body = end_of_stream.then(|| ctx.upstream.body.clone()).flatten();
         }
         Ok(())
     }
@@ -150,22 +148,18 @@ impl ProxyHttp for Gateway {
         let Some(backend) = &ctx.upstream.backend else {
             return Error::e_explain(ErrorType::InternalError, "no backend chosen");
         };
-        let request = ctx.model_request();
         let rewrite = upstream::Rewrite {
             backend,
             client: ctx.dialect,
-            model: request.map(|m| {
-                ctx.route()
-                    .and_then(|route| route.upstream_model(&m.model))
-                    .unwrap_or(&m.model)
-            }),
-            stream: request.is_some_and(|m| m.stream),
-            body_len: request
-                .and_then(|m| m.body_for(backend.dialect()))
-                .map(Bytes::len),
+            model: ctx.upstream_model(),
+            stream: ctx.model_request().is_some_and(|m| m.stream),
+            body_len: ctx.upstream.body.as_ref().map(Bytes::len),
             request_id: &ctx.request_id,
         };
-        upstream::rewrite_request(upstream_request, &rewrite)?;
+        if let Err(unavailable) = upstream::rewrite_request(upstream_request, &rewrite) {
+            ctx.upstream.failure = Some(unavailable);
+            return Error::e_explain(ErrorType::HTTPStatus(503), "upstream credentials");
+        }
         client::forwarding_headers(upstream_request, &ctx.client)?;
         tracing::inject(ctx, upstream_request)
     }

@@ -48,6 +48,7 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
                 body: Vec::new(),
                 from: upstream,
                 status,
+                provider: backend.provider.clone(),
             },
         };
         ctx.response.translation = Some(translation);
@@ -165,8 +166,15 @@ fn translate_piece(
                         None,
                     ),
                 },
-                Translation::Error { body, status, .. } => (
-                    Bytes::from(translate::error(from, client, *status, body)),
+                Translation::Error {
+                    body,
+                    status,
+                    provider,
+                    ..
+                } => (
+                    Bytes::from(translate::error(from, client, *status, body, &|v| {
+                        provider.parse_error(v)
+                    })),
                     None,
                 ),
                 Translation::Stream(_) => (Bytes::new(), None),

@@ -3,7 +3,8 @@
 
 use http::HeaderName;
 use pingora::http::RequestHeader;
-use pingora::Result;
+
+use crate::error::{ApiError, ErrorCode};
 
 use crate::llm::ClientDialect;
 use crate::providers::Call;
@@ -30,7 +31,9 @@ pub struct Rewrite<'a> {
     pub request_id: &'a str,
 }
 
-pub fn rewrite_request(req: &mut RequestHeader, r: &Rewrite<'_>) -> Result<()> {
+/// Rewrites `req` for the backend; an error answer when its provider has
+/// no valid credential now (or the rewrite is impossible).
+pub fn rewrite_request(req: &mut RequestHeader, r: &Rewrite<'_>) -> Result<(), ApiError> {
     let backend = r.backend;
     let translated = r.model.is_some() && backend.dialect() != r.client;
     let path = backend.provider.path(&Call {
@@ -47,12 +50,11 @@ pub fn rewrite_request(req: &mut RequestHeader, r: &Rewrite<'_>) -> Result<()> {
         };
         let uri = format!("{prefix}{path_and_query}")
             .parse::<http::Uri>()
-            .map_err(|e| {
-                pingora::Error::because(pingora::ErrorType::InternalError, "upstream uri", e)
-            })?;
+            .map_err(|e| internal(&e))?;
         req.set_uri(uri);
     }
-    req.insert_header(http::header::HOST, backend.url.host_header.clone())?;
+    req.insert_header(http::header::HOST, backend.url.host_header.clone())
+        .map_err(|e| internal(&e))?;
     // The client dialect's own headers mean nothing, or something else, to
     // a backend of another. Identity encoding keeps event streams flowing
     // event by event and lets the gateway read usage from answers.
@@ -71,15 +73,32 @@ pub fn rewrite_request(req: &mut RequestHeader, r: &Rewrite<'_>) -> Result<()> {
             req.remove_header(name);
         }
     }
-    for (name, value) in backend.request_headers() {
-        req.insert_header(name.clone(), value.clone())?;
+    backend.provider.authenticate(req).map_err(|why| {
+        ApiError::new(
+            ErrorCode::UpstreamCredentials,
+            format!(
+                "The credentials for upstream `{}` are not available: {}.",
+                backend.label, why.0
+            ),
+        )
+    })?;
+    for (name, value) in &backend.extra_headers {
+        req.insert_header(name.clone(), value.clone())
+            .map_err(|e| internal(&e))?;
     }
-    req.insert_header("x-request-id", r.request_id)?;
+    req.insert_header("x-request-id", r.request_id)
+        .map_err(|e| internal(&e))?;
     if let Some(len) = r.body_len {
         if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
             req.remove_header(http::header::TRANSFER_ENCODING.as_str());
         }
-        req.insert_header(http::header::CONTENT_LENGTH, len)?;
+        req.insert_header(http::header::CONTENT_LENGTH, len)
+            .map_err(|e| internal(&e))?;
     }
     Ok(())
+}
+
+fn internal(e: &dyn std::fmt::Display) -> ApiError {
+    log::error!("cannot write the upstream request: {e}");
+    ApiError::internal()
 }

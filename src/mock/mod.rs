@@ -23,8 +23,12 @@
 //! `--record`), `PUT /mock/health/<status>` (what `/health` answers),
 //! `PUT /mock/fail/<status>` (answer every API request with it; 0 stops).
 
+mod azure;
 mod checks;
+pub mod cloud;
 mod responses;
 mod server;
+mod tokens;
 
+pub use cloud::{Cloud, GoogleAccount};
 pub use server::{bind_and_spawn_thread, serve, MockState};

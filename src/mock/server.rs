@@ -18,8 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio_rustls::TlsAcceptor;
 
-use super::checks;
+use super::cloud::Cloud;
 use super::responses::{self, full, Body, Dialect, Knobs};
+use super::{azure, checks, tokens};
 
 /// Shared state of one mock server.
 pub struct MockState {
@@ -30,10 +31,20 @@ pub struct MockState {
     health_status: AtomicU16,
     /// When not 0, every API request is answered with this status.
     forced_status: AtomicU16,
+    /// The clouds' credentials it accepts and the tokens it issued.
+    pub cloud: Cloud,
 }
 
 impl MockState {
     pub fn new(name: impl Into<String>, record: bool) -> Arc<Self> {
+        Self::with_cloud(
+            name,
+            record,
+            Cloud::new(None, None, None, Duration::from_secs(3600)),
+        )
+    }
+
+    pub fn with_cloud(name: impl Into<String>, record: bool, cloud: Cloud) -> Arc<Self> {
         Arc::new(Self {
             name: name.into(),
             record,
@@ -41,6 +52,7 @@ impl MockState {
             holds: Mutex::new(HashMap::new()),
             health_status: AtomicU16::new(200),
             forced_status: AtomicU16::new(0),
+            cloud,
         })
     }
 
@@ -203,6 +215,23 @@ async fn route(
         state.forced_status.store(code, Ordering::Relaxed);
         return json(StatusCode::OK, serde_json::json!({"forced_status": code}));
     }
+    if path == "/mock/tokens" {
+        return json(StatusCode::OK, state.cloud.counts());
+    }
+    if let Some(setting) = path.strip_prefix("/mock/token-endpoint/") {
+        let down = setting == "down";
+        state.cloud.tokens_down.store(down, Ordering::Relaxed);
+        return json(
+            StatusCode::OK,
+            serde_json::json!({"token_endpoint_down": down}),
+        );
+    }
+    if let Some(answer) = tokens::handle(state, parts, body) {
+        return answer;
+    }
+    if path.starts_with("/openai/") {
+        return azure::handle(state, parts, body, knobs);
+    }
     if path == "/mock/requests" {
         let recorded = state.recorded.lock().unwrap_or_else(|p| p.into_inner());
         return json(
@@ -270,6 +299,16 @@ fn completion(
         Dialect::OpenAi => responses::chat_stream(&request, knobs, prompt_tokens),
         Dialect::Anthropic => responses::anthropic_stream(&request, knobs, prompt_tokens),
     };
+    event_stream(state, knobs, events)
+}
+
+/// An event stream of `events`, sent as the knobs say (delays, a hold
+/// after the first, a connection dropped midway).
+pub(super) fn event_stream(
+    state: &Arc<MockState>,
+    knobs: &Knobs,
+    events: Vec<String>,
+) -> Response<Body> {
     let (tx, mut rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
     let hold = knobs.hold.as_deref().map(|key| state.hold(key));
     let (delay, drop_after) = (knobs.chunk_delay, knobs.drop_after);

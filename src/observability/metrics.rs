@@ -42,6 +42,7 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     pub otel_spans_exported: IntCounter,
     pub otel_spans_dropped: IntCounterVec,
+    pub upstream_token_refreshes: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -233,6 +234,11 @@ impl Metrics {
                 "Trace spans dropped, by reason: queue_full (the exporter fell behind), export_failed (the collector refused or did not answer), export_stopped.",
                 &["reason"],
             )?,
+            upstream_token_refreshes: b.counters(
+                "upstream_token_refreshes_total",
+                "Upstream credentials fetched (OAuth tokens, cloud credentials), by provider and result (ok, error).",
+                &["provider", "result"],
+            )?,
             registry: b.registry,
         };
         // Bounded label sets start at zero, so rate() and alerts work from
@@ -260,6 +266,14 @@ impl Metrics {
         }
         for reason in ["queue_full", "export_failed", "export_stopped"] {
             metrics.otel_spans_dropped.with_label_values(&[reason]);
+        }
+        // The providers whose credentials expire and are fetched.
+        for provider in ["azure", "vertex", "bedrock"] {
+            for result in ["ok", "error"] {
+                metrics
+                    .upstream_token_refreshes
+                    .with_label_values(&[provider, result]);
+            }
         }
         Ok(metrics)
     }
@@ -484,6 +498,7 @@ mod tests {
             "rate_limit_redis_errors_total",
             "rate_limit_redis_transitions_total",
             "upstream_requests_total",
+            "upstream_token_refreshes_total",
         ];
         expected.sort();
         assert_eq!(exported, expected);

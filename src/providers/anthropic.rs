@@ -19,6 +19,7 @@ pub struct Anthropic {
 }
 
 pub fn build(spec: &Spec<'_>) -> Lowered<Arc<dyn Provider>> {
+    spec.no_options()?;
     let mut headers: Vec<_> = key_header(spec, "x-api-key", str::to_string)?
         .into_iter()
         .collect();

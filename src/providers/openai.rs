@@ -15,6 +15,7 @@ pub struct OpenAi {
 }
 
 pub fn build(spec: &Spec<'_>) -> Lowered<Arc<dyn Provider>> {
+    spec.no_options()?;
     let headers = key_header(spec, "authorization", |key| format!("Bearer {key}"))?;
     Ok(Arc::new(OpenAi {
         headers: headers.into_iter().collect(),

@@ -405,6 +405,8 @@ mod tests {
                         &crate::providers::Spec {
                             at: "test",
                             api_key: None,
+                            options: None,
+                            env: &crate::config::Expander::new(&|_| None),
                         },
                     )
                     .unwrap(),

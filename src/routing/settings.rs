@@ -191,6 +191,8 @@ fn backend(at: &str, b: &schema::Backend, env: Env<'_>) -> Lowered<Backend> {
         &providers::Spec {
             at,
             api_key: api_key.as_ref(),
+            options: b.options.as_ref(),
+            env,
         },
     )?;
     let mut headers = Vec::new();

@@ -40,6 +40,9 @@ pub struct Backend {
     pub api_key: Option<Secret>,
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
+    /// The provider's own settings, read by its module.
+    #[serde(default)]
+    pub options: Option<serde_yaml::Value>,
 }
 
 fn default_weight() -> u32 {

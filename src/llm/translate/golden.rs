@@ -32,7 +32,7 @@ fn response(from: Dialect, to: Dialect, body: &[u8]) -> Option<(Vec<u8>, Usage)>
 }
 
 fn error(from: Dialect, to: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
-    super::error(from, client(to), status, body)
+    super::error(from, client(to), status, body, &|_| None)
 }
 
 fn translator(

@@ -43,10 +43,18 @@ pub fn response(from: Dialect, to: ClientDialect, body: &[u8]) -> Option<(Vec<u8
 }
 
 /// An upstream's error answer in `to`'s shape (the status stays).
-pub fn error(from: Dialect, to: ClientDialect, status: u16, body: &[u8]) -> Vec<u8> {
+/// `provider_error` reads envelopes of the upstream's own that its
+/// dialect's wire does not.
+pub fn error(
+    from: Dialect,
+    to: ClientDialect,
+    status: u16,
+    body: &[u8],
+    provider_error: &dyn Fn(&Value) -> Option<(ErrorKind, String)>,
+) -> Vec<u8> {
     let (mut kind, message) = serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| from.upstream().parse_error(&v))
+        .and_then(|v| provider_error(&v).or_else(|| from.upstream().parse_error(&v)))
         .unwrap_or_else(|| {
             (
                 ErrorKind::of_status(status),

@@ -27,6 +27,13 @@ impl Decoder {
             out.push(StreamEvent::Error { kind, message });
             return;
         }
+        // Azure's annotation chunks (prompt filter results, no choices, no
+        // id) say nothing of the answer.
+        let annotation_only = chunk["choices"].as_array().is_some_and(|c| c.is_empty())
+            && !chunk["usage"].is_object();
+        if annotation_only {
+            return;
+        }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
