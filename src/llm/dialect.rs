@@ -1,7 +1,7 @@
 //! The chat APIs the gateway speaks: with upstreams, every [`Dialect`];
 //! with clients, the [`ClientDialect`]s among them.
 
-use super::wire::{ClientWire, UpstreamWire, ANTHROPIC, OPENAI_CHAT};
+use super::wire::{ClientWire, UpstreamWire, ANTHROPIC, GEMINI, OPENAI_CHAT};
 
 /// A wire format of chat requests, answers, streams and errors. What each
 /// one is lives in its wire (`llm/wire/`); this names it.
@@ -12,6 +12,8 @@ pub enum Dialect {
     OpenAi,
     /// Anthropic Messages (`POST /v1/messages`).
     Anthropic,
+    /// Gemini's `generateContent` (Gemini API, Vertex AI): upstreams only.
+    Gemini,
 }
 
 /// A dialect clients speak to the gateway, on a path of its own.
@@ -23,7 +25,7 @@ pub enum ClientDialect {
 
 impl Dialect {
     /// Every dialect, in [`Dialect::index`] order.
-    pub const ALL: [Dialect; 2] = [Dialect::OpenAi, Dialect::Anthropic];
+    pub const ALL: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Gemini];
     /// How many there are, for tables indexed by [`Dialect::index`].
     pub const COUNT: usize = Self::ALL.len();
 
@@ -36,6 +38,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi => &OPENAI_CHAT,
             Dialect::Anthropic => &ANTHROPIC,
+            Dialect::Gemini => &GEMINI,
         }
     }
 
@@ -43,6 +46,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi => "openai",
             Dialect::Anthropic => "anthropic",
+            Dialect::Gemini => "gemini",
         }
     }
 }

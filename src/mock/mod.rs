@@ -26,6 +26,7 @@
 mod azure;
 mod checks;
 pub mod cloud;
+mod gemini;
 mod responses;
 mod server;
 mod tokens;

@@ -32,7 +32,7 @@ pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> R
 }
 
 /// Per-request behaviour, from `x-mock-*` headers.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Knobs {
     pub latency: Duration,
     pub status: Option<StatusCode>,
@@ -67,7 +67,7 @@ fn model_of(request: &serde_json::Value) -> String {
 }
 
 /// The content pieces of an answer: `chunks` words, or `response_size` bytes.
-fn pieces(knobs: &Knobs) -> Vec<String> {
+pub fn pieces(knobs: &Knobs) -> Vec<String> {
     match knobs.response_size {
         Some(size) => {
             let per = (size / knobs.chunks).max(1);

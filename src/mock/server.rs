@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::cloud::Cloud;
 use super::responses::{self, full, Body, Dialect, Knobs};
-use super::{azure, checks, tokens};
+use super::{azure, checks, gemini, tokens};
 
 /// Shared state of one mock server.
 pub struct MockState {
@@ -229,8 +229,17 @@ async fn route(
     if let Some(answer) = tokens::handle(state, parts, body) {
         return answer;
     }
+    // `PUT /mock/fail/<status>` holds for the clouds' routes too.
+    let forced = StatusCode::from_u16(state.forced_status.load(Ordering::Relaxed)).ok();
+    let cloud_knobs = Knobs {
+        status: knobs.status.or(forced),
+        ..knobs.clone()
+    };
     if path.starts_with("/openai/") {
-        return azure::handle(state, parts, body, knobs);
+        return azure::handle(state, parts, body, &cloud_knobs);
+    }
+    if let Some(answer) = gemini::handle(state, parts, body, &cloud_knobs) {
+        return answer;
     }
     if path == "/mock/requests" {
         let recorded = state.recorded.lock().unwrap_or_else(|p| p.into_inner());
@@ -269,7 +278,7 @@ async fn route(
     }
 }
 
-fn completion(
+pub(super) fn completion(
     state: &Arc<MockState>,
     headers: &http::HeaderMap,
     body: &Bytes,

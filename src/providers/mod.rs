@@ -9,7 +9,9 @@
 mod anthropic;
 mod azure;
 pub mod credentials;
+mod gemini;
 mod openai;
+mod vertex;
 
 use std::fmt;
 use std::sync::Arc;
@@ -141,6 +143,8 @@ pub const KINDS: &[(&str, Build)] = &[
     ("openai", openai::build),
     ("anthropic", anthropic::build),
     ("azure", azure::build),
+    ("gemini", gemini::build),
+    ("vertex", vertex::build),
 ];
 
 /// The provider a backend names (`provider:`), built from its config.

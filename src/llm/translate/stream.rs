@@ -68,6 +68,9 @@ impl StreamTranslator {
             let (decoder, done, events) = (&mut *self.decoder, self.done, &mut self.events);
             self.framer
                 .finish(|event| decode(decoder, done, &event.data(), events));
+            if !self.done {
+                self.decoder.finish(&mut self.events);
+            }
         }
         self.encode()
     }

@@ -8,6 +8,7 @@
 //! them. Nothing outside a wire's module matches on which one it is.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use super::ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, StreamEvent, To
 use super::Dialect;
 
 pub use anthropic::ANTHROPIC;
+pub use gemini::GEMINI;
 pub use openai::OPENAI_CHAT;
 
 /// How the gateway serves a client of one wire format.
@@ -81,6 +83,9 @@ pub fn first_value<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
 /// Reads one upstream event's data into stream events.
 pub trait StreamDecoder: Send + Sync {
     fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>);
+    /// The upstream's stream ended (for dialects whose streams have no
+    /// end marker of their own).
+    fn finish(&mut self, _out: &mut Vec<StreamEvent>) {}
 }
 
 /// Writes stream events as a dialect's events.

@@ -23,6 +23,7 @@ use super::Unavailable;
 use crate::observability::metrics::metrics;
 
 pub mod azure;
+pub mod google;
 
 /// An OAuth error answer's `error` and description, never more (no token
 /// or assertion is echoed).
@@ -78,6 +79,10 @@ pub struct TokenCache {
     current: ArcSwapOption<Current>,
     /// Why the last fetch failed, until one succeeds.
     problem: Mutex<Option<String>>,
+    /// One fetch at a time, and none before this: backends that share the
+    /// cache (and the refreshers of a reload's old and new state) fetch
+    /// once between them.
+    fetching: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for TokenCache {
@@ -115,6 +120,7 @@ impl TokenCache {
             provider,
             current: ArcSwapOption::empty(),
             problem: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(None),
         });
         caches.insert(key, Arc::downgrade(&cache));
         cache
@@ -140,6 +146,24 @@ impl TokenCache {
     /// Whether a token is in hand; why not, when it is not.
     pub fn readiness(&self) -> Option<String> {
         self.header().err().map(|e| e.0)
+    }
+
+    /// Fetches a token if one is due and no other fetch made it or failed
+    /// moments ago; when the next is due.
+    async fn refresh_if_due(&self) -> Instant {
+        let mut not_before = self.fetching.lock().await;
+        let now = Instant::now();
+        if let Some(at) = *not_before {
+            if now < at {
+                return at;
+            }
+        }
+        if let Some(due) = self.due().filter(|due| now < *due) {
+            return due;
+        }
+        let next = self.refresh().await;
+        *not_before = Some(next);
+        next
     }
 
     /// Fetches a token now; when it is due next.
@@ -199,12 +223,9 @@ impl TokenCache {
         Box::new(Refresher(self.clone()))
     }
 
-    /// When the current token wants replacing (now, without one).
-    fn due(&self) -> Instant {
-        self.current
-            .load()
-            .as_deref()
-            .map_or_else(Instant::now, |c| c.refresh_at)
+    /// When the current token wants replacing; `None` without one.
+    fn due(&self) -> Option<Instant> {
+        self.current.load().as_deref().map(|c| c.refresh_at)
     }
 }
 
@@ -217,12 +238,7 @@ struct Refresher(Arc<TokenCache>);
 impl BackgroundService for Refresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let due = self.0.due();
-            let next = if Instant::now() >= due {
-                self.0.refresh().await
-            } else {
-                due
-            };
+            let next = self.0.refresh_if_due().await;
             tokio::select! {
                 _ = tokio::time::sleep_until(next.into()) => {}
                 _ = shutdown.changed() => return,
