@@ -145,3 +145,69 @@ fn the_openai_sdk_speaks_http2_over_tls() {
     let lines = gw.access_lines_at_least(2);
     assert!(lines.iter().all(|l| l["status"] == 200), "{lines:?}");
 }
+
+/// Both SDKs on every cloud provider: Azure OpenAI, the Gemini API, and
+/// Vertex AI's Gemini and Claude, one mock serving them all (and the
+/// tokens Vertex needs).
+#[test]
+fn both_sdks_reach_models_on_every_cloud_provider() {
+    let mock = Mock::start_with("clouds", &["--azure-key", "az", "--gemini-key", "gm"]);
+    let host = mock.url().trim_start_matches("http://").to_string();
+    let vertex = |publisher: &str| {
+        format!(
+            "      - base_url: {}\n        provider: vertex\n        options: {{project: p, location: global, publisher: {publisher}, credentials: {{metadata: {{host: \"{host}\"}}}}}}\n",
+            mock.url()
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "auth:\n  api_keys:\n    - {{id: sdk, key: sk-clouds}}\n\
+         upstreams:\n  azure:\n    backends:\n      - {{base_url: {url}, provider: azure, api_key: az, options: {{api_version: 2024-10-21}}}}\n  gemini:\n    backends:\n      - {{base_url: {url}, provider: gemini, api_key: gm}}\n  vertex-gemini:\n    backends:\n{vg}  vertex-claude:\n    backends:\n{vc}\
+         routes:\n  - {{name: azure, paths: [/v1/chat/completions], models: [gpt-4o], upstream: azure}}\n  - {{name: gemini, paths: [/v1/chat/completions], models: [gemini-3.8-flash], upstream: gemini}}\n  - {{name: vertex-gemini, paths: [/v1/chat/completions], models: [gemini-3.7-flash], upstream: vertex-gemini}}\n  - {{name: vertex-claude, paths: [/v1/messages], models: [\"claude-sonnet-4-5@20250929\"], upstream: vertex-claude}}\n",
+        url = mock.url(),
+        vg = vertex("google"),
+        vc = vertex("anthropic"),
+    ));
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || get(
+            &gw.admin_url("/ready")
+        )
+        .0 == 200),
+        "{}",
+        get(&gw.admin_url("/ready")).1
+    );
+    let base = gw.url("");
+    let output = Command::new(python())
+        .arg(repo_path("tests/sdk/clouds.py"))
+        .args([
+            base.trim_end_matches('/'),
+            "sk-clouds",
+            "gpt-4o",
+            "gemini-3.8-flash",
+            "gemini-3.7-flash",
+            "claude-sonnet-4-5@20250929",
+        ])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("the SDKs run");
+    let report = report("clouds", &output);
+    assert!(
+        output.status.success(),
+        "{report}\ngateway log:\n{}",
+        gw.log()
+    );
+    // The model list, then 4 models x 2 SDKs x (5 calls + 7 error classes).
+    assert_eq!(report.matches("ok: ").count(), 97, "{report}");
+    let paths: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter_map(|r| r["path"].as_str().map(str::to_string))
+        .collect();
+    for expected in [
+        "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+        "/v1beta/models/gemini-3.8-flash:streamGenerateContent?alt=sse",
+        "/v1/projects/p/locations/global/publishers/google/models/gemini-3.7-flash:generateContent",
+        "/v1/projects/p/locations/global/publishers/anthropic/models/claude-sonnet-4-5%4020250929:streamRawPredict",
+    ] {
+        assert!(paths.iter().any(|p| p == expected), "{expected} not in {paths:?}");
+    }
+}

@@ -493,6 +493,9 @@ fn claude(
             "Request had invalid authentication credentials.",
         );
     }
+    if let Some(status) = knobs.status {
+        return responses::error(status, Dialect::Anthropic);
+    }
     let path = parts.uri.path();
     let Some((model, method)) = path
         .split_once("/publishers/anthropic/models/")

@@ -290,14 +290,18 @@ fn the_parameter_tables_hold_and_the_readme_lists_them() {
             }
             let mut body = base.clone();
             body[*param] = json!({"unusual": true});
-            let err = translate(from, to, body.clone()).unwrap_err();
-            assert_eq!(err.param(), *param, "{from:?} -> {to:?}");
-            assert!(matches!(err, TranslateError::Unsupported { .. }), "{param}");
-            let kept: Value = serde_json::from_slice(
-                &request(from, to, body.to_string().as_bytes(), &dropping).unwrap(),
-            )
-            .unwrap();
-            assert!(kept.get(*param).is_none(), "{param} reached the target");
+            // A parameter's fate is the same whichever dialect the model's
+            // provider speaks.
+            for to in [to, Dialect::Gemini] {
+                let err = translate(from, to, body.clone()).unwrap_err();
+                assert_eq!(err.param(), *param, "{from:?} -> {to:?}");
+                assert!(matches!(err, TranslateError::Unsupported { .. }), "{param}");
+                let kept: Value = serde_json::from_slice(
+                    &request(from, to, body.to_string().as_bytes(), &dropping).unwrap(),
+                )
+                .unwrap();
+                assert!(kept.get(*param).is_none(), "{param} reached {to:?}");
+            }
         }
         let rows = section.lines().filter(|l| l.starts_with("| `")).count();
         assert_eq!(
@@ -423,6 +427,23 @@ fn openai_chunks(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Each chunk's delta, finish reason and usage, its id and model checked.
+fn deltas(chunks: &[Value], id: &str, model: &str) -> Vec<Value> {
+    chunks
+        .iter()
+        .map(|c| {
+            assert_eq!(c["object"], "chat.completion.chunk");
+            assert_eq!(c["id"], id);
+            assert_eq!(c["model"], model);
+            json!([
+                c["choices"][0]["delta"],
+                c["choices"][0]["finish_reason"],
+                c["usage"]
+            ])
+        })
+        .collect()
+}
+
 #[test]
 fn an_anthropic_stream_becomes_openai_chunks() {
     let mut t = translator(
@@ -435,21 +456,8 @@ fn an_anthropic_stream_becomes_openai_chunks() {
     out.extend_from_slice(&t.finish());
     let text = String::from_utf8(out).unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
-    let deltas: Vec<Value> = openai_chunks(&text)
-        .iter()
-        .map(|c| {
-            assert_eq!(c["object"], "chat.completion.chunk");
-            assert_eq!(c["id"], "msg_1");
-            assert_eq!(c["model"], "claude-x");
-            json!([
-                c["choices"][0]["delta"],
-                c["choices"][0]["finish_reason"],
-                c["usage"]
-            ])
-        })
-        .collect();
     assert_eq!(
-        deltas,
+        deltas(&openai_chunks(&text), "msg_1", "claude-x"),
         vec![
             json!([{"role": "assistant", "content": ""}, null, null]),
             json!([{"content": "Let me "}, null, null]),
@@ -600,6 +608,8 @@ fn an_error_mid_stream_reaches_the_client_in_its_dialect() {
     assert!(!text.contains("[DONE]"));
 }
 
+mod gemini;
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -644,6 +654,8 @@ mod properties {
             for (from, to, text) in [
                 (Dialect::Anthropic, Dialect::OpenAi, ANTHROPIC_STREAM),
                 (Dialect::OpenAi, Dialect::Anthropic, OPENAI_STREAM),
+                (Dialect::Gemini, Dialect::OpenAi, gemini::GEMINI_STREAM),
+                (Dialect::Gemini, Dialect::Anthropic, gemini::GEMINI_STREAM),
             ] {
                 let (whole, whole_usage) = run(from, to, text, &[]);
                 let (pieces, usage) = run(from, to, text, &cuts);
