@@ -209,13 +209,20 @@ impl Provider for Vertex {
     }
 
     fn authenticate(&self, request: &mut RequestHeader) -> Result<(), Unavailable> {
-        let value = match &self.credential {
-            Credential::Static(headers) => headers[0].1.clone(),
-            Credential::Token(cache) => cache.header()?,
+        let fetched;
+        let headers = match &self.credential {
+            Credential::Static(headers) => headers.as_slice(),
+            Credential::Token(cache) => {
+                fetched = [(http::header::AUTHORIZATION, cache.header()?)];
+                &fetched
+            }
         };
-        request
-            .insert_header(http::header::AUTHORIZATION, value)
-            .map_err(|e| Unavailable(e.to_string()))
+        for (name, value) in headers {
+            request
+                .insert_header(name.clone(), value.clone())
+                .map_err(|e| Unavailable(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Claude on Vertex: the model is in the path, the body names

@@ -72,7 +72,7 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .expect("gateway starts");
-        let gateway = Self {
+        let mut gateway = Self {
             child: Some(child),
             proxy_port,
             admin_port,
@@ -85,7 +85,7 @@ impl Gateway {
         gateway
     }
 
-    fn wait_until_listening(&self) {
+    fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + START_WAIT;
         loop {
             let proxy_up = TcpStream::connect(("127.0.0.1", self.proxy_port)).is_ok();
@@ -93,9 +93,14 @@ impl Gateway {
             if proxy_up && admin_up {
                 return;
             }
+            // A gateway that refused its config has exited: say so now.
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             assert!(
-                Instant::now() < deadline,
-                "gateway did not start; log:\n{}",
+                exited.is_none() && Instant::now() < deadline,
+                "gateway did not start ({exited:?}); log:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
