@@ -5,7 +5,7 @@
 //! Anthropic's envelope and everyone else OpenAI's.
 
 use crate::llm::translate::{self, ErrorBody, ErrorKind, TranslateError};
-use crate::llm::{BodyError, ClientDialect};
+use crate::llm::{BodyError, ClientDialect, Dialect};
 
 /// Declares [`ErrorCode`] from one table: each error's variant, its `code`,
 /// its status and its kind.
@@ -60,6 +60,7 @@ error_codes! {
     InvalidParameter = ("invalid_parameter", 400, InvalidRequest),
     UnknownParameter = ("unknown_parameter", 400, InvalidRequest),
     UnknownUrl = ("unknown_url", 404, NotFound),
+    NotTranslated = ("unsupported_endpoint", 404, NotFound),
     MethodNotAllowed = ("method_not_allowed", 405, InvalidRequest),
     RequestTimeout = ("request_timeout", 408, InvalidRequest),
     LengthRequired = ("length_required", 411, InvalidRequest),
@@ -141,6 +142,17 @@ impl ApiError {
         let mut error = Self::new(e.into(), e.to_string());
         error.param = Some(e.param().into());
         error
+    }
+
+    /// `path` is not chat, and `model`'s pool speaks `upstream`.
+    pub fn not_translated(path: &str, model: &str, upstream: Dialect) -> Self {
+        Self::new(
+            ErrorCode::NotTranslated,
+            format!(
+                "`{path}` is not served for `{model}`: its provider speaks the {} API, and only chat requests are translated between APIs.",
+                upstream.as_str()
+            ),
+        )
     }
 
     pub fn unknown_path(method: &str, path: &str) -> Self {

@@ -510,3 +510,40 @@ fn bad_vertex_credentials_fail_at_start_naming_the_field() {
     );
     assert!(Path::new(&bad).exists());
 }
+
+#[test]
+fn only_chat_requests_are_translated_to_gemini() {
+    let mock = Mock::start_with("gemini", &["--gemini-key", GEMINI_KEY]);
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  gemini:\n    backends:\n      - {{base_url: {}, provider: gemini, api_key: {GEMINI_KEY}}}\n\
+         routes:\n  - {{name: chat, paths: [/v1/chat/completions, /v1/embeddings, /v1/messages], models: [\"gemini-*\"], upstream: gemini}}\n",
+        mock.url()
+    ));
+    let embeddings = post_json(
+        &gw.url("/v1/embeddings"),
+        &json!({"model": "gemini-x", "input": "hi"}),
+        &[],
+    );
+    embeddings.assert_error(404, "unsupported_endpoint");
+    assert!(
+        embeddings
+            .body
+            .contains("only chat requests are translated"),
+        "{}",
+        embeddings.body
+    );
+    // Under /v1/messages errors take Anthropic's shape.
+    let count = post_json(
+        &gw.url("/v1/messages/count_tokens"),
+        &json!({"model": "gemini-x", "messages": [{"role": "user", "content": "hi"}]}),
+        &ANTHROPIC,
+    );
+    assert_eq!(count.status, 404, "{}", count.body);
+    assert_eq!(count.json()["type"], "error", "{}", count.body);
+    assert_eq!(count.json()["error"]["type"], "not_found_error");
+    assert!(
+        mock.requests().is_empty(),
+        "nothing went upstream: {:?}",
+        mock.requests()
+    );
+}

@@ -103,7 +103,7 @@ pub async fn admit(
     {
         return Err(refuse(Failure::ForbiddenModel, Some(&inspected.model)).into());
     }
-    let model_request = prepare(&route, body, inspected, dialect)?;
+    let model_request = prepare(&route, &path, body, inspected, dialect)?;
     charge_limits(
         state,
         client_ip,
@@ -165,7 +165,7 @@ pub async fn admit_fallback(
     let body =
         Bytes::from(llm::rewrite(client_body, Some(model), false).map_err(|e| e.to_string())?);
     let inspected = llm::inspect(&body).map_err(|e| e.to_string())?;
-    let model_request = prepare(&route, body, inspected, dialect)
+    let model_request = prepare(&route, path, body, inspected, dialect)
         .map_err(|e| format!("its provider cannot take the request: {}", e.message))?;
     if let Some((limiter, admission)) = current.limits.take() {
         limiter.release(admission).await;
@@ -191,13 +191,25 @@ pub async fn admit_fallback(
 /// client's own dialect its body with the alias rewritten and, for streams
 /// from OpenAI-style pools that did not ask for usage, usage asked for (the
 /// extra chunk is cut out on the way back); in the other dialect a
-/// translation, refused with 400 when the target cannot honour it.
+/// translation, refused with 400 when the target cannot honour it. Only
+/// chat requests translate: another endpoint (embeddings, token counts)
+/// of a pool that speaks another dialect is refused with 404.
 fn prepare(
     route: &RouteEntry,
+    path: &str,
     body: Bytes,
     inspected: llm::Inspected,
     client: ClientDialect,
 ) -> Result<ModelRequest, ApiError> {
+    let chat = ClientDialect::of_path(path) == Some(client);
+    if let Some(other) = route
+        .pool
+        .dialects()
+        .iter()
+        .find(|d| **d != client && !chat)
+    {
+        return Err(ApiError::not_translated(path, &inspected.model, *other));
+    }
     let new_model = route.upstream_model(&inspected.model);
     let mut bodies: [Option<Bytes>; Dialect::COUNT] = Default::default();
     let mut strip_usage_event = false;
@@ -431,7 +443,7 @@ routes:
         body: &str,
     ) -> Result<Admitted, Refusal> {
         let mut session = session(path, key, body).await;
-        let dialect = ClientDialect::of_path(path).unwrap_or(ClientDialect::OpenAi);
+        let dialect = ClientDialect::of_api_path(path);
         admit(state, &mut session, dialect, None).await
     }
 

@@ -82,8 +82,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         // The path picks the client's dialect, for answers and errors alike.
-        ctx.dialect = ClientDialect::of_path(session.req_header().uri.path())
-            .unwrap_or(ClientDialect::OpenAi);
+        ctx.dialect = ClientDialect::of_api_path(session.req_header().uri.path());
         ctx.client = client::resolve(session, &state.trusted_proxies);
         if local::answer(&state, session, ctx).await? {
             return Ok(true);

@@ -76,6 +76,20 @@ impl ClientDialect {
             .into_iter()
             .find(|d| d.client().chat_path() == path)
     }
+
+    /// The API a path belongs to, chat or not, for the shape of its
+    /// answers and errors: Anthropic's under `/v1/messages`
+    /// (`/v1/messages/count_tokens`, say), else OpenAI's.
+    pub fn of_api_path(path: &str) -> ClientDialect {
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        Self::ALL
+            .into_iter()
+            .find(|d| under(d.client().chat_path()))
+            .unwrap_or(ClientDialect::OpenAi)
+    }
 }
 
 impl PartialEq<Dialect> for ClientDialect {
