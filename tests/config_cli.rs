@@ -36,6 +36,8 @@ fn shipped_configs_validate() {
     let env = [
         ("OPENAI_API_KEY", "sk-x"),
         ("ANTHROPIC_API_KEY", "sk-ant-x"),
+        ("AZURE_OPENAI_API_KEY", "az-x"),
+        ("GEMINI_API_KEY", "gm-x"),
         ("GATEWAY_TEAM_A_KEY", "sk-team-a"),
     ];
     let (code, out) = gateway(&["-t", "-c", prod.to_str().unwrap()], &env);
@@ -75,7 +77,12 @@ fn production_config_names_a_missing_secret() {
     let prod = repo_path("conf/gateway.yaml");
     let (code, out) = gateway(
         &["-t", "-c", prod.to_str().unwrap()],
-        &[("ANTHROPIC_API_KEY", "x"), ("GATEWAY_TEAM_A_KEY", "y")],
+        &[
+            ("ANTHROPIC_API_KEY", "x"),
+            ("AZURE_OPENAI_API_KEY", "x"),
+            ("GEMINI_API_KEY", "x"),
+            ("GATEWAY_TEAM_A_KEY", "y"),
+        ],
     );
     assert_ne!(code, 0);
     assert!(out.contains("gateway.yaml: upstreams.openai.backends[0].api_key: environment variable `OPENAI_API_KEY` is not set"), "{out}");

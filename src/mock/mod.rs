@@ -1,5 +1,8 @@
-//! The mock LLM upstream: OpenAI- and Anthropic-compatible endpoints with
-//! knobs for tests and benchmarks, set per request through headers:
+//! The mock LLM upstream: OpenAI- and Anthropic-compatible endpoints, and
+//! the clouds' (Azure OpenAI in `azure.rs`, the Gemini API and Vertex AI in
+//! `gemini.rs`, their token endpoints in `tokens.rs`, the credentials they
+//! accept in `cloud.rs`), with knobs for tests and benchmarks, set per
+//! request through headers:
 //!
 //! | header | effect |
 //! | --- | --- |
@@ -21,7 +24,8 @@
 //!
 //! Control endpoints: `GET /mock/requests` (what was received, with
 //! `--record`), `PUT /mock/health/<status>` (what `/health` answers),
-//! `PUT /mock/fail/<status>` (answer every API request with it; 0 stops).
+//! `PUT /mock/fail/<status>` (answer every API request with it; 0 stops),
+//! `GET /mock/tokens` (tokens issued), `PUT /mock/token-endpoint/{down,up}`.
 
 mod azure;
 mod checks;

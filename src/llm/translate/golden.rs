@@ -262,14 +262,14 @@ fn the_parameter_tables_hold_and_the_readme_lists_them() {
             Dialect::OpenAi,
             Dialect::Anthropic,
             crate::llm::wire::openai::parameters::PARAMETERS,
-            "#### OpenAI client, Anthropic model",
+            "#### OpenAI client, Anthropic or Gemini model",
             json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
         ),
         (
             Dialect::Anthropic,
             Dialect::OpenAi,
             crate::llm::wire::anthropic::parameters::PARAMETERS,
-            "#### Anthropic client, OpenAI model",
+            "#### Anthropic client, OpenAI or Gemini model",
             json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
         ),
     ];

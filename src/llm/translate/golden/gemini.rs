@@ -370,6 +370,23 @@ fn gemini_errors_keep_their_kind_in_each_dialect() {
     }
 }
 
+#[test]
+fn a_retry_delay_reaches_the_client_in_the_message() {
+    let body = json!({"error": {"code": 429, "message": "Quota exceeded.", "status": "RESOURCE_EXHAUSTED",
+        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38.5s"}]}});
+    let got: Value = serde_json::from_slice(&error(
+        Dialect::Gemini,
+        Dialect::Anthropic,
+        429,
+        body.to_string().as_bytes(),
+    ))
+    .unwrap();
+    assert_eq!(
+        got["error"]["message"],
+        "Quota exceeded. (RetryInfo: retry after 38.5s)"
+    );
+}
+
 /// A Gemini stream (`alt=sse`, CRLF-framed as Google sends it): text in two
 /// chunks, then a signed call with the finish reason; usage cumulative.
 pub const GEMINI_STREAM: &str = concat!(

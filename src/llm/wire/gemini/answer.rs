@@ -120,7 +120,10 @@ fn unwrap_list(value: &Value) -> &Value {
 /// code's name.
 pub(super) fn parse_error(value: &Value) -> Option<(ErrorKind, String)> {
     let error = unwrap_list(value).get("error")?;
-    let message = str_of(error, "message")?.to_string();
+    let mut message = str_of(error, "message")?.to_string();
+    if let Some(delay) = retry_delay(error) {
+        message.push_str(&format!(" (RetryInfo: retry after {delay})"));
+    }
     let kind = match str_of(error, "status") {
         Some("INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE") => {
             ErrorKind::InvalidRequest
@@ -133,4 +136,15 @@ pub(super) fn parse_error(value: &Value) -> Option<(ErrorKind, String)> {
         _ => ErrorKind::Server,
     };
     Some((kind, message))
+}
+
+/// The `google.rpc.RetryInfo` delay of an error (`"59s"`), if it names
+/// one: Google says when to retry only in the body.
+fn retry_delay(error: &Value) -> Option<&str> {
+    error["details"]
+        .as_array()?
+        .iter()
+        .filter(|d| str_of(d, "@type").is_some_and(|t| t.ends_with("google.rpc.RetryInfo")))
+        .find_map(|d| str_of(d, "retryDelay"))
+        .filter(|delay| delay.len() <= 32)
 }
