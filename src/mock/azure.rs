@@ -11,8 +11,9 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::chat::event_stream;
 use super::responses::{self, full, Body, Dialect, Knobs};
-use super::server::{event_stream, MockState};
+use super::state::MockState;
 
 /// Paths under `/openai/`: the deployments form and the v1 form.
 pub fn handle(

@@ -15,9 +15,10 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::chat::event_stream;
 use super::cloud::Cloud;
 use super::responses::{self, full, Body, Dialect, Knobs};
-use super::server::{event_stream, MockState};
+use super::state::MockState;
 
 /// What the path asks for.
 struct Target<'a> {
@@ -543,5 +544,5 @@ fn claude(
         http::HeaderValue::from_static("2023-06-01"),
     );
     let body = Bytes::from(request.to_string());
-    super::server::completion(state, &headers, &body, knobs, Dialect::Anthropic)
+    super::chat::completion(state, &headers, &body, knobs, Dialect::Anthropic)
 }

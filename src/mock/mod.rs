@@ -28,12 +28,15 @@
 //! `GET /mock/tokens` (tokens issued), `PUT /mock/token-endpoint/{down,up}`.
 
 mod azure;
+mod chat;
 mod checks;
 pub mod cloud;
 mod gemini;
 mod responses;
 mod server;
+mod state;
 mod tokens;
 
 pub use cloud::{Cloud, GoogleAccount};
-pub use server::{bind_and_spawn_thread, serve, MockState};
+pub use server::{bind_and_spawn_thread, serve};
+pub use state::MockState;

@@ -1,74 +1,25 @@
 //! The mock's HTTP server (hyper): request dispatch, knobs, recording.
 
-use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
 use tokio_rustls::TlsAcceptor;
 
-use super::cloud::Cloud;
+use super::chat::completion;
 use super::responses::{self, full, Body, Dialect, Knobs};
-use super::{azure, checks, gemini, tokens};
-
-/// Shared state of one mock server.
-pub struct MockState {
-    pub name: String,
-    record: bool,
-    recorded: Mutex<VecDeque<serde_json::Value>>,
-    holds: Mutex<HashMap<String, Arc<Notify>>>,
-    health_status: AtomicU16,
-    /// When not 0, every API request is answered with this status.
-    forced_status: AtomicU16,
-    /// The clouds' credentials it accepts and the tokens it issued.
-    pub cloud: Cloud,
-}
-
-impl MockState {
-    pub fn new(name: impl Into<String>, record: bool) -> Arc<Self> {
-        Self::with_cloud(
-            name,
-            record,
-            Cloud::new(None, None, None, Duration::from_secs(3600)),
-        )
-    }
-
-    pub fn with_cloud(name: impl Into<String>, record: bool, cloud: Cloud) -> Arc<Self> {
-        Arc::new(Self {
-            name: name.into(),
-            record,
-            recorded: Mutex::new(VecDeque::new()),
-            holds: Mutex::new(HashMap::new()),
-            health_status: AtomicU16::new(200),
-            forced_status: AtomicU16::new(0),
-            cloud,
-        })
-    }
-
-    fn hold(&self, key: &str) -> Arc<Notify> {
-        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
-        holds.entry(key.to_string()).or_default().clone()
-    }
-
-    fn remember(&self, entry: serde_json::Value) {
-        let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
-        if recorded.len() >= 256 {
-            recorded.pop_front();
-        }
-        recorded.push_back(entry);
-    }
-}
+use super::state::MockState;
+use super::{azure, gemini, tokens};
 
 /// Binds `addr` now (so a taken port fails the caller at start) and serves it
 /// from a thread of its own. Used by the gateway's demo config.
@@ -276,84 +227,4 @@ async fn route(
         },
         _ => responses::error(StatusCode::NOT_FOUND, dialect),
     }
-}
-
-pub(super) fn completion(
-    state: &Arc<MockState>,
-    headers: &http::HeaderMap,
-    body: &Bytes,
-    knobs: &Knobs,
-    dialect: Dialect,
-) -> Response<Body> {
-    let request: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(_) => return responses::error(StatusCode::BAD_REQUEST, dialect),
-    };
-    if let Err(problem) = checks::check(dialect, headers, &request) {
-        return responses::error_with(
-            StatusCode::BAD_REQUEST,
-            dialect,
-            &format!("mock: {problem}"),
-        );
-    }
-    let prompt_tokens = (body.len() / 4).max(1) as u64;
-    if !request["stream"].as_bool().unwrap_or(false) {
-        let value = match dialect {
-            Dialect::OpenAi => responses::chat_completion(&request, knobs, prompt_tokens),
-            Dialect::Anthropic => responses::anthropic_message(&request, knobs, prompt_tokens),
-        };
-        return json(StatusCode::OK, value);
-    }
-    let events = match dialect {
-        Dialect::OpenAi => responses::chat_stream(&request, knobs, prompt_tokens),
-        Dialect::Anthropic => responses::anthropic_stream(&request, knobs, prompt_tokens),
-    };
-    event_stream(state, knobs, events)
-}
-
-/// An event stream of `events`, sent as the knobs say (delays, a hold
-/// after the first, a connection dropped midway).
-pub(super) fn event_stream(
-    state: &Arc<MockState>,
-    knobs: &Knobs,
-    events: Vec<String>,
-) -> Response<Body> {
-    let (tx, mut rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
-    let hold = knobs.hold.as_deref().map(|key| state.hold(key));
-    let (delay, drop_after) = (knobs.chunk_delay, knobs.drop_after);
-    tokio::spawn(async move {
-        for (i, event) in events.into_iter().enumerate() {
-            if drop_after == Some(i) {
-                // Let hyper flush the events already sent, then break the connection.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let _ = tx
-                    .send(Err(std::io::Error::other("mock: dropping the connection")))
-                    .await;
-                return;
-            }
-            if i > 0 && !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            if tx.send(Ok(Frame::data(Bytes::from(event)))).await.is_err() {
-                return;
-            }
-            if i == 0 {
-                if let Some(hold) = &hold {
-                    hold.notified().await;
-                }
-            }
-        }
-    });
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-cache"),
-    );
-    resp
 }

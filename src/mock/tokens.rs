@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::responses::{full, Body};
-use super::server::MockState;
+use super::state::MockState;
 
 /// The route this module serves, if `path` is one of its.
 pub fn handle(
