@@ -352,3 +352,74 @@ fn day_and_month_budgets_hold_across_three_replicas() {
     budget_across_replicas("hybrid", "day");
     budget_across_replicas("redis", "month");
 }
+
+/// What a run of requests of `key` on `gw` spent until `stop` says enough
+/// or 20 in a row were refused: (micro-USD at the test's prices, tokens).
+fn spend_until(gw: &Gateway, key: &str, stop: impl Fn(u64, u64) -> bool) -> (u64, u64) {
+    let (mut usd, mut tokens, mut refused) = (0, 0, 0);
+    while refused < 20 && !stop(usd, tokens) {
+        let answer = ask(gw, key, 100);
+        match answer.status {
+            200 => {
+                usd += cost_of(&answer);
+                let usage = &answer.json()["usage"];
+                tokens += usage["total_tokens"].as_u64().expect("total_tokens");
+                refused = 0;
+            }
+            429 => refused += 1,
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    (usd, tokens)
+}
+
+/// A month's budget and an hour's token limit, half spent through one
+/// replica; Redis SIGKILLed and restarted empty, between two syncs so no
+/// call sees it fail. The replicas find the loss (Redis' marker changed)
+/// and restate what they took, so what the other replica may spend after
+/// is what was left, not a fresh month.
+#[test]
+fn a_redis_restarted_empty_resets_neither_a_budget_nor_a_token_limit() {
+    let mut redis = Redis::start();
+    let mock = Mock::start("m");
+    let config = format!(
+        "{PRICING}admin: {{token: \"${{AIGW_ADMIN_TOKEN}}\"}}\naccess_log: {{enabled: false}}\n\
+         auth:\n  api_keys:\n    - {{id: ml-key, key: sk-ml-0001, team: ml, limits: [team-budget]}}\n    - {{id: web-key, key: sk-web-0001, team: web, limits: [team-tokens]}}\n\
+         limits:\n  mode: hybrid\n  redis: {{url: \"{}\", expected_replicas: 2, timeout: 500ms, sync_interval: 200ms}}\n  rules:\n    - {{name: team-budget, key: [team], counts: cost_usd, limit: 0.05, window: month}}\n    - {{name: team-tokens, key: [team], counts: total_tokens, limit: 3000, window: hour}}\n\
+         upstreams:\n{}routes:\n  - name: chat\n    paths: [/v1/chat/completions]\n    models: [mock-gpt]\n    upstream: main\n    auth: [api_key]\n",
+        redis.url(),
+        pool_yaml("main", &[mock.url()], "")
+    );
+    let first = start(&config);
+    let second = start(&config);
+    let (usd_before, _) = spend_until(&first, "sk-ml-0001", |usd, _| usd >= 25_000);
+    let (_, tokens_before) = spend_until(&first, "sk-web-0001", |_, tokens| tokens >= 1_500);
+    redis.down(); // SIGKILL
+    redis.up(); // empty: it keeps nothing on disk
+    std::thread::sleep(Duration::from_secs(2));
+    let (usd_after, _) = spend_until(&second, "sk-ml-0001", |_, _| false);
+    let (_, tokens_after) = spend_until(&second, "sk-web-0001", |_, _| false);
+    eprintln!(
+        "budget 50000 micro-USD: {usd_before} before the restart, {usd_after} after; \
+         tokens 3000: {tokens_before} before, {tokens_after} after"
+    );
+    // One reservation of slack (100 output tokens at 10 micro-USD, its
+    // prompt at 2): the request that found the budget short.
+    assert!(
+        usd_before + usd_after <= 50_000 + 1_100,
+        "{usd_before} + {usd_after} spent of a 50000 budget: the month started again"
+    );
+    assert!(usd_before + usd_after >= 40_000, "the budget starved");
+    assert!(
+        tokens_before + tokens_after <= 3_000 + 130,
+        "{tokens_before} + {tokens_after} tokens of 3000: the hour started again"
+    );
+    // The budget is spent: the first replica refuses too.
+    assert_eq!(ask(&first, "sk-ml-0001", 100).status, 429);
+    let logs = format!("{}{}", first.log(), second.log());
+    assert!(logs.contains("Redis lost the limits' counts"), "{logs}");
+    assert!(
+        logs.contains("Redis writes no append-only file"),
+        "budgets warn of a Redis that persists nothing"
+    );
+}

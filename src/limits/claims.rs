@@ -33,7 +33,6 @@ struct Claim {
 
 impl Claims {
     /// What this replica has taken of the counter's window.
-    #[cfg(test)]
     pub fn get(&self, counter: &Counter, window_id: u64) -> u64 {
         let claims = self.by_counter.lock().unwrap_or_else(|p| p.into_inner());
         claims

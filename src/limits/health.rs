@@ -53,6 +53,24 @@ impl RedisHealth {
         Transition::CameBack
     }
 
+    /// Redis answers but lost its data (it restarted empty before this
+    /// replica saw it fail): as when it comes back, the next sync restates
+    /// this replica's claims and shares hold for `settle_ms`. True when
+    /// this is news (shares were not holding already).
+    pub fn lost(&self, now_ms: u64, settle_ms: u64) -> bool {
+        self.restate.store(true, Ordering::Relaxed);
+        let before = self
+            .shared_again_at_ms
+            .fetch_max(now_ms + settle_ms, Ordering::Relaxed);
+        before <= now_ms && !self.is_down()
+    }
+
+    /// Whether Redis answers but requests keep to their shares (replicas
+    /// settling after it came back or lost its data).
+    pub fn settling(&self, now_ms: u64) -> bool {
+        !self.is_down() && !self.shared_now(now_ms)
+    }
+
     /// A call failed.
     pub fn failed(&self) -> Transition {
         if self.down.swap(true, Ordering::Relaxed) {
@@ -92,6 +110,13 @@ mod tests {
         assert!(health.take_restate());
         assert!(!health.take_restate());
         health.restate_later();
+        assert!(health.take_restate());
+        // Data lost while answering: shares hold, a restate is due, once.
+        assert!(!health.settling(2000));
+        assert!(health.lost(2000, 500));
+        assert!(!health.lost(2100, 500));
+        assert!(health.settling(2499));
+        assert!(health.shared_now(2600));
         assert!(health.take_restate());
     }
 }

@@ -15,7 +15,7 @@ use super::claims::Claims;
 use super::lease::LeaseTable;
 use super::local::LocalCounters;
 use super::rules::{is_current, ttl_secs, Counter, Rule};
-use super::store::{RedisStore, StoreError};
+use super::store::{Lost, RedisStore, StoreError};
 use crate::observability::metrics::metrics;
 
 /// A counter at a moment: what a ledger needs to charge it.
@@ -37,6 +37,9 @@ pub enum Charge {
     Unavailable(StoreError),
     /// Redis failed moments ago; it was not asked again.
     BackingOff,
+    /// Redis had lost this replica's part of the window (it restarted
+    /// empty): the part is restored, nothing was charged.
+    Lost,
 }
 
 pub enum Ledger {
@@ -87,17 +90,19 @@ impl Ledger {
             }
             Ledger::Redis { store, claims } => {
                 let key = rule.redis_key(at.counter, at.window_id);
+                let claim = claims.get(at.counter, at.window_id);
                 match store
-                    .charge(&key, rule.limit, amount, ttl_secs(rule.window))
+                    .charge(&key, rule.limit, amount, ttl_secs(rule.window), claim)
                     .await
                 {
-                    Ok((true, used)) => {
+                    Ok(Err(Lost)) => Charge::Lost,
+                    Ok(Ok((true, used))) => {
                         claims.add(at.counter, at.window_id, amount as i64);
                         Charge::Admitted {
                             remaining: rule.limit.saturating_sub(used),
                         }
                     }
-                    Ok((false, _)) => Charge::Refused,
+                    Ok(Ok((false, _))) => Charge::Refused,
                     Err(e) => Charge::Unavailable(e),
                 }
             }
@@ -254,11 +259,13 @@ async fn lease_charge(
         let short = (amount as i64 - lease.remaining()).max(0) as u64;
         let want = slice.max(short);
         let key = rule.redis_key(at.counter, at.window_id);
+        let claim = claims.get(at.counter, at.window_id);
         match store
-            .lease(&key, rule.limit, want, ttl_secs(rule.window))
+            .lease(&key, rule.limit, want, ttl_secs(rule.window), claim)
             .await
         {
-            Ok((granted, used)) => {
+            Ok(Err(Lost)) => return Charge::Lost,
+            Ok(Ok((granted, used))) => {
                 claims.add(at.counter, at.window_id, granted as i64);
                 lease.grant(granted, used, granted < want);
                 if granted < want {
@@ -272,6 +279,26 @@ async fn lease_charge(
             Err(e) => return Charge::Unavailable(e),
         }
     }
+}
+
+/// Adds `amount` this replica took on its share to its part of the window in
+/// Redis (the share, not Redis, decided): while replicas settle after Redis
+/// came back, so that Redis knows every share's use before anyone leases
+/// again. The error when Redis could not be told (the claim has it).
+pub async fn write_through(
+    ledger: &Ledger,
+    rule: &Rule,
+    counter: &Counter,
+    window_id: u64,
+    amount: u64,
+) -> Result<(), String> {
+    let store = ledger.store().ok_or("no Redis")?;
+    let key = rule.redis_key(counter, window_id);
+    store
+        .adjust(&key, amount as i64, ttl_secs(rule.window))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.0)
 }
 
 /// Adds `delta` to a counter in Redis, counting a failure; false then. The

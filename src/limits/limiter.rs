@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::health::{RedisHealth, Transition};
-use super::ledger::{Charge as Outcome, Ledger, Spot};
+use super::ledger::{write_through, Charge as Outcome, Ledger, Spot};
 use super::local::LocalCounters;
 use super::rules::{reset_in_ms, window_id, Counter, RequestFacts, Rule};
 use super::settings::Limits;
@@ -59,6 +59,11 @@ pub(super) struct Shared {
     pub slot_ttl_ms: u64,
     /// How this process signs the reservations it publishes in Redis.
     pub replica: String,
+    /// The marker of Redis' data last read (`store::MARKER`): another one
+    /// means Redis lost its data.
+    pub marker: std::sync::Mutex<Option<String>>,
+    /// Whether Redis' persistence was checked yet (once, for budgets).
+    pub persistence_checked: std::sync::atomic::AtomicBool,
 }
 
 impl Limiter {
@@ -120,6 +125,8 @@ impl Limiter {
                     slots: SlotTable::default(),
                     slot_ttl_ms: super::slot_ttl(r.sync_interval),
                     replica,
+                    marker: Default::default(),
+                    persistence_checked: Default::default(),
                 };
                 (ledger, Some(shared))
             }
@@ -309,7 +316,7 @@ impl Limiter {
     async fn charge(&self, at: &Spot<'_>, amount: u64) -> Result<(u64, bool), RefusedKind> {
         if let Some(shared) = &self.shared {
             if !shared.health.shared_now(at.now_ms) {
-                return self.fallback(shared, at, amount);
+                return self.fallback(shared, at, amount).await;
             }
         }
         match self.ledger.charge(&self.local, at, amount).await {
@@ -325,10 +332,14 @@ impl Limiter {
                 let Some(shared) = &self.shared else {
                     return Err(RefusedKind::Limited);
                 };
-                if let Outcome::Unavailable(e) = outcome {
-                    self.redis_failed(&e.0);
+                match outcome {
+                    Outcome::Unavailable(e) => self.redis_failed(&e.0),
+                    Outcome::Lost => {
+                        self.redis_lost("a counter this replica had a part of is gone")
+                    }
+                    _ => {}
                 }
-                self.fallback(shared, at, amount)
+                self.fallback(shared, at, amount).await
             }
         }
     }
@@ -339,15 +350,41 @@ impl Limiter {
             return;
         };
         shared.store.clear_backoff();
-        // Every replica notices within its backoff and a sync, and
-        // restates at that sync.
-        let settle = REDIS_BACKOFF_MS + 2 * shared.sync_interval.as_millis() as u64;
-        if shared.health.answered(self.now_ms(), settle) == Transition::CameBack {
+        if shared
+            .health
+            .answered(self.now_ms(), Self::settle_ms(shared))
+            == Transition::CameBack
+        {
             metrics()
                 .rate_limit_redis_transitions
                 .with_label_values(&["shared"])
                 .inc();
             log::warn!("Redis is back: limits are shared across replicas again");
+        }
+    }
+
+    /// Every replica notices Redis back within its backoff and a sync, and
+    /// restates at that sync: shares hold this long after this replica
+    /// noticed.
+    fn settle_ms(shared: &Shared) -> u64 {
+        REDIS_BACKOFF_MS + 2 * shared.sync_interval.as_millis() as u64
+    }
+
+    /// Redis answers but lost its data (restarted empty, `why`): restate,
+    /// and keep to shares while every replica does the same.
+    pub(super) fn redis_lost(&self, why: &str) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if shared.health.lost(self.now_ms(), Self::settle_ms(shared)) {
+            metrics()
+                .rate_limit_redis_transitions
+                .with_label_values(&["emptied"])
+                .inc();
+            log::error!(
+                "Redis lost the limits' counts ({why}: restarted empty?); every replica restates \
+                 what it took of the current windows, and limits keep to per-replica shares until then"
+            );
         }
     }
 
@@ -374,12 +411,15 @@ impl Limiter {
         }
     }
 
-    /// While Redis fails: take from this replica's share, or refuse. The
-    /// share (`limit / expected_replicas`) covers all this replica took of
-    /// the window, before the failure too, so replicas that fail together
-    /// stay within the limit together; what they take is reported to Redis
-    /// with their next claim.
-    fn fallback(
+    /// While Redis fails, or replicas settle after it: take from this
+    /// replica's share, or refuse. The share (`limit / expected_replicas`)
+    /// covers all this replica took of the window, before the failure too,
+    /// so replicas that fail together stay within the limit together; what
+    /// they take while Redis is gone is restated when it is back. While
+    /// they settle (Redis answers) each charge is also written to Redis at
+    /// once: a restate done before it could not carry it, and a replica
+    /// that ends its settling first must not lease it again.
+    async fn fallback(
         &self,
         shared: &Shared,
         at: &Spot<'_>,
@@ -387,9 +427,20 @@ impl Limiter {
     ) -> Result<(u64, bool), RefusedKind> {
         let share = shared.failure_share(at.rule)?;
         let claims = self.ledger.claims().ok_or(RefusedKind::Limited)?;
-        match claims.take_within(at.counter, at.window_id, amount, share) {
-            Some(taken) => Ok((share.saturating_sub(taken), true)),
-            None => Err(RefusedKind::Limited),
+        let taken = claims
+            .take_within(at.counter, at.window_id, amount, share)
+            .ok_or(RefusedKind::Limited)?;
+        let remaining = share.saturating_sub(taken);
+        if !shared.health.settling(at.now_ms) {
+            return Ok((remaining, true));
+        }
+        match write_through(&self.ledger, at.rule, at.counter, at.window_id, amount).await {
+            // In Redis like any charge: settled and undone through the ledger.
+            Ok(()) => Ok((remaining, false)),
+            Err(e) => {
+                self.redis_failed(&e);
+                Ok((remaining, true))
+            }
         }
     }
 

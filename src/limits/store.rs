@@ -26,11 +26,26 @@ local function total(key)
   for _, v in ipairs(redis.call('HVALS', key)) do used = used + tonumber(v) end
   return used
 end
+-- A replica that claims part of a window always has its field (fields are
+-- never deleted while the window lasts): a missing one means Redis lost
+-- the counter, restarted empty. The field is restored from the claim and
+-- nothing is granted: the replica falls back to its share until every
+-- replica restated what it took.
+local function lost(key, me, claim, ttl)
+  if tonumber(claim) > 0 and redis.call('HEXISTS', key, me) == 0 then
+    redis.call('HSET', key, me, claim)
+    redis.call('EXPIRE', key, ttl)
+    return true
+  end
+  return false
+end
 "#;
 
-/// Take up to `want` of what is left of `limit`; returns {granted, used after}.
-/// ARGV: limit, want, ttl, replica.
+/// Take up to `want` of what is left of `limit`; returns {granted, used
+/// after}, or {-1, used} when Redis had lost the replica's part.
+/// ARGV: limit, want, ttl, replica, claim.
 const LEASE: &str = r#"
+if lost(KEYS[1], ARGV[4], ARGV[5], ARGV[3]) then return {-1, total(KEYS[1])} end
 local used = total(KEYS[1])
 local left = tonumber(ARGV[1]) - used
 local grant = 0
@@ -42,9 +57,11 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {grant, used + grant}
 "#;
 
-/// Charge `n` if it fits under `limit`; returns {admitted 0/1, used after}.
-/// ARGV: limit, n, ttl, replica.
+/// Charge `n` if it fits under `limit`; returns {admitted 0/1, used after},
+/// or {-1, used} when Redis had lost the replica's part.
+/// ARGV: limit, n, ttl, replica, claim.
 const CHARGE: &str = r#"
+if lost(KEYS[1], ARGV[4], ARGV[5], ARGV[3]) then return {-1, total(KEYS[1])} end
 local used = total(KEYS[1])
 local n = tonumber(ARGV[2])
 if used + n > tonumber(ARGV[1]) then return {0, used} end
@@ -72,6 +89,20 @@ raise_to_claim(KEYS[1], ARGV[3], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return total(KEYS[1])
 "#;
+
+/// The marker of Redis' data: a token set at first use, gone when Redis
+/// restarts empty. ARGV: the token to set when there is none.
+const MARKER: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  v = ARGV[1]
+  redis.call('SET', KEYS[1], v)
+end
+return v
+"#;
+
+/// Where the marker lives.
+pub const MARKER_KEY: &str = "aigw:marker";
 
 /// Concurrency slots: a hash of `held@expiry_ms` per replica. Fields whose
 /// expiry passed are removed; the caller's field is set to what it holds
@@ -130,6 +161,7 @@ pub struct RedisStore {
     claim: Script,
     slots_take: Script,
     slots_hold: Script,
+    marker: Script,
     /// This replica's field in every counter.
     replica: String,
     /// Redis time minus local time, in milliseconds.
@@ -144,6 +176,11 @@ pub struct RedisStore {
 
 #[derive(Debug)]
 pub struct StoreError(pub String);
+
+/// Redis had lost this replica's part of a window (it restarted empty);
+/// the part is restored from the claim and nothing was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost;
 
 /// The Redis keys of a budget counter's window (see `limits/spend.rs`).
 pub struct SpendKeys {
@@ -165,6 +202,7 @@ impl RedisStore {
             claim: script(CLAIM),
             slots_take: Script::new(SLOTS_TAKE),
             slots_hold: Script::new(SLOTS_HOLD),
+            marker: Script::new(MARKER),
             replica: replica.to_string(),
             clock_offset_ms: AtomicI64::new(0),
             last_ok_ms: AtomicU64::new(0),
@@ -229,39 +267,75 @@ impl RedisStore {
             .await
     }
 
-    /// Leases up to `want` of the window's budget: (granted, used after).
+    /// Leases up to `want` of the window's budget, this replica having
+    /// `claim` of it already: (granted, used after), or [`Lost`].
     pub async fn lease(
         &self,
         key: &str,
         limit: u64,
         want: u64,
         ttl_secs: u64,
-    ) -> Result<(u64, u64), StoreError> {
+        claim: u64,
+    ) -> Result<Result<(u64, u64), Lost>, StoreError> {
         let mut inv = self.lease.prepare_invoke();
         inv.key(key)
             .arg(limit)
             .arg(want)
             .arg(ttl_secs)
-            .arg(&self.replica);
-        self.run(inv).await
+            .arg(&self.replica)
+            .arg(claim);
+        let (granted, used): (i64, u64) = self.run(inv).await?;
+        Ok(u64::try_from(granted).map(|g| (g, used)).map_err(|_| Lost))
     }
 
-    /// Charges `n` when it fits: (admitted, used after).
+    /// Charges `n` when it fits, this replica having `claim` of the window
+    /// already: (admitted, used after), or [`Lost`].
     pub async fn charge(
         &self,
         key: &str,
         limit: u64,
         n: u64,
         ttl_secs: u64,
-    ) -> Result<(bool, u64), StoreError> {
+        claim: u64,
+    ) -> Result<Result<(bool, u64), Lost>, StoreError> {
         let mut inv = self.charge.prepare_invoke();
         inv.key(key)
             .arg(limit)
             .arg(n)
             .arg(ttl_secs)
-            .arg(&self.replica);
-        let (admitted, used): (u64, u64) = self.run(inv).await?;
-        Ok((admitted == 1, used))
+            .arg(&self.replica)
+            .arg(claim);
+        let (admitted, used): (i64, u64) = self.run(inv).await?;
+        Ok(if admitted < 0 {
+            Err(Lost)
+        } else {
+            Ok((admitted == 1, used))
+        })
+    }
+
+    /// The marker of Redis' data, set to `candidate` if Redis has none: a
+    /// marker other than the last one read means Redis lost its data.
+    pub async fn marker(&self, candidate: &str) -> Result<String, StoreError> {
+        let mut inv = self.marker.prepare_invoke();
+        inv.key(MARKER_KEY).arg(candidate);
+        self.run(inv).await
+    }
+
+    /// Whether Redis writes an append-only file (`INFO persistence`);
+    /// `None` when it does not say.
+    pub async fn appends_to_disk(&self) -> Result<Option<bool>, StoreError> {
+        let info: String = self
+            .query(|mut conn| async move {
+                redis::cmd("INFO")
+                    .arg("persistence")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("aof_enabled:"))
+            .map(|v| v == "1"))
     }
 
     /// Adds `delta` to this replica's part (negative gives budget back).
@@ -510,7 +584,7 @@ mod tests {
     #[test]
     fn every_script_touches_one_key() {
         for script in [
-            PRELUDE, LEASE, CHARGE, ADJUST, CLAIM, SLOTS_TAKE, SLOTS_HOLD,
+            PRELUDE, LEASE, CHARGE, ADJUST, CLAIM, SLOTS_TAKE, SLOTS_HOLD, MARKER,
         ] {
             let keys: Vec<&str> = script
                 .match_indices("KEYS[")

@@ -13,6 +13,7 @@ use pingora::services::background::BackgroundService;
 
 use super::limiter::{Limiter, Shared};
 use super::rules::{is_current, ttl_secs};
+use crate::config::LimitCounts;
 use crate::observability::metrics::metrics;
 
 impl Limiter {
@@ -56,7 +57,11 @@ impl Limiter {
     async fn sync_once(&self, shared: &Shared) {
         let store = &shared.store;
         match store.sync_clock().await {
-            Ok(()) => self.redis_ok(),
+            Ok(()) => {
+                self.redis_ok();
+                self.check_marker(shared).await;
+                self.check_persistence(shared).await;
+            }
             Err(e) => {
                 metrics().rate_limit_redis_errors.inc();
                 log::debug!("Redis clock sync failed: {}", e.0);
@@ -76,6 +81,57 @@ impl Limiter {
             .saturating_sub(shared.sync_interval.as_millis() as u64);
         self.ledger.hand_back(self.rules(), idle_before).await;
         self.send_spend(shared).await;
+    }
+
+    /// Reads the marker of Redis' data: another one than last time means
+    /// Redis restarted empty (or was flushed) even if no call failed, so
+    /// the restate below runs now and shares hold while replicas settle.
+    async fn check_marker(&self, shared: &Shared) {
+        let candidate = format!("{}@{}", shared.replica, shared.store.now_ms());
+        let marker = match shared.store.marker(&candidate).await {
+            Ok(marker) => marker,
+            Err(e) => {
+                metrics().rate_limit_redis_errors.inc();
+                log::debug!("cannot read the marker of Redis' data: {}", e.0);
+                return;
+            }
+        };
+        let before = shared
+            .marker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(marker.clone());
+        if before.is_some_and(|before| before != marker) {
+            self.redis_lost("its marker key changed");
+        }
+    }
+
+    /// Once: budgets and other long windows live in Redis, so an empty
+    /// restart loses what replicas that are not running took of them.
+    /// Say so at start when Redis keeps no append-only file.
+    async fn check_persistence(&self, shared: &Shared) {
+        use std::sync::atomic::Ordering;
+        if shared.persistence_checked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let long: Vec<&str> = self
+            .rules()
+            .iter()
+            .filter(|r| r.window.seconds() >= 3600 || r.counts == LimitCounts::CostUsd)
+            .map(|r| r.name.as_str())
+            .collect();
+        if long.is_empty() {
+            return;
+        }
+        match shared.store.appends_to_disk().await {
+            Ok(Some(false)) => log::warn!(
+                "limits: Redis writes no append-only file (appendonly no): if it restarts empty, \
+                 the rules {long:?} keep only what the replicas then running remember of their \
+                 current windows; run Redis with appendonly yes for budgets that must survive"
+            ),
+            Ok(_) => {}
+            Err(e) => log::debug!("cannot read Redis' persistence settings: {}", e.0),
+        }
     }
 
     /// Hands idle slots back and renews this replica's hold on the rest

@@ -149,7 +149,7 @@ impl Metrics {
             )?,
             rate_limit_redis_transitions: b.counters(
                 "rate_limit_redis_transitions_total",
-                "Times limits moved between shared counting in Redis (shared) and per-replica fallback while Redis failed or its topology changed (fallback).",
+                "Times limits moved between shared counting in Redis (shared) and per-replica fallback while Redis failed or its topology changed (fallback), and times Redis was found to have lost its counts (emptied).",
                 &["state"],
             )?,
             rate_limit_sync_age: b.add(Gauge::new(
@@ -246,7 +246,7 @@ impl Metrics {
         for result in ["ok", "error"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
-        for state in ["shared", "fallback"] {
+        for state in ["shared", "fallback", "emptied"] {
             metrics
                 .rate_limit_redis_transitions
                 .with_label_values(&[state]);

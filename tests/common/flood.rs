@@ -1,10 +1,11 @@
 //! Chat traffic from many threads against several gateways, tallied: what
 //! the limit tests that kill Redis or fail it over send while it happens.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Gateway;
 
@@ -35,6 +36,8 @@ pub struct Tally {
     /// Answers other than 200 and 429, and transport errors.
     pub other: Mutex<Vec<String>>,
     pub slowest_ms: AtomicUsize,
+    /// Admitted requests by the second (Unix time) they were sent in.
+    pub by_second: Mutex<BTreeMap<u64, usize>>,
 }
 
 impl Tally {
@@ -44,6 +47,16 @@ impl Tally {
 
     pub fn other(&self) -> Vec<String> {
         self.other.lock().unwrap().clone()
+    }
+
+    /// Admitted requests per second, in order of the seconds.
+    pub fn per_second(&self) -> Vec<(u64, usize)> {
+        self.by_second
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(s, n)| (*s, *n))
+            .collect()
     }
 }
 
@@ -56,9 +69,13 @@ pub fn agent() -> ureq::Agent {
 /// One chat, tallied.
 pub fn one_request(agent: &ureq::Agent, url: &str, body: &str, tally: &Tally) {
     let started = Instant::now();
+    let second = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     match agent.post(url).send_string(body) {
         Ok(r) if r.status() == 200 => {
             tally.ok.fetch_add(1, Ordering::Relaxed);
+            *tally.by_second.lock().unwrap().entry(second).or_default() += 1;
         }
         Err(ureq::Error::Status(429, _)) => {
             tally.refused.fetch_add(1, Ordering::Relaxed);
