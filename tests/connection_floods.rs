@@ -50,7 +50,22 @@ fn flood(gw: &Gateway, n: usize) -> (Vec<TcpStream>, BTreeMap<u16, usize>) {
 }
 
 /// The soft limit on open files of this process (the gateway inherits it).
+/// Raises this process's soft limit of open files to the hard one (the
+/// gateway it starts inherits it), so the test needs no `ulimit -n`; the
+/// soft limit then.
 fn open_file_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
     let limits = std::fs::read_to_string("/proc/self/limits").expect("proc limits");
     limits
         .lines()
@@ -92,7 +107,7 @@ fn three_thousand_connections_are_served_and_memory_returns() {
     const CONNECTIONS: usize = 3000;
     assert!(
         open_file_limit() > CONNECTIONS + 500,
-        "this test needs more than {} open files: raise `ulimit -n`",
+        "this test needs more than {} open files: raise the hard limit (`ulimit -Hn`)",
         CONNECTIONS + 500
     );
     let mock = Mock::start("a");

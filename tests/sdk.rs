@@ -17,17 +17,7 @@ use std::process::{Command, Output, Stdio};
 use common::*;
 
 fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("AI_GATEWAY_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = repo_path(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the SDK tests need a venv with the official SDKs: \
-         python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/requirements.txt \
-         (or set AI_GATEWAY_PYTHON)"
-    );
-    venv
+    common::python::sdk_python()
 }
 
 fn config(openai_url: &str, anthropic_url: &str, dead_url: &str) -> String {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod issuer;
 pub mod mock;
 pub mod pki;
+pub mod python;
 pub mod redis_server;
 pub mod topologies;
 
