@@ -149,3 +149,92 @@ fn the_demo_serves_both_models_through_both_apis() {
         assert_eq!(message.json()["content"][0]["type"], "text", "{model}");
     }
 }
+
+/// The README's section after `heading`, up to the next `## ` heading.
+fn readme_section(heading: &str) -> String {
+    let readme = std::fs::read_to_string(repo_path("README.md")).expect("README.md");
+    let start = readme.find(heading).expect("the heading");
+    let rest = &readme[start + heading.len()..];
+    rest[..rest.find("\n## ").unwrap_or(rest.len())].to_string()
+}
+
+/// The fenced blocks of `lang` in `text`.
+fn blocks(text: &str, lang: &str) -> Vec<String> {
+    let fence = format!("```{lang}\n");
+    text.split(&fence)
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(code, _)| code.to_string()))
+        .collect()
+}
+
+/// The Quick start runs as written against the demo (on free ports, the
+/// binary nextest built): every curl answers what its comment says (401
+/// where it says so, else 200), and the Python SDK example prints both
+/// models' answers.
+#[test]
+fn the_readme_quick_start_works_as_written() {
+    let demo = start_demo();
+    let section = readme_section("## Quick start");
+    let on_our_ports = |code: &str| {
+        code.replace("localhost:8080", &format!("localhost:{}", demo.proxy))
+            .replace("localhost:9090", &format!("localhost:{}", demo.admin))
+    };
+    let shell = blocks(&section, "sh")
+        .into_iter()
+        .find(|b| b.contains("curl"))
+        .expect("the curl block");
+    // Each curl with its continuation lines, and the comment before it.
+    let mut commands: Vec<(String, String)> = Vec::new();
+    let mut comment = String::new();
+    let mut lines = shell.lines().peekable();
+    let mut key = String::new();
+    while let Some(line) = lines.next() {
+        if let Some(c) = line.strip_prefix('#') {
+            comment = c.to_string();
+        } else if line.starts_with("KEY=") {
+            key = line.to_string();
+        } else if line.starts_with("curl") {
+            let mut command = line.to_string();
+            while command.ends_with('\\') {
+                command.pop();
+                command.push_str(lines.next().expect("a continued line"));
+            }
+            commands.push((comment.clone(), command));
+        }
+    }
+    assert!(commands.len() >= 10, "{commands:?}");
+    for (comment, command) in &commands {
+        let want = if comment.contains("401") { 401 } else { 200 };
+        let script = format!(
+            "{key}\n{} -s -o /dev/stderr -w '%{{http_code}}'",
+            on_our_ports(command.split(" #").next().unwrap_or(command))
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("bash runs");
+        let status = String::from_utf8_lossy(&out.stdout).to_string();
+        let body = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(status, want.to_string(), "{command}\n{body}");
+        assert!(!body.is_empty(), "{command}: an empty answer");
+    }
+    let python = blocks(&section, "python")
+        .into_iter()
+        .next()
+        .expect("the SDK example");
+    let out = std::process::Command::new(common::python::sdk_python())
+        .arg("-c")
+        .arg(on_our_ports(&python))
+        .output()
+        .expect("python runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for model in ["mock-gpt", "mock-claude"] {
+        assert_eq!(printed.matches(model).count(), 3, "{printed}");
+    }
+}
