@@ -219,7 +219,7 @@ fn label_values_come_from_config_whatever_clients_and_upstreams_send() {
             "result" => ["ok", "error"].contains(&value),
             "phase" => ["idle", "header"].contains(&value),
             "stage" => ["tls", "proxy_protocol"].contains(&value),
-            "state" => ["shared", "fallback"].contains(&value),
+            "state" => ["shared", "fallback", "emptied"].contains(&value),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
             _ => false,
         }

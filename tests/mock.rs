@@ -46,7 +46,9 @@ fn status_latency_and_control_endpoints() {
     let hi = json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]});
     let resp = post_json(&url, &hi, &[("x-mock-status", "429")]);
     assert_eq!(resp.status, 429);
-    assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
+    // OpenAI's own shape: its type and code, never a bare status number.
+    assert_eq!(resp.json()["error"]["type"], "requests");
+    assert_eq!(resp.json()["error"]["code"], "rate_limit_exceeded");
 
     mock.control("/mock/fail/503");
     assert_eq!(post_json(&url, &hi, &[]).status, 503);

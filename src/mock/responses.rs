@@ -93,30 +93,39 @@ pub fn error(status: StatusCode, dialect: Dialect) -> http::Response<Body> {
     )
 }
 
+/// An error in the shape and with the type and code the real API gives
+/// for `status` (OpenAI: `invalid_api_key`, `model_not_found`,
+/// `rate_limit_exceeded`, ...; never a bare status number).
 pub fn error_with(status: StatusCode, dialect: Dialect, message: &str) -> http::Response<Body> {
     let code = status.as_u16();
     let body = match dialect {
         Dialect::OpenAi => {
-            let kind = match code {
-                401 => "authentication_error",
-                403 => "permission_error",
-                429 => "rate_limit_error",
-                400..=499 => "invalid_request_error",
-                _ => "server_error",
+            let (kind, code) = match code {
+                401 => ("invalid_request_error", Some("invalid_api_key")),
+                403 => (
+                    "request_forbidden",
+                    Some("unsupported_country_region_territory"),
+                ),
+                404 => ("invalid_request_error", Some("model_not_found")),
+                429 => ("requests", Some("rate_limit_exceeded")),
+                400..=499 => ("invalid_request_error", None),
+                _ => ("server_error", None),
             };
-            serde_json::json!({"error": {"message": message, "type": kind, "code": code.to_string()}})
+            serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
         }
         Dialect::Anthropic => {
             let kind = match code {
                 401 => "authentication_error",
                 403 => "permission_error",
                 404 => "not_found_error",
+                413 => "request_too_large",
                 429 => "rate_limit_error",
                 529 | 503 => "overloaded_error",
                 400..=499 => "invalid_request_error",
                 _ => "api_error",
             };
-            serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+            serde_json::json!({"type": "error", "error": {"type": kind, "message": message},
+                "request_id": "req_mock"})
         }
     };
     full(status, "application/json", body.to_string())

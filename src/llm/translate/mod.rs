@@ -61,11 +61,17 @@ pub fn error(
                 format!("The upstream answered {status}."),
             )
         });
-    // The status says more than a generic kind: OpenAI has no kind of its
-    // own for 413, and calls 503 a `server_error` where Anthropic's clients
-    // expect `overloaded_error`.
-    if status == 413 || kind == ErrorKind::Server {
-        kind = ErrorKind::of_status(status);
+    // A status with a kind of its own decides: OpenAI calls a bad key an
+    // `invalid_request_error` and 503 a `server_error`, has no kind for 413,
+    // and says `requests` for a 429, where Anthropic's clients expect
+    // `authentication_error`, `overloaded_error`, `request_too_large` and
+    // `rate_limit_error`. Otherwise the body's kind, unless it says only
+    // "server".
+    let by_status = ErrorKind::of_status(status);
+    if !matches!(by_status, ErrorKind::InvalidRequest | ErrorKind::Server)
+        || kind == ErrorKind::Server
+    {
+        kind = by_status;
     }
     error_body(to, &ErrorBody::new(kind, &message))
 }
