@@ -499,8 +499,8 @@ fn a_redis_killed_and_restarted_empty_doubles_no_second() {
         (900, Duration::ZERO),
     ] {
         for (second, admitted) in seconds_through_a_redis_restart(limit, kill_at_ms, down) {
-            // A request sent in the last milliseconds of a second may be
-            // admitted in the next: a few of slack, never a doubling.
+            // A request admitted in the last milliseconds of a second may
+            // answer in the next: a few of slack, never a doubling.
             assert!(
                 admitted as u64 <= limit + limit / 50 + 2,
                 "second {second}: {admitted} admitted, limit {limit} (Redis killed {kill_at_ms} ms into a second)"

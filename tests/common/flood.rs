@@ -36,7 +36,10 @@ pub struct Tally {
     /// Answers other than 200 and 429, and transport errors.
     pub other: Mutex<Vec<String>>,
     pub slowest_ms: AtomicUsize,
-    /// Admitted requests by the second (Unix time) they were sent in.
+    /// Admitted requests by the second (Unix time) their answer began in:
+    /// the gateway decides a request's window when it admits it, which can
+    /// be long after it was sent (a call to a Redis that just died waits its
+    /// timeout), but only the upstream's few milliseconds before it answers.
     pub by_second: Mutex<BTreeMap<u64, usize>>,
 }
 
@@ -69,11 +72,11 @@ pub fn agent() -> ureq::Agent {
 /// One chat, tallied.
 pub fn one_request(agent: &ureq::Agent, url: &str, body: &str, tally: &Tally) {
     let started = Instant::now();
-    let second = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     match agent.post(url).send_string(body) {
         Ok(r) if r.status() == 200 => {
+            let second = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             tally.ok.fetch_add(1, Ordering::Relaxed);
             *tally.by_second.lock().unwrap().entry(second).or_default() += 1;
         }
