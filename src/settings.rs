@@ -39,6 +39,7 @@ pub struct Settings {
     /// Peers whose `X-Forwarded-For` names the client; follows reloads.
     pub trusted_proxies: Vec<Cidr>,
     pub request: edge::RequestLimits,
+    pub answers: llm::AnswerBounds,
     pub access_log: observability::AccessLog,
     pub auth: auth::Auth,
     pub limits: limits::Limits,
@@ -215,6 +216,7 @@ fn lower(file: schema::File, env: Env<'_>) -> Lowered<Settings> {
         metrics_on_proxy: file.listen.metrics_on_proxy,
         trusted_proxies,
         request,
+        answers: llm::lower_answer_bounds(&file.answers)?,
         access_log,
         auth,
         limits,

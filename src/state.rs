@@ -20,6 +20,7 @@ pub struct GatewayState {
     pub limiter: Arc<Limiter>,
     pub pools: Vec<Arc<Pool>>,
     pub request: RequestLimits,
+    pub answers: crate::llm::AnswerBounds,
     /// Most client connections open at once (0: no cap).
     pub max_connections: usize,
     /// Answer `/metrics` on the proxy port too.
@@ -64,6 +65,7 @@ impl GatewayState {
             limiter: Arc::new(Limiter::new(&config.limits)?),
             pools,
             request: config.request,
+            answers: config.answers,
             max_connections: config.max_connections,
             metrics_on_proxy: config.metrics_on_proxy,
             access_log: config.access_log,

@@ -215,6 +215,14 @@ fn bad_files_fail_with_file_field_and_fault() {
             "tracing.sample_ratio: must be between 0 and 1",
         ),
         (
+            "answers: {max_event_bytes: 100}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "answers.max_event_bytes: must be between 16384 and 67108864",
+        ),
+        (
+            "answers: {max_translated_bytes: 1000000000}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
+            "answers.max_translated_bytes: must be between 65536 and 268435456",
+        ),
+        (
             "tracing: {enabled: true, queue_size: 1}\nupstreams:\n  a:\n    backends:\n      - base_url: http://127.0.0.1:1\nroutes:\n  - {name: r, paths: [/v1], upstream: a}\n",
             "tracing.queue_size: must be between 16 and 1048576",
         ),

@@ -122,15 +122,21 @@ fn raw_chat(gw: &Gateway, stream: bool) -> String {
     raw_exchange(gw.proxy_port, request.as_bytes(), Duration::from_secs(20))
 }
 
-/// A stream that started (200, one event) and was then cut by the gateway:
-/// it must not look complete, and the attempt counts as the 200 it was.
+/// A stream that started (200, one event) and was then cut: it ends with an
+/// error event and its last chunk, never with `[DONE]`, and the attempt
+/// counts as the 200 it was.
 fn assert_cut_stream(gw: &Gateway, out: &str) {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("data: x"), "{out}");
     assert!(
-        !out.ends_with("0\r\n\r\n"),
+        !out.contains("[DONE]"),
         "a cut stream must not look complete: {out}"
     );
+    assert!(
+        out.contains("data: {\"error\":"),
+        "a cut stream ends with an error event: {out}"
+    );
+    assert!(out.ends_with("0\r\n\r\n"), "and a clean close: {out}");
     assert!(
         eventually(Duration::from_secs(5), || upstream_count(gw, "200") == 1.0),
         "{}",

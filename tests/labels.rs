@@ -220,6 +220,19 @@ fn label_values_come_from_config_whatever_clients_and_upstreams_send() {
             "phase" => ["idle", "header"].contains(&value),
             "stage" => ["tls", "proxy_protocol"].contains(&value),
             "state" => ["shared", "fallback", "emptied"].contains(&value),
+            // The fixed list of `llm::AnswerFault`s.
+            "fault" => [
+                "cut",
+                "timeout",
+                "invalid_answer",
+                "event_too_large",
+                "answer_too_large",
+                "upstream_error",
+                "invalid_usage",
+                "no_usage",
+                "trailing_data",
+            ]
+            .contains(&value),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
             _ => false,
         }

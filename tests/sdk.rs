@@ -201,3 +201,38 @@ fn both_sdks_reach_models_on_every_cloud_provider() {
         assert!(paths.iter().any(|p| p == expected), "{expected} not in {paths:?}");
     }
 }
+
+/// Streams an upstream breaks after its 200, translated both ways: each
+/// reaches the SDK as its own API error while it iterates (never a hang, a
+/// transport error or an answer that looks complete), and unknown events or
+/// data after the end leave the answer whole (`tests/sdk/hostile.py`).
+#[test]
+fn both_sdks_raise_their_own_error_on_a_stream_the_upstream_breaks() {
+    let openai = Mock::start("openai");
+    let anthropic = Mock::start("anthropic");
+    let gw = Gateway::start(&format!(
+        "auth:\n  api_keys:\n    - {{id: sdk, key: sk-hostile-sdk}}\n{pools}\
+         routes:\n  - {{name: to-anthropic, paths: [/v1/chat/completions], models: [mock-claude], upstream: anthropic-pool}}\n  - {{name: to-openai, paths: [/v1/messages], models: [mock-gpt], upstream: openai-pool}}\n",
+        pools = provider_pools(&openai.url(), &anthropic.url())
+    ));
+    let base = gw.url("");
+    let output = Command::new(python())
+        .arg(repo_path("tests/sdk/hostile.py"))
+        .args([
+            base.trim_end_matches('/'),
+            "sk-hostile-sdk",
+            "mock-claude",
+            "mock-gpt",
+        ])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("the SDKs run");
+    let report = report("hostile", &output);
+    assert!(
+        output.status.success(),
+        "{report}\ngateway log:\n{}",
+        gw.log()
+    );
+    // 2 SDKs x (5 breaks + 2 whole).
+    assert_eq!(report.matches("ok: ").count(), 14, "{report}");
+}

@@ -118,12 +118,14 @@ fn upstream_dropping_mid_stream_ends_the_client_stream() {
     );
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let mut rest = String::new();
-    // The read ends (no hang): the gateway closes the connection without the final chunk.
+    // The read ends (no hang): the gateway ends the stream with an error
+    // event and its final chunk, never with `[DONE]`.
     let _ = reader.read_to_string(&mut rest);
     assert!(rest.contains("word1"), "{rest}");
-    assert!(!rest.contains("[DONE]"), "{rest}");
     assert!(
-        !rest.ends_with("0\r\n\r\n"),
-        "a truncated stream must not look complete"
+        !rest.contains("[DONE]"),
+        "a truncated stream must not look complete: {rest}"
     );
+    assert!(rest.contains("data: {\"error\":"), "{rest}");
+    assert!(rest.ends_with("0\r\n\r\n"), "{rest}");
 }

@@ -12,7 +12,9 @@ use crate::error::ApiError;
 use crate::lifecycle::{drain, RequestInFlight};
 use crate::limits::{Admission, Limiter};
 use crate::llm::translate::StreamTranslator;
-use crate::llm::{AnswerDetails, ClientDialect, Dialect, Usage, UsageScanner};
+use crate::llm::{
+    AnswerBounds, AnswerDetails, AnswerFault, ClientDialect, Dialect, Usage, UsageScanner,
+};
 use crate::providers::Provider;
 use crate::routing::{AttemptPlan, Backend, InflightGuard, RouteEntry};
 use crate::state::GatewayState;
@@ -139,6 +141,13 @@ pub struct ResponseAccounting {
     pub usage: Option<Usage>,
     /// With tracing on: the answer's id and finish reasons.
     pub details: Option<AnswerDetails>,
+    /// The most of the answer held (the config's, set at admission).
+    pub bounds: AnswerBounds,
+    /// What went wrong with the answer after it began.
+    pub fault: Option<AnswerFault>,
+    /// The bytes that end the client's answer when a fault cut it short,
+    /// written by `fail_to_proxy`.
+    pub ending: Option<Bytes>,
 }
 
 /// An answer on its way from the upstream's dialect to the client's.
@@ -184,6 +193,7 @@ impl RequestCtx {
         let reads_model = admitted.model_request.is_some();
         self.route_label = route.label;
         self.plan = route.plan(reads_model);
+        self.response.bounds = state.answers;
         if reads_model && !route.fallbacks.is_empty() {
             self.fallbacks = Some(Box::new(FallbackContext {
                 state: state.clone(),

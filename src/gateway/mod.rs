@@ -214,7 +214,13 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
-        response::body(ctx, body, end_of_stream);
+        if let Err(fault) = response::body(ctx, body, end_of_stream) {
+            // The client's answer has its ending (`fail_to_proxy` writes
+            // it); the upstream has nothing more to give it. Pingora may not
+            // have sent the headers yet: then the client gets a 502.
+            ctx.upstream.failure = Some(ApiError::new(ErrorCode::UpstreamError, fault.message()));
+            return Error::e_explain(ANSWER_FAULT, fault.as_str());
+        }
         if end_of_stream {
             attempts::finished(ctx);
         } else if ctx.plan.past_deadline(Instant::now()) {
@@ -256,11 +262,20 @@ impl ProxyHttp for Gateway {
     {
         let answer = ctx.upstream.failure.take().or_else(|| classify(e, ctx));
         let code = answer.as_ref().map_or(0, |a| a.status);
-        if let Some(answer) = answer {
-            if session.response_written().is_none() {
-                if let Err(write_error) = respond::send_error(session, &answer, ctx).await {
-                    log::debug!("cannot send error response: {write_error}");
+        let client_left = *e.esource() == ErrorSource::Downstream;
+        if session.response_written().is_some() {
+            // The status is out: the answer can only be ended well.
+            let ending = (!client_left)
+                .then(|| response::ending(ctx, attempts::is_timeout(e)))
+                .flatten();
+            if let Some(ending) = ending {
+                if let Err(write_error) = session.write_response_body(Some(ending), true).await {
+                    log::debug!("cannot end the answer: {write_error}");
                 }
+            }
+        } else if let Some(answer) = answer {
+            if let Err(write_error) = respond::send_error(session, &answer, ctx).await {
+                log::debug!("cannot send error response: {write_error}");
             }
         }
         FailToProxy {
@@ -295,6 +310,10 @@ impl ProxyHttp for Gateway {
         tracing::finish(ctx, session, status, e);
     }
 }
+
+/// The error a body filter returns when a fault of the upstream's ended the
+/// client's answer early.
+const ANSWER_FAULT: ErrorType = ErrorType::Custom("upstream answer fault");
 
 /// The client's deadlines for this request.
 fn bound_client(session: &mut Session, limits: &RequestLimits) {

@@ -23,6 +23,12 @@ pub fn record_metrics(session: &Session, ctx: &RequestCtx, status: u16) {
                 count(ctx.route_label, method, status);
             }
             route.metrics.duration.observe(elapsed);
+            if let Some(fault) = ctx.response.fault {
+                metrics()
+                    .upstream_answer_faults
+                    .with_label_values(&[route.label, fault.as_str()])
+                    .inc();
+            }
         }
         None => {
             count(ctx.route_label, method, status);
@@ -96,6 +102,7 @@ pub fn access_log(
         cost_nano_usd,
         stream: ctx.model_request().is_some_and(|m| m.stream),
         error: error.map(|e| e.etype().as_str()),
+        answer_fault: ctx.response.fault.map(|f| f.as_str()),
         trace_id: trace_id.as_deref(),
     }
     .emit(settings.format);

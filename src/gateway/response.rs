@@ -2,7 +2,12 @@
 //! time to first token, usage read in passing (with the usage chunk the
 //! client did not ask for cut out), and, when the upstream speaks the other
 //! dialect, the answer translated. Streams are never held back; a whole
-//! JSON answer to translate is held until it ends (it is bounded).
+//! JSON answer to translate is held until it ends (`answers.*` bound both).
+//!
+//! Once the headers are out, an upstream that misbehaves ([`AnswerFault`])
+//! can no longer change the status: the client's answer is ended well
+//! instead, with an error event in its dialect for a stream and an error
+//! JSON for a translated answer ([`ending`]).
 
 use std::time::Instant;
 
@@ -11,11 +16,10 @@ use pingora::http::ResponseHeader;
 
 use super::context::Translation;
 use super::RequestCtx;
-use crate::llm::translate::{self, StreamTranslator};
-use crate::llm::{sse, AnswerDetails, Framing, Usage, UsageScanner};
-
-/// The most of a whole answer held for translation.
-const MAX_WHOLE: usize = 16 * 1024 * 1024;
+use crate::llm::fault::plausible;
+use crate::llm::ir::StreamEvent;
+use crate::llm::translate::{self, ErrorBody, ErrorKind, StreamTranslator, Untranslatable};
+use crate::llm::{AnswerDetails, AnswerFault, ClientDialect, Framing, Usage, UsageScanner};
 
 /// The answer's headers are going to the client.
 pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::Result<()> {
@@ -38,7 +42,7 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
                 upstream,
                 client,
                 request.include_usage,
-                sse::DEFAULT_MAX_EVENT,
+                ctx.response.bounds.max_event_bytes,
             ))),
             (200..=299, false) => Translation::Whole {
                 body: Vec::new(),
@@ -70,7 +74,8 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
     } else {
         Framing::Json
     };
-    ctx.response.usage_scanner = Some(UsageScanner::new(upstream, framing, sse::DEFAULT_MAX_EVENT));
+    let max_event = ctx.response.bounds.max_event_bytes;
+    ctx.response.usage_scanner = Some(UsageScanner::new(upstream, framing, max_event));
     if sse && strip {
         // Events are cut out, so the upstream's length no longer holds.
         response.remove_header(&http::header::CONTENT_LENGTH);
@@ -78,8 +83,15 @@ pub fn started(ctx: &mut RequestCtx, response: &mut ResponseHeader) -> pingora::
     Ok(())
 }
 
-/// A piece of the answer's body (`None` at the end).
-pub fn body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool) {
+/// A piece of the answer's body (`None` at the end). `Err`: a fault ended
+/// the client's answer before the upstream's ended; the bytes that end it
+/// wait in `ctx.response.ending` for `fail_to_proxy`, and the upstream is
+/// let go.
+pub fn body(
+    ctx: &mut RequestCtx,
+    body: &mut Option<Bytes>,
+    end_of_stream: bool,
+) -> Result<(), AnswerFault> {
     if !ctx.response.body_started && body.as_ref().is_some_and(|b| !b.is_empty()) {
         ctx.response.body_started = true;
         if let Some(route) = ctx.route() {
@@ -93,16 +105,28 @@ pub fn body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool)
         details.feed(piece);
     }
     let client = ctx.dialect;
+    let max_whole = ctx.response.bounds.max_translated_bytes;
     if let Some(translation) = ctx.response.translation.as_mut() {
-        let (out, usage) = translate_piece(translation, client, body.take(), end_of_stream);
-        if usage.is_some() {
-            ctx.response.usage = usage;
+        let is_answer = !matches!(translation, Translation::Error { .. });
+        let piece = translate_piece(translation, client, max_whole, body.take(), end_of_stream);
+        if let Some(usage) = piece.usage {
+            record_usage(ctx, usage);
         }
-        *body = (!out.is_empty() || end_of_stream).then_some(out);
-        return;
+        if let Some(fault) = piece.fault {
+            ctx.response.fault.get_or_insert(fault);
+        }
+        if piece.ends_early {
+            ctx.response.ending = Some(piece.out);
+            return Err(ctx.response.fault.unwrap_or(AnswerFault::Invalid));
+        }
+        *body = (!piece.out.is_empty() || end_of_stream).then_some(piece.out);
+        if end_of_stream && is_answer {
+            expect_usage(ctx);
+        }
+        return Ok(());
     }
     let Some(scanner) = ctx.response.usage_scanner.as_mut() else {
-        return;
+        return Ok(());
     };
     if let Some(chunk) = body.as_ref() {
         if let Some(replaced) = scanner.feed(chunk) {
@@ -111,24 +135,62 @@ pub fn body(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end_of_stream: bool)
     }
     if end_of_stream {
         let (usage, tail) = scanner.finish();
-        ctx.response.usage = usage;
         if let Some(tail) = tail {
             let mut whole = body.take().map(|b| b.to_vec()).unwrap_or_default();
             whole.extend_from_slice(&tail);
             *body = Some(Bytes::from(whole));
         }
+        if let Some(usage) = usage {
+            record_usage(ctx, usage);
+        }
+        expect_usage(ctx);
+    }
+    Ok(())
+}
+
+/// Usage as the upstream reported it, unless no answer could report it:
+/// then the request's reservation stands in its place.
+fn record_usage(ctx: &mut RequestCtx, usage: Usage) {
+    if plausible(&usage) {
+        ctx.response.usage = Some(usage);
+    } else {
+        ctx.response.usage = None;
+        ctx.response.fault.get_or_insert(AnswerFault::InvalidUsage);
     }
 }
 
+/// A complete model answer reports its usage; one that did not is told.
+fn expect_usage(ctx: &mut RequestCtx) {
+    if ctx.response.usage.is_none() && ctx.response.fault.is_none() && ctx.model_request().is_some()
+    {
+        ctx.response.fault = Some(AnswerFault::NoUsage);
+    }
+}
+
+/// What translating one piece of the body gave.
+struct Piece {
+    out: Bytes,
+    usage: Option<Usage>,
+    fault: Option<AnswerFault>,
+    /// The client's answer ended before the upstream's.
+    ends_early: bool,
+}
+
 /// Translates what a piece of the body allows: a stream event by event, a
-/// whole answer or an error at its end. Returns the bytes for the client
-/// and, once known, the usage.
+/// whole answer or an error at its end.
 fn translate_piece(
     translation: &mut Translation,
-    client: crate::llm::ClientDialect,
+    client: ClientDialect,
+    max_whole: usize,
     piece: Option<Bytes>,
     end: bool,
-) -> (Bytes, Option<Usage>) {
+) -> Piece {
+    let done = |out: Bytes, usage, fault, ends_early| Piece {
+        out,
+        usage,
+        fault,
+        ends_early,
+    };
     match translation {
         Translation::Stream(stream) => {
             let mut out = piece.map_or_else(Bytes::new, |p| stream.feed(&p));
@@ -140,45 +202,121 @@ fn translate_piece(
                     out = Bytes::from(whole);
                 }
             }
-            (out, stream.usage())
+            // The translator ended the client's stream on a fault of the
+            // upstream's: nothing it sends now would reach the client.
+            let ends_early = !end
+                && stream.is_done()
+                && stream
+                    .fault()
+                    .is_some_and(|f| f != AnswerFault::TrailingData);
+            done(out, stream.usage(), stream.fault(), ends_early)
         }
-        Translation::Whole { body, from } | Translation::Error { body, from, .. } => {
+        Translation::Whole { body, from } => {
             if let Some(piece) = piece {
-                if body.len() + piece.len() <= MAX_WHOLE {
-                    body.extend_from_slice(&piece);
+                if body.len() + piece.len() > max_whole {
+                    let fault = AnswerFault::AnswerTooLarge;
+                    return done(fault_body(client, fault), None, Some(fault), true);
                 }
+                body.extend_from_slice(&piece);
             }
             if !end {
-                return (Bytes::new(), None);
+                return done(Bytes::new(), None, None, false);
             }
-            let from = *from;
-            match translation {
-                Translation::Whole { body, .. } => match translate::response(from, client, body) {
-                    Some((bytes, usage)) => (Bytes::from(bytes), Some(usage)),
-                    None => (
-                        Bytes::from(translate::error_body(
-                            client,
-                            &translate::ErrorBody::new(
-                                translate::ErrorKind::Server,
-                                "The upstream's answer could not be translated.",
-                            ),
-                        )),
-                        None,
-                    ),
-                },
-                Translation::Error {
-                    body,
-                    status,
-                    provider,
-                    ..
-                } => (
-                    Bytes::from(translate::error(from, client, *status, body, &|v| {
-                        provider.parse_error(v)
-                    })),
+            match translate::response(*from, client, body) {
+                Ok(translated) => {
+                    let fault = translated.trailing.then_some(AnswerFault::TrailingData);
+                    done(Bytes::from(translated.body), translated.usage, fault, false)
+                }
+                Err(Untranslatable::UpstreamError(kind, message)) => done(
+                    Bytes::from(translate::error_body(
+                        client,
+                        &ErrorBody::new(kind, &message),
+                    )),
                     None,
+                    Some(AnswerFault::UpstreamError),
+                    false,
                 ),
-                Translation::Stream(_) => (Bytes::new(), None),
+                Err(Untranslatable::Invalid) => {
+                    let fault = AnswerFault::Invalid;
+                    done(fault_body(client, fault), None, Some(fault), false)
+                }
             }
+        }
+        Translation::Error {
+            body,
+            from,
+            status,
+            provider,
+        } => {
+            if let Some(piece) = piece {
+                // An error's message is in its first bytes: the rest of an
+                // endless one is not kept.
+                let room = max_whole.saturating_sub(body.len());
+                body.extend_from_slice(&piece[..piece.len().min(room)]);
+            }
+            if !end {
+                return done(Bytes::new(), None, None, false);
+            }
+            let bytes =
+                translate::error(*from, client, *status, body, &|v| provider.parse_error(v));
+            done(Bytes::from(bytes), None, None, false)
+        }
+    }
+}
+
+/// A translated answer's error JSON for `fault`.
+fn fault_body(client: ClientDialect, fault: AnswerFault) -> Bytes {
+    Bytes::from(translate::error_body(
+        client,
+        &ErrorBody::new(ErrorKind::Server, fault.message()),
+    ))
+}
+
+/// The exchange failed after the answer's headers reached the client
+/// (`timed_out`: a read or total timeout; else the connection broke): the
+/// bytes that end the client's answer well, or `None` when it can only be
+/// cut (a JSON answer passed on as it came, whose length the client knows).
+pub fn ending(ctx: &mut RequestCtx, timed_out: bool) -> Option<Bytes> {
+    if let Some(ending) = ctx.response.ending.take() {
+        return Some(ending);
+    }
+    let fault = if timed_out {
+        AnswerFault::Timeout
+    } else {
+        AnswerFault::Cut
+    };
+    let client = ctx.dialect;
+    match ctx.response.translation.as_mut() {
+        Some(Translation::Stream(stream)) => {
+            let already_done = stream.is_done();
+            let out = stream.fail(fault);
+            if !already_done {
+                ctx.response.fault = Some(fault);
+            }
+            Some(out)
+        }
+        Some(Translation::Whole { .. } | Translation::Error { .. }) => {
+            ctx.response.fault = Some(fault);
+            Some(fault_body(client, fault))
+        }
+        None => {
+            let scanner = ctx.response.usage_scanner.as_ref()?;
+            if !scanner.is_event_stream() {
+                return None;
+            }
+            ctx.response.fault = Some(fault);
+            // The scanner passes whole events only: the error event follows
+            // the last of them.
+            let mut out = Vec::new();
+            let error = StreamEvent::Error {
+                kind: ErrorKind::Server,
+                message: fault.message().into(),
+            };
+            client
+                .client()
+                .stream_encoder(false)
+                .event(&error, &mut out);
+            Some(Bytes::from(out))
         }
     }
 }

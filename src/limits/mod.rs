@@ -58,7 +58,7 @@ impl Charge {
             LimitCounts::Requests | LimitCounts::Concurrent => 1,
             LimitCounts::InputTokens => input,
             LimitCounts::OutputTokens => output,
-            LimitCounts::TotalTokens => (input + output).min(MAX_CHARGE),
+            LimitCounts::TotalTokens => input.saturating_add(output).min(MAX_CHARGE),
             LimitCounts::CostUsd => self.cost_micro_usd.min(MAX_CHARGE),
         }
     }

@@ -93,7 +93,8 @@ pub struct ChatResponse {
     /// Text and tool calls, in order.
     pub content: Vec<Part>,
     pub stop: StopReason,
-    pub usage: Usage,
+    /// `None`: the answer reported none (which is not zero tokens).
+    pub usage: Option<Usage>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

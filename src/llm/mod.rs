@@ -3,9 +3,11 @@
 //! internal model they translate through (`ir.rs`), usage and finish
 //! reasons read from answers in passing, and costs.
 
+mod bounds;
 mod cost;
 mod details;
 mod dialect;
+pub mod fault;
 pub mod ir;
 mod request;
 pub mod sse;
@@ -13,8 +15,10 @@ pub mod translate;
 mod usage;
 pub mod wire;
 
+pub use bounds::{lower_answer_bounds, AnswerBounds};
 pub use cost::{lower_prices, micro_usd, Price, Pricing};
 pub use details::AnswerDetails;
 pub use dialect::{ClientDialect, Dialect};
+pub use fault::AnswerFault;
 pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
 pub use usage::{Framing, Usage, UsageScanner};

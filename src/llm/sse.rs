@@ -119,6 +119,11 @@ impl Framer {
         Ok(())
     }
 
+    /// Part of an event has arrived and its end has not.
+    pub fn holds_partial(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The bytes of the event still open, given up by the framer.
     pub fn take_pending(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.pending)

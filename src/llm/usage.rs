@@ -60,8 +60,16 @@ impl UsageScanner {
         }
     }
 
-    /// Feeds one chunk. Returns the bytes to send on in its place when the
-    /// scanner changes the stream (only when cutting), else `None`.
+    /// It reads an event stream (not one JSON answer).
+    pub fn is_event_stream(&self) -> bool {
+        matches!(self.framing, Framing::EventStream { .. })
+    }
+
+    /// Feeds one chunk. Returns the bytes to send on in its place when
+    /// they differ from it, else `None`. An event stream passes on whole
+    /// events only: the part of one still arriving is held until its end
+    /// (so a stream cut mid-event never hands the client half an event),
+    /// and, when cutting, the usage chunk is left out.
     pub fn feed(&mut self, chunk: &[u8]) -> Option<Bytes> {
         let cut = match self.framing {
             Framing::Json => {
@@ -74,35 +82,38 @@ impl UsageScanner {
             }
             Framing::EventStream { cut_usage_chunk } => cut_usage_chunk,
         };
-        let mut out = cut.then(|| Vec::with_capacity(chunk.len()));
+        let started_whole = !self.events.holds_partial();
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut left_out = false;
         let (wire, mut usage) = (self.wire, self.usage);
         let framed = self.events.feed(chunk, |event| {
             let usage_only = scan_event(wire, event, &mut usage);
-            if let Some(out) = out.as_mut() {
-                if !usage_only {
-                    out.extend_from_slice(event.bytes());
-                }
+            if cut && usage_only {
+                left_out = true;
+            } else {
+                out.extend_from_slice(event.bytes());
             }
         });
         self.usage = usage;
         if framed.is_err() {
             // Not an event stream we understand: what is held goes on
-            // untouched (it was already passed on when only scanning).
-            let held = self.events.take_pending();
-            if let Some(out) = out.as_mut() {
-                out.extend_from_slice(&held);
-            }
+            // untouched.
+            out.extend_from_slice(&self.events.take_pending());
         }
-        out.map(Bytes::from)
+        if started_whole && !left_out && out.len() == chunk.len() {
+            // Whole events, all kept: the chunk goes on as it came.
+            return None;
+        }
+        Some(Bytes::from(out))
     }
 
-    /// The usage once the body ended, if the upstream reported one. When
-    /// cutting, also the bytes still held (a last event without a blank
-    /// line).
+    /// The usage once the body ended, if the upstream reported one, and
+    /// the bytes of an event stream still held (a last event without a
+    /// blank line).
     pub fn finish(&mut self) -> (Option<Usage>, Option<Bytes>) {
         let mut tail = None;
         match self.framing {
-            Framing::EventStream { cut_usage_chunk } => {
+            Framing::EventStream { .. } => {
                 let (wire, mut usage) = (self.wire, self.usage);
                 let mut rest = Vec::new();
                 self.events.finish(|event| {
@@ -110,7 +121,7 @@ impl UsageScanner {
                     rest.extend_from_slice(event.bytes());
                 });
                 self.usage = usage;
-                if cut_usage_chunk && !rest.is_empty() {
+                if !rest.is_empty() {
                     tail = Some(Bytes::from(rest));
                 }
             }

@@ -13,6 +13,7 @@
 //! | `x-mock-response-size` | bytes of generated content |
 //! | `x-mock-drop-after` | close the connection after this many stream events |
 //! | `x-mock-hold` | send the first stream event, then wait for `POST /mock/release/<key>` |
+//! | `x-mock-fault` | a successful chat answer misbehaves after its 200: `cut-mid-event`, `cut-mid-char`, `not-json`, `wrong-shape`, `unknown-events`, `silent`, `endless`, `trailing-data`, `error-event`, `usage-missing`, `usage-negative`, `usage-huge` (`faults.rs` says what each does) |
 //! | `x-mock-cached-tokens` | report this many of the prompt's tokens as read from the prompt cache (OpenAI `prompt_tokens_details.cached_tokens`, Anthropic `cache_read_input_tokens`) |
 //!
 //! Requests are checked as strictly as the providers check them (required
@@ -31,6 +32,7 @@ mod azure;
 mod chat;
 mod checks;
 pub mod cloud;
+mod faults;
 mod gemini;
 mod responses;
 mod server;

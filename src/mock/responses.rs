@@ -43,6 +43,8 @@ pub struct Knobs {
     pub hold: Option<String>,
     /// Of the prompt's tokens, this many were read from the prompt cache.
     pub cached_tokens: u64,
+    /// How a successful chat answer misbehaves (`faults.rs`).
+    pub fault: Option<super::faults::Fault>,
 }
 
 impl Knobs {
@@ -58,6 +60,7 @@ impl Knobs {
             drop_after: number("x-mock-drop-after").map(|n| n as usize),
             hold: get("x-mock-hold").map(str::to_string),
             cached_tokens: number("x-mock-cached-tokens").unwrap_or(0),
+            fault: get("x-mock-fault").and_then(super::faults::Fault::parse),
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct AccessRecord<'a> {
     pub stream: bool,
     /// Left out when the request did not fail.
     pub error: Option<&'a str>,
+    /// What was wrong with the upstream's answer once it had begun
+    /// (`llm::AnswerFault`); left out when nothing was.
+    pub answer_fault: Option<&'a str>,
     /// The request's trace (32 hex digits); left out with tracing off.
     pub trace_id: Option<&'a str>,
 }
@@ -155,6 +158,9 @@ impl AccessRecord<'_> {
         if let Some(error) = self.error {
             json.string("error", error);
         }
+        if let Some(fault) = self.answer_fault {
+            json.string("answer_fault", fault);
+        }
         if let Some(trace_id) = self.trace_id {
             json.string("trace_id", trace_id);
         }
@@ -185,6 +191,9 @@ impl AccessRecord<'_> {
             self.attempts,
             self.fallbacks,
         );
+        if let Some(fault) = self.answer_fault {
+            let _ = write!(line, " answer_fault={fault}");
+        }
         if let Some(trace_id) = self.trace_id {
             let _ = write!(line, " trace_id={trace_id}");
         }
@@ -382,6 +391,7 @@ mod tests {
             output_tokens: None,
             stream: false,
             error: None,
+            answer_fault: None,
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
         }
     }

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
+    pub upstream_answer_faults: IntCounterVec,
     pub llm_fallbacks: IntCounterVec,
     pub llm_cost: CounterVec,
     pub llm_unpriced: IntCounterVec,
@@ -115,6 +116,11 @@ impl Metrics {
                 "upstream_requests_total",
                 "Attempts at an upstream backend, by pool, backend and status (or error kind).",
                 &["upstream", "backend", "status"],
+            )?,
+            upstream_answer_faults: b.counters(
+                "upstream_answer_faults_total",
+                "Answers the upstream got wrong after they began, by route and fault: cut, timeout, invalid_answer, event_too_large, answer_too_large, upstream_error, invalid_usage, no_usage, trailing_data.",
+                &["route", "fault"],
             )?,
             llm_fallbacks: b.counters(
                 "llm_fallbacks_total",
@@ -455,6 +461,7 @@ mod tests {
         m.http_duration.with_label_values(&["r"]).observe(0.01);
         m.upstream_requests
             .with_label_values(&["p", "p/h:1", "200"]);
+        m.upstream_answer_faults.with_label_values(&["r", "cut"]);
         m.llm_fallbacks.with_label_values(&["r", "a", "b"]);
         m.llm_cost.with_label_values(&["r", "m"]);
         m.llm_unpriced.with_label_values(&["r", "m"]);
@@ -497,6 +504,7 @@ mod tests {
             "rate_limit_last_sync_age_seconds",
             "rate_limit_redis_errors_total",
             "rate_limit_redis_transitions_total",
+            "upstream_answer_faults_total",
             "upstream_requests_total",
             "upstream_token_refreshes_total",
         ];

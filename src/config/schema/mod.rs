@@ -27,6 +27,8 @@ pub struct File {
     #[serde(default)]
     pub request: Request,
     #[serde(default)]
+    pub answers: Answers,
+    #[serde(default)]
     pub access_log: AccessLog,
     #[serde(default)]
     pub reload: Reload,

@@ -169,8 +169,25 @@ pub struct CertificateFiles {
     pub key_file: String,
 }
 
+/// The most of an upstream's answer the gateway holds (`llm::AnswerBounds`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct Answers {
+    pub max_event_bytes: usize,
+    pub max_translated_bytes: usize,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: crate::llm::sse::DEFAULT_MAX_EVENT,
+            max_translated_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Request {
     pub max_body_bytes: usize,
     pub max_headers: usize,

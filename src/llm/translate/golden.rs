@@ -28,7 +28,8 @@ fn request(
 }
 
 fn response(from: Dialect, to: Dialect, body: &[u8]) -> Option<(Vec<u8>, Usage)> {
-    super::response(from, client(to), body)
+    let translated = super::response(from, client(to), body).ok()?;
+    Some((translated.body, translated.usage.unwrap_or_default()))
 }
 
 fn error(from: Dialect, to: Dialect, status: u16, body: &[u8]) -> Vec<u8> {

@@ -34,12 +34,52 @@ pub fn request(
     Ok(rendered.to_string().into_bytes())
 }
 
-/// A whole answer in `to`, from the upstream's in `from`; with its usage.
-pub fn response(from: Dialect, to: ClientDialect, body: &[u8]) -> Option<(Vec<u8>, Usage)> {
-    let parsed: Value = serde_json::from_slice(body).ok()?;
-    let answer = from.upstream().parse_response(&parsed)?;
+/// Why a successful answer could not be translated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Untranslatable {
+    /// It is an error envelope after all: the upstream's kind and message.
+    UpstreamError(ErrorKind, String),
+    /// It is not JSON, or not an answer of its dialect.
+    Invalid,
+}
+
+/// A whole answer translated.
+#[derive(Debug)]
+pub struct Translated {
+    pub body: Vec<u8>,
+    /// `None`: the answer reported none.
+    pub usage: Option<Usage>,
+    /// More followed the answer's JSON (dropped).
+    pub trailing: bool,
+}
+
+/// A whole answer in `to`, from the upstream's in `from`.
+pub fn response(
+    from: Dialect,
+    to: ClientDialect,
+    body: &[u8],
+) -> Result<Translated, Untranslatable> {
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+    let parsed = match values.next() {
+        Some(Ok(value)) => value,
+        _ => return Err(Untranslatable::Invalid),
+    };
+    let trailing = body[values.byte_offset()..]
+        .iter()
+        .any(|b| !b.is_ascii_whitespace());
+    let wire = from.upstream();
+    let Some(answer) = wire.parse_response(&parsed) else {
+        return Err(match wire.parse_error(&parsed) {
+            Some((kind, message)) => Untranslatable::UpstreamError(kind, message),
+            None => Untranslatable::Invalid,
+        });
+    };
     let rendered = to.client().render_response(&answer);
-    Some((rendered.to_string().into_bytes(), answer.usage))
+    Ok(Translated {
+        body: rendered.to_string().into_bytes(),
+        usage: answer.usage,
+        trailing,
+    })
 }
 
 /// An upstream's error answer in `to`'s shape (the status stays).

@@ -4,9 +4,10 @@
 
 use bytes::Bytes;
 
+use crate::llm::fault::AnswerFault;
 use crate::llm::ir::{ErrorKind, StreamEvent, Usage};
 use crate::llm::sse::Framer;
-use crate::llm::wire::{StreamDecoder, StreamEncoder};
+use crate::llm::wire::{Malformed, StreamDecoder, StreamEncoder};
 use crate::llm::{ClientDialect, Dialect};
 
 pub struct StreamTranslator {
@@ -14,8 +15,10 @@ pub struct StreamTranslator {
     decoder: Box<dyn StreamDecoder>,
     encoder: Box<dyn StreamEncoder>,
     usage: Option<Usage>,
+    /// The client's stream has ended: its final event, or an error event.
     done: bool,
-    failed: bool,
+    /// What went wrong, if anything did.
+    fault: Option<AnswerFault>,
     events: Vec<StreamEvent>,
 }
 
@@ -30,7 +33,7 @@ impl StreamTranslator {
             encoder: to.client().stream_encoder(include_usage),
             usage: None,
             done: false,
-            failed: false,
+            fault: None,
             events: Vec::new(),
         }
     }
@@ -40,39 +43,92 @@ impl StreamTranslator {
         self.usage
     }
 
+    /// What went wrong with the upstream's stream, if anything did.
+    pub fn fault(&self) -> Option<AnswerFault> {
+        self.fault
+    }
+
+    /// The client's stream has ended (completely, or with an error event):
+    /// nothing the upstream sends now reaches it.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// Translates the events a piece of the upstream's body completes.
     pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
-        if self.failed {
+        if self.done {
+            self.trailing(chunk);
             return Bytes::new();
         }
-        let (decoder, done, events) = (&mut *self.decoder, self.done, &mut self.events);
-        let framed = self
-            .framer
-            .feed(chunk, |event| decode(decoder, done, &event.data(), events));
-        if framed.is_err() {
-            self.failed = true;
+        let mut malformed = None;
+        let (decoder, events) = (&mut *self.decoder, &mut self.events);
+        let framed = self.framer.feed(chunk, |event| {
+            if malformed.is_none() {
+                malformed = decode(decoder, &event.data(), events).err();
+            }
+        });
+        if let Some(Malformed(why)) = malformed {
+            self.end_with(
+                AnswerFault::Invalid,
+                format!("The upstream sent an event the gateway cannot read: {why}."),
+            );
+        } else if framed.is_err() {
             self.framer.take_pending();
-            self.events.push(StreamEvent::Error {
-                kind: ErrorKind::Server,
-                message: "The upstream sent an event longer than the gateway's limit.".into(),
-            });
+            self.end_with(
+                AnswerFault::EventTooLarge,
+                AnswerFault::EventTooLarge.message().into(),
+            );
         }
         self.encode()
     }
 
-    /// The upstream's body ended. A stream the upstream ended properly is
-    /// closed in the client's dialect; a cut one stays cut (no `[DONE]`),
-    /// so the client never mistakes it for a complete answer.
+    /// The upstream's body ended. A stream the upstream ended before its
+    /// answer did ends with an error event in the client's dialect: it is
+    /// closed cleanly, and never mistaken for a complete answer.
     pub fn finish(&mut self) -> Bytes {
-        if !self.failed {
-            let (decoder, done, events) = (&mut *self.decoder, self.done, &mut self.events);
-            self.framer
-                .finish(|event| decode(decoder, done, &event.data(), events));
-            if !self.done {
-                self.decoder.finish(&mut self.events);
-            }
+        if self.done {
+            return Bytes::new();
         }
+        let mut malformed = false;
+        let (decoder, events) = (&mut *self.decoder, &mut self.events);
+        self.framer.finish(|event| {
+            // An event without its blank line: complete only if it reads.
+            malformed = decode(decoder, &event.data(), events).is_err();
+        });
+        if !malformed {
+            self.decoder.finish(&mut self.events);
+        }
+        let mut out = self.encode().to_vec();
+        if !self.done {
+            self.end_with(AnswerFault::Cut, AnswerFault::Cut.message().into());
+            out.extend_from_slice(&self.encode());
+        }
+        Bytes::from(out)
+    }
+
+    /// The exchange failed (`fault`: the connection broke, or a timeout):
+    /// the error event that ends the client's stream, unless it has ended.
+    pub fn fail(&mut self, fault: AnswerFault) -> Bytes {
+        if self.done {
+            return Bytes::new();
+        }
+        self.end_with(fault, fault.message().into());
         self.encode()
+    }
+
+    fn end_with(&mut self, fault: AnswerFault, message: String) {
+        self.fault = Some(fault);
+        self.events.push(StreamEvent::Error {
+            kind: ErrorKind::Server,
+            message,
+        });
+    }
+
+    /// Bytes after the final event: dropped, and told once.
+    fn trailing(&mut self, chunk: &[u8]) {
+        if self.fault.is_none() && chunk.iter().any(|b| !b.is_ascii_whitespace()) {
+            self.fault = Some(AnswerFault::TrailingData);
+        }
     }
 
     fn encode(&mut self) -> Bytes {
@@ -83,7 +139,11 @@ impl StreamTranslator {
             }
             match &event {
                 StreamEvent::Usage(usage) => self.usage = Some(*usage),
-                StreamEvent::Done | StreamEvent::Error { .. } => self.done = true,
+                StreamEvent::Done => self.done = true,
+                StreamEvent::Error { .. } => {
+                    self.done = true;
+                    self.fault.get_or_insert(AnswerFault::UpstreamError);
+                }
                 _ => {}
             }
             self.encoder.event(&event, &mut out);
@@ -92,11 +152,14 @@ impl StreamTranslator {
     }
 }
 
-/// One upstream event's data into stream events (none once the stream is
-/// done).
-fn decode(decoder: &mut dyn StreamDecoder, done: bool, data: &str, out: &mut Vec<StreamEvent>) {
-    if done || data.is_empty() {
-        return;
+/// One upstream event's data into stream events.
+fn decode(
+    decoder: &mut dyn StreamDecoder,
+    data: &str,
+    out: &mut Vec<StreamEvent>,
+) -> Result<(), Malformed> {
+    if data.is_empty() {
+        return Ok(());
     }
-    decoder.event(data, out);
+    decoder.event(data, out)
 }

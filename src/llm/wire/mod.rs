@@ -82,10 +82,57 @@ pub fn first_value<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
 
 /// Reads one upstream event's data into stream events.
 pub trait StreamDecoder: Send + Sync {
-    fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>);
+    /// An event that is not JSON, or not of its dialect's shape, is
+    /// `Malformed`: the stream cannot be read on.
+    fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), Malformed>;
     /// The upstream's stream ended (for dialects whose streams have no
     /// end marker of their own).
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) {}
+}
+
+/// An upstream event the gateway cannot read, and what is wrong with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// An event's data as the JSON object every dialect's events are.
+pub fn event_object(data: &str) -> Result<Value, Malformed> {
+    match serde_json::from_str::<Value>(data) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(_) => Err(Malformed("its data is JSON but not an object")),
+        Err(_) => Err(Malformed("its data is not JSON")),
+    }
+}
+
+/// `Malformed(what)` unless `shape_holds`.
+pub fn expect(shape_holds: bool, what: &'static str) -> Result<(), Malformed> {
+    if shape_holds {
+        Ok(())
+    } else {
+        Err(Malformed(what))
+    }
+}
+
+/// A member that, when present, must be an object (or null).
+pub fn object_or_absent(value: &Value) -> bool {
+    value.is_object() || value.is_null()
+}
+
+/// A token count: 0 when absent; a negative or fractional one is read as
+/// `u64::MAX`, so that the plausibility check refuses it rather than
+/// charging nothing.
+pub fn token_count(value: Option<&Value>) -> u64 {
+    match value {
+        None | Some(Value::Null) => 0,
+        Some(v) => v.as_u64().unwrap_or(u64::MAX),
+    }
+}
+
+/// [`token_count`] for usage read with serde.
+pub fn deserialize_token_count<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    let number = <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)?;
+    Ok(number.map(|n| n.as_u64().unwrap_or(u64::MAX)))
 }
 
 /// Writes stream events as a dialect's events.

@@ -27,13 +27,13 @@ pub(super) fn stop_reason(stop: StopReason) -> &'static str {
 
 /// Anthropic counts cached input apart; the model counts it in `input`.
 pub(super) fn usage_of(usage: &Value) -> Usage {
-    let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let n = |key: &str| crate::llm::wire::token_count(usage.get(key));
     let (read, write) = (
         n("cache_read_input_tokens"),
         n("cache_creation_input_tokens"),
     );
     Usage {
-        input: n("input_tokens") + read + write,
+        input: n("input_tokens").saturating_add(read).saturating_add(write),
         output: n("output_tokens"),
         cache_read: read,
         cache_write: write,
@@ -42,7 +42,7 @@ pub(super) fn usage_of(usage: &Value) -> Usage {
 
 pub(super) fn render_usage(usage: &Usage) -> Value {
     json!({
-        "input_tokens": usage.input.saturating_sub(usage.cache_read + usage.cache_write),
+        "input_tokens": usage.input.saturating_sub(usage.cache_read.saturating_add(usage.cache_write)),
         "output_tokens": usage.output,
         "cache_read_input_tokens": usage.cache_read,
         "cache_creation_input_tokens": usage.cache_write,
@@ -54,7 +54,7 @@ pub fn parse_response(value: &Value) -> Option<ChatResponse> {
         return None;
     }
     let mut content = Vec::new();
-    for block in value["content"].as_array().into_iter().flatten() {
+    for block in value["content"].as_array()? {
         match str_of(block, "type") {
             Some("text") => {
                 content.push(Part::Text(str_of(block, "text").unwrap_or("").to_string()))
@@ -74,7 +74,9 @@ pub fn parse_response(value: &Value) -> Option<ChatResponse> {
         model: str_of(value, "model").unwrap_or_default().to_string(),
         content,
         stop: stop_of(str_of(value, "stop_reason")),
-        usage: usage_of(&value["usage"]),
+        usage: value["usage"]
+            .is_object()
+            .then(|| usage_of(&value["usage"])),
     })
 }
 
@@ -105,7 +107,7 @@ pub fn render_response(r: &ChatResponse) -> Value {
         "content": content,
         "stop_reason": stop_reason(r.stop),
         "stop_sequence": null,
-        "usage": render_usage(&r.usage),
+        "usage": render_usage(&r.usage.unwrap_or_default()),
     })
 }
 

@@ -149,9 +149,13 @@ struct Message {
 
 #[derive(Deserialize)]
 struct UsageFields {
+    #[serde(default, deserialize_with = "super::deserialize_token_count")]
     input_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "super::deserialize_token_count")]
     output_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "super::deserialize_token_count")]
     cache_read_input_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "super::deserialize_token_count")]
     cache_creation_input_tokens: Option<u64>,
 }
 
@@ -177,7 +181,7 @@ impl UsageFields {
 }
 
 impl StreamDecoder for stream::Decoder {
-    fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
+    fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), super::Malformed> {
         stream::Decoder::event(self, data, out)
     }
 }

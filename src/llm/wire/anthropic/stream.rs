@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use crate::llm::ir::*;
-use crate::llm::wire::str_of;
+use crate::llm::wire::{event_object, expect, object_or_absent, str_of, token_count, Malformed};
 
 use super::answer::{parse_error, render_error, render_usage, stop_of, stop_reason, usage_of};
 
@@ -19,10 +19,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
-        let Ok(event) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
+    pub fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), Malformed> {
+        let event = event_object(data)?;
+        check_shape(&event)?;
         match str_of(&event, "type") {
             Some("message_start") => {
                 let message = &event["message"];
@@ -30,8 +29,11 @@ impl Decoder {
                     id: str_of(message, "id").unwrap_or_default().to_string(),
                     model: str_of(message, "model").unwrap_or_default().to_string(),
                 });
-                self.usage = usage_of(&message["usage"]);
-                out.push(StreamEvent::Usage(self.usage));
+                // An answer that reports no usage is not one of no tokens.
+                if message["usage"].is_object() {
+                    self.usage = usage_of(&message["usage"]);
+                    out.push(StreamEvent::Usage(self.usage));
+                }
             }
             Some("content_block_start") => {
                 let block = &event["content_block"];
@@ -80,10 +82,13 @@ impl Decoder {
                     out.push(StreamEvent::Stop(stop_of(Some(reason))));
                 }
                 let usage = &event["usage"];
-                if let Some(output) = usage["output_tokens"].as_u64() {
-                    self.usage.output = output;
+                if !usage.is_object() {
+                    return Ok(());
                 }
-                if usage["input_tokens"].is_u64() {
+                if !usage["output_tokens"].is_null() {
+                    self.usage.output = token_count(usage.get("output_tokens"));
+                }
+                if !usage["input_tokens"].is_null() {
                     let late = usage_of(usage);
                     self.usage.input = late.input;
                     self.usage.cache_read = late.cache_read;
@@ -97,9 +102,29 @@ impl Decoder {
                     .unwrap_or((ErrorKind::Server, "The upstream failed mid-stream.".into()));
                 out.push(StreamEvent::Error { kind, message });
             }
+            // `ping`, and event types to come.
             _ => {}
         }
+        Ok(())
     }
+}
+
+/// The members the decoder reads have the types the API gives them;
+/// members and event types it does not know are skipped.
+fn check_shape(event: &Value) -> Result<(), Malformed> {
+    expect(event["type"].is_string(), "it has no `type`")?;
+    let (member, what) = match str_of(event, "type") {
+        Some("message_start") => ("message", "`message` is not an object"),
+        Some("content_block_start") => ("content_block", "`content_block` is not an object"),
+        Some("content_block_delta") => ("delta", "`delta` is not an object"),
+        Some("message_delta") => ("delta", "`delta` is not an object"),
+        _ => return Ok(()),
+    };
+    expect(event[member].is_object(), what)?;
+    expect(
+        object_or_absent(&event["usage"]),
+        "`usage` is not an object",
+    )
 }
 
 /// The block being written.

@@ -32,11 +32,11 @@ pub(super) fn stop_of(reason: Option<&str>, called: bool) -> StopReason {
 /// `usageMetadata`: the prompt counts its cached tokens; thoughts are
 /// output.
 pub(super) fn usage_of(usage: &Value) -> Usage {
-    let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-    let input = n("promptTokenCount") + n("toolUsePromptTokenCount");
+    let n = |key: &str| crate::llm::wire::token_count(usage.get(key));
+    let input = n("promptTokenCount").saturating_add(n("toolUsePromptTokenCount"));
     Usage {
         input,
-        output: n("candidatesTokenCount") + n("thoughtsTokenCount"),
+        output: n("candidatesTokenCount").saturating_add(n("thoughtsTokenCount")),
         cache_read: n("cachedContentTokenCount").min(input),
         cache_write: 0,
     }
@@ -87,7 +87,8 @@ pub(super) fn prompt_blocked(answer: &Value) -> bool {
 
 pub(super) fn parse_response(value: &Value) -> Option<ChatResponse> {
     let value = unwrap_list(value);
-    if value.get("candidates").is_none() && !prompt_blocked(value) {
+    let candidates = value.get("candidates");
+    if candidates.is_some_and(|c| !c.is_array()) || candidates.is_none() && !prompt_blocked(value) {
         return None;
     }
     let mut calls = 0;
@@ -104,7 +105,9 @@ pub(super) fn parse_response(value: &Value) -> Option<ChatResponse> {
             .to_string(),
         content,
         stop,
-        usage: usage_of(&value["usageMetadata"]),
+        usage: value["usageMetadata"]
+            .is_object()
+            .then(|| usage_of(&value["usageMetadata"])),
     })
 }
 

@@ -59,7 +59,7 @@ impl UpstreamWire for Gemini {
 }
 
 impl StreamDecoder for stream::Decoder {
-    fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
+    fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), super::Malformed> {
         stream::Decoder::event(self, data, out)
     }
 

@@ -3,11 +3,9 @@
 //! end marker: the answer is complete when a chunk named its finish reason
 //! and the stream then ended.
 
-use serde_json::Value;
-
 use super::answer::{parse_error, parts_of, prompt_blocked, stop_of, usage_of};
 use crate::llm::ir::*;
-use crate::llm::wire::str_of;
+use crate::llm::wire::{event_object, expect, object_or_absent, str_of, Malformed};
 
 #[derive(Default)]
 pub(super) struct Decoder {
@@ -20,15 +18,22 @@ pub(super) struct Decoder {
 }
 
 impl Decoder {
-    pub fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
+    pub fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), Malformed> {
+        let chunk = event_object(data)?;
         if let Some((kind, message)) = parse_error(&chunk) {
             self.failed = true;
             out.push(StreamEvent::Error { kind, message });
-            return;
+            return Ok(());
         }
+        let candidates = &chunk["candidates"];
+        expect(
+            candidates.is_array() || candidates.is_null(),
+            "`candidates` is not an array",
+        )?;
+        expect(
+            object_or_absent(&chunk["usageMetadata"]),
+            "`usageMetadata` is not an object",
+        )?;
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
@@ -65,6 +70,7 @@ impl Decoder {
         } else if let Some(reason) = str_of(&chunk["candidates"][0], "finishReason") {
             self.stop = Some(stop_of(Some(reason), self.calls > 0));
         }
+        Ok(())
     }
 
     /// The stream ended: complete when a finish reason came, else cut.

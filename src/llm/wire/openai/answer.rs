@@ -73,13 +73,13 @@ pub fn finish_reason(stop: StopReason) -> &'static str {
 }
 
 pub(super) fn usage_of(usage: &Value) -> Usage {
-    let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let n = |key: &str| crate::llm::wire::token_count(usage.get(key));
     Usage {
         input: n("prompt_tokens"),
         output: n("completion_tokens"),
-        cache_read: usage["prompt_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap_or(0),
+        cache_read: crate::llm::wire::token_count(
+            usage["prompt_tokens_details"].get("cached_tokens"),
+        ),
         cache_write: 0,
     }
 }
@@ -88,7 +88,7 @@ pub(super) fn render_usage(usage: &Usage) -> Value {
     json!({
         "prompt_tokens": usage.input,
         "completion_tokens": usage.output,
-        "total_tokens": usage.input + usage.output,
+        "total_tokens": usage.input.saturating_add(usage.output),
         "prompt_tokens_details": {"cached_tokens": usage.cache_read},
     })
 }
@@ -118,7 +118,9 @@ pub fn parse_response(value: &Value) -> Option<ChatResponse> {
         model: str_of(value, "model").unwrap_or_default().to_string(),
         content,
         stop: stop_of(str_of(choice, "finish_reason")),
-        usage: usage_of(&value["usage"]),
+        usage: value["usage"]
+            .is_object()
+            .then(|| usage_of(&value["usage"])),
     })
 }
 
@@ -130,7 +132,7 @@ pub fn render_response(r: &ChatResponse) -> Value {
         "created": unix_now(),
         "model": r.model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(r.stop), "logprobs": null}],
-        "usage": render_usage(&r.usage),
+        "usage": render_usage(&r.usage.unwrap_or_default()),
     })
 }
 

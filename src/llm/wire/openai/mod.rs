@@ -134,13 +134,16 @@ struct Envelope {
 
 #[derive(Deserialize)]
 struct UsageFields {
+    #[serde(default, deserialize_with = "super::deserialize_token_count")]
     prompt_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "super::deserialize_token_count")]
     completion_tokens: Option<u64>,
     prompt_tokens_details: Option<PromptDetails>,
 }
 
 #[derive(Deserialize)]
 struct PromptDetails {
+    #[serde(default, deserialize_with = "super::deserialize_token_count")]
     cached_tokens: Option<u64>,
 }
 
@@ -175,7 +178,11 @@ pub fn format_reset(ms: u64) -> String {
 }
 
 impl StreamDecoder for stream::Decoder {
-    fn event(&mut self, data: &str, out: &mut Vec<crate::llm::ir::StreamEvent>) {
+    fn event(
+        &mut self,
+        data: &str,
+        out: &mut Vec<crate::llm::ir::StreamEvent>,
+    ) -> Result<(), super::Malformed> {
         stream::Decoder::event(self, data, out)
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::llm::ir::*;
-use crate::llm::wire::{str_of, unix_now};
+use crate::llm::wire::{event_object, expect, object_or_absent, str_of, unix_now, Malformed};
 
 use super::answer::{finish_reason, parse_error, render_error, render_usage, stop_of, usage_of};
 
@@ -15,24 +15,23 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) {
+    pub fn event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), Malformed> {
         if data.trim() == "[DONE]" {
             out.push(StreamEvent::Done);
-            return;
+            return Ok(());
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
+        let chunk = event_object(data)?;
         if let Some((kind, message)) = parse_error(&chunk) {
             out.push(StreamEvent::Error { kind, message });
-            return;
+            return Ok(());
         }
+        check_shape(&chunk)?;
         // Azure's annotation chunks (prompt filter results, no choices, no
-        // id) say nothing of the answer.
-        let annotation_only = chunk["choices"].as_array().is_some_and(|c| c.is_empty())
-            && !chunk["usage"].is_object();
-        if annotation_only {
-            return;
+        // id) say nothing of the answer; nor do chunks of kinds to come.
+        let says_nothing =
+            chunk["choices"].as_array().is_none_or(|c| c.is_empty()) && !chunk["usage"].is_object();
+        if says_nothing {
+            return Ok(());
         }
         if !self.started {
             self.started = true;
@@ -75,7 +74,40 @@ impl Decoder {
         if chunk["usage"].is_object() {
             out.push(StreamEvent::Usage(usage_of(&chunk["usage"])));
         }
+        Ok(())
     }
+}
+
+/// The members the decoder reads have the types the API gives them;
+/// members it does not know are skipped, as new ones appear.
+fn check_shape(chunk: &Value) -> Result<(), Malformed> {
+    let choices = &chunk["choices"];
+    expect(
+        choices.is_array() || choices.is_null(),
+        "`choices` is not an array",
+    )?;
+    expect(
+        object_or_absent(&chunk["usage"]),
+        "`usage` is not an object",
+    )?;
+    let Some(choice) = choices.get(0) else {
+        return Ok(());
+    };
+    let delta = &choice["delta"];
+    expect(
+        object_or_absent(delta),
+        "`choices[0].delta` is not an object",
+    )?;
+    let content = &delta["content"];
+    expect(
+        content.is_string() || content.is_null(),
+        "`choices[0].delta.content` is not a string",
+    )?;
+    let calls = &delta["tool_calls"];
+    expect(
+        calls.is_array() || calls.is_null(),
+        "`choices[0].delta.tool_calls` is not an array",
+    )
 }
 
 /// Writes stream events as OpenAI chunks, ending in `data: [DONE]`.
