@@ -1,8 +1,9 @@
 //! The usage scanner: the usage read from a response, and the bytes passed on
 //! when the usage-only chunk is cut out, do not depend on how the response was
-//! cut into chunks. Input: a flags byte (bit 0: an event stream, bit 1: cut
-//! the usage chunk, bit 2: Anthropic's usage fields, else OpenAI's), four
-//! chunk sizes (a byte each, plus one), the body.
+//! cut into chunks, and a scan that cuts nothing passes every byte on.
+//! Input: a flags byte (bit 0: an event stream, bit 1: cut the usage chunk,
+//! bits 2-3: OpenAI's, Anthropic's or Gemini's usage fields), four chunk
+//! sizes (a byte each, plus one), the body.
 #![no_main]
 
 use ai_api_gateway::llm::sse::DEFAULT_MAX_EVENT;
@@ -53,10 +54,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let sse = header[0] & 1 == 1;
     let strip = header[0] & 2 == 2;
-    let dialect = if header[0] & 4 == 4 {
-        Dialect::Anthropic
-    } else {
-        Dialect::OpenAi
+    let dialect = match (header[0] >> 2) & 3 {
+        1 => Dialect::Anthropic,
+        2 => Dialect::Gemini,
+        _ => Dialect::OpenAi,
     };
     let sizes: Vec<usize> = header[1..].iter().map(|&b| usize::from(b) + 1).collect();
     let whole = scan(dialect, sse, strip, body, &[body.len().max(1)]);

@@ -313,9 +313,9 @@ fn the_parameter_tables_hold_and_the_readme_lists_them() {
     }
 }
 
-#[test]
-fn whole_answers_both_ways() {
-    let anthropic = json!({
+/// An Anthropic answer with text, a tool call and cached input.
+fn anthropic_answer() -> Value {
+    json!({
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
         "content": [
             {"type": "text", "text": "Checking."},
@@ -323,7 +323,12 @@ fn whole_answers_both_ways() {
         ],
         "stop_reason": "tool_use", "stop_sequence": null,
         "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 4},
-    });
+    })
+}
+
+#[test]
+fn whole_answers_both_ways() {
+    let anthropic = anthropic_answer();
     let (bytes, usage) = response(
         Dialect::Anthropic,
         Dialect::OpenAi,
@@ -568,8 +573,10 @@ fn an_openai_stream_becomes_anthropic_events() {
     assert_eq!(t.usage().map(|u| (u.input, u.output)), Some((20, 7)));
 }
 
+/// A stream the upstream ended before its end ends with an error event in
+/// the client's dialect, never with its completion marker.
 #[test]
-fn a_cut_stream_stays_cut() {
+fn a_cut_stream_ends_with_an_error_event() {
     let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_delta").unwrap()];
     let mut t = translator(
         Dialect::Anthropic,
@@ -579,7 +586,12 @@ fn a_cut_stream_stays_cut() {
     );
     let mut out = t.feed(cut.as_bytes()).to_vec();
     out.extend_from_slice(&t.finish());
-    assert!(!String::from_utf8(out).unwrap().contains("[DONE]"));
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("[DONE]"), "{out}");
+    let last = out.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.starts_with("data: {\"error\":"), "{out}");
+    assert_eq!(t.fault(), Some(crate::llm::AnswerFault::Cut));
+
     let cut = &OPENAI_STREAM[..OPENAI_STREAM.find("data: [DONE]").unwrap()];
     let mut t = translator(
         Dialect::OpenAi,
@@ -589,7 +601,11 @@ fn a_cut_stream_stays_cut() {
     );
     let mut out = t.feed(cut.as_bytes()).to_vec();
     out.extend_from_slice(&t.finish());
-    assert!(!String::from_utf8(out).unwrap().contains("message_stop"));
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("message_stop"), "{out}");
+    let last = out.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.starts_with("event: error\n"), "{out}");
+    assert_eq!(t.fault(), Some(crate::llm::AnswerFault::Cut));
 }
 
 #[test]
@@ -610,6 +626,8 @@ fn an_error_mid_stream_reaches_the_client_in_its_dialect() {
 }
 
 mod gemini;
+
+mod fuzz_seeds;
 
 mod properties {
     use super::*;
@@ -664,5 +682,44 @@ mod properties {
                 prop_assert_eq!(usage, whole_usage);
             }
         }
+    }
+}
+
+/// Found by the `stream_translation` fuzz target: events after the final
+/// one were told as trailing data only when they came in a later piece than
+/// it. The found input (an Anthropic stream with events after
+/// `message_stop`), whole and in its pieces, and a plain case.
+#[test]
+fn trailing_data_is_told_whatever_the_chunking() {
+    let found: &[u8] =
+        include_bytes!("../../../fuzz/seeds/stream_translation/regression_trailing_after_the_end");
+    let (header, body) = found.split_at(5);
+    let sizes: Vec<usize> = header[1..].iter().map(|&b| usize::from(b) + 1).collect();
+    let run = |body: &[u8], sizes: &[usize]| {
+        let mut t = translator(
+            Dialect::Anthropic,
+            Dialect::OpenAi,
+            true,
+            crate::llm::sse::DEFAULT_MAX_EVENT,
+        );
+        let mut out = Vec::new();
+        let mut rest = body;
+        for &n in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, after) = rest.split_at(n.min(rest.len()));
+            out.extend_from_slice(&t.feed(piece));
+            rest = after;
+        }
+        out.extend_from_slice(&t.finish());
+        (out, t.usage(), t.fault())
+    };
+    assert_eq!(run(body, &[body.len()]), run(body, &sizes));
+    let trailing = format!("{ANTHROPIC_STREAM}event: ping\ndata: {{\"type\":\"ping\"}}\n\n");
+    let whole = run(trailing.as_bytes(), &[trailing.len()]);
+    assert_eq!(whole.2, Some(crate::llm::AnswerFault::TrailingData));
+    for size in [1, 7, 64, ANTHROPIC_STREAM.len()] {
+        assert_eq!(run(trailing.as_bytes(), &[size]), whole, "pieces of {size}");
     }
 }

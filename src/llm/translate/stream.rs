@@ -56,46 +56,40 @@ impl StreamTranslator {
 
     /// Translates the events a piece of the upstream's body completes.
     pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
-        if self.done {
-            self.trailing(chunk);
-            return Bytes::new();
-        }
-        let mut malformed = None;
+        let mut read = EventReader::new(self.done);
         let (decoder, events) = (&mut *self.decoder, &mut self.events);
-        let framed = self.framer.feed(chunk, |event| {
-            if malformed.is_none() {
-                malformed = decode(decoder, &event.data(), events).err();
-            }
-        });
-        if let Some(Malformed(why)) = malformed {
+        let framed = self
+            .framer
+            .feed(chunk, |event| read.event(decoder, &event.data(), events));
+        if let Some(Malformed(why)) = read.malformed {
             self.end_with(
                 AnswerFault::Invalid,
                 format!("The upstream sent an event the gateway cannot read: {why}."),
             );
         } else if framed.is_err() {
             self.framer.take_pending();
-            self.end_with(
-                AnswerFault::EventTooLarge,
-                AnswerFault::EventTooLarge.message().into(),
-            );
+            if !self.done {
+                self.end_with(
+                    AnswerFault::EventTooLarge,
+                    AnswerFault::EventTooLarge.message().into(),
+                );
+            }
         }
-        self.encode()
+        let out = self.encode();
+        read.tell_trailing(&mut self.fault);
+        out
     }
 
     /// The upstream's body ended. A stream the upstream ended before its
     /// answer did ends with an error event in the client's dialect: it is
     /// closed cleanly, and never mistaken for a complete answer.
     pub fn finish(&mut self) -> Bytes {
-        if self.done {
-            return Bytes::new();
-        }
-        let mut malformed = false;
+        let mut read = EventReader::new(self.done);
         let (decoder, events) = (&mut *self.decoder, &mut self.events);
-        self.framer.finish(|event| {
-            // An event without its blank line: complete only if it reads.
-            malformed = decode(decoder, &event.data(), events).is_err();
-        });
-        if !malformed {
+        // An event without its blank line: complete only if it reads.
+        self.framer
+            .finish(|event| read.event(decoder, &event.data(), events));
+        if !read.ended && read.malformed.is_none() {
             self.decoder.finish(&mut self.events);
         }
         let mut out = self.encode().to_vec();
@@ -103,6 +97,7 @@ impl StreamTranslator {
             self.end_with(AnswerFault::Cut, AnswerFault::Cut.message().into());
             out.extend_from_slice(&self.encode());
         }
+        read.tell_trailing(&mut self.fault);
         Bytes::from(out)
     }
 
@@ -122,13 +117,6 @@ impl StreamTranslator {
             kind: ErrorKind::Server,
             message,
         });
-    }
-
-    /// Bytes after the final event: dropped, and told once.
-    fn trailing(&mut self, chunk: &[u8]) {
-        if self.fault.is_none() && chunk.iter().any(|b| !b.is_ascii_whitespace()) {
-            self.fault = Some(AnswerFault::TrailingData);
-        }
     }
 
     fn encode(&mut self) -> Bytes {
@@ -152,14 +140,48 @@ impl StreamTranslator {
     }
 }
 
-/// One upstream event's data into stream events.
-fn decode(
-    decoder: &mut dyn StreamDecoder,
-    data: &str,
-    out: &mut Vec<StreamEvent>,
-) -> Result<(), Malformed> {
-    if data.is_empty() {
-        return Ok(());
+/// Reads the events of one piece of the stream: into stream events until
+/// one ends the answer (or cannot be read); what has data after that is
+/// trailing. Whether an event trails does not depend on which piece it
+/// came in.
+struct EventReader {
+    ended: bool,
+    malformed: Option<Malformed>,
+    trailing: bool,
+}
+
+impl EventReader {
+    fn new(ended: bool) -> Self {
+        Self {
+            ended,
+            malformed: None,
+            trailing: false,
+        }
     }
-    decoder.event(data, out)
+
+    fn event(&mut self, decoder: &mut dyn StreamDecoder, data: &str, out: &mut Vec<StreamEvent>) {
+        if data.is_empty() || self.malformed.is_some() {
+            return;
+        }
+        if self.ended {
+            self.trailing = true;
+            return;
+        }
+        let before = out.len();
+        match decoder.event(data, out) {
+            Ok(()) => {
+                self.ended = out[before..]
+                    .iter()
+                    .any(|e| matches!(e, StreamEvent::Done | StreamEvent::Error { .. }));
+            }
+            Err(malformed) => self.malformed = Some(malformed),
+        }
+    }
+
+    /// Data after the end is dropped, and told (unless a fault was).
+    fn tell_trailing(&self, fault: &mut Option<AnswerFault>) {
+        if self.trailing {
+            fault.get_or_insert(AnswerFault::TrailingData);
+        }
+    }
 }

@@ -185,7 +185,7 @@ fn gemini_takes_only_inline_images_and_answered_tool_results() {
 
 /// A Gemini answer with a thought (never shown), text, a call carrying a
 /// thought signature and one without an id.
-fn gemini_answer(finish: &str) -> Value {
+pub(super) fn gemini_answer(finish: &str) -> Value {
     json!({
         "candidates": [{
             "content": {"role": "model", "parts": [
