@@ -106,6 +106,9 @@ enum Command {
     /// Ask the Redis of the config's limits for PING and TIME, with the
     /// config's address and credentials: exit 0 when it answers, 1 when not.
     CheckRedis(ConfigFile),
+    /// Print the config file's JSON Schema (what `conf/gateway.schema.json`
+    /// ships), for editors to validate `gateway.yaml` with.
+    Schema,
 }
 
 #[derive(Args)]
@@ -124,6 +127,10 @@ fn main() -> ExitCode {
         Some(Command::Check(file)) => check(&file.conf),
         Some(Command::HashKey) => hash_key(),
         Some(Command::CheckRedis(file)) => check_redis(&file.conf),
+        Some(Command::Schema) => {
+            println!("{}", ai_api_gateway::settings::json_schema_text());
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -480,3 +480,25 @@ mod properties {
         }
     }
 }
+
+/// The config file's JSON Schema: the file's types (`config::json_schema`)
+/// with the words that live above the config layer filled in, the provider
+/// kinds and the JWT algorithms.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = config::json_schema::file().to_value();
+    let providers: Vec<&str> = crate::providers::KINDS.iter().map(|(k, _)| *k).collect();
+    let defs = &mut schema["$defs"];
+    defs["Backend"]["properties"]["provider"]["enum"] = serde_json::json!(providers);
+    for (def, field) in [("JwtKey", "algorithms"), ("Oidc", "algorithms")] {
+        defs[def]["properties"][field]["items"] = serde_json::json!({
+            "type": "string",
+            "enum": auth::ALGORITHMS,
+        });
+    }
+    schema
+}
+
+/// [`json_schema`] as the shipped file holds it.
+pub fn json_schema_text() -> String {
+    serde_json::to_string_pretty(&json_schema()).unwrap_or_default()
+}

@@ -9,12 +9,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub mod serde_str {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// As the file writes it: the JSON Schema shows defaults this way.
+    pub fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*duration).to_string())
     }
 }
 

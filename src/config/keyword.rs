@@ -97,6 +97,15 @@ keywords! {
 }
 
 keywords! {
+    /// Whether a TLS listener with a client CA requires a client certificate.
+    pub enum ClientAuth {
+        Required = "required",
+        /// Verified when sent; a connection without one is served too.
+        Optional = "optional",
+    }
+}
+
+keywords! {
     /// Where limit counts are kept.
     pub enum LimitMode {
         /// Each replica counts alone (no Redis).

@@ -12,6 +12,7 @@ mod cidr;
 mod duration;
 mod expand;
 mod glob;
+pub mod json_schema;
 pub mod keyword;
 pub mod schema;
 mod secret;

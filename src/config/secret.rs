@@ -9,6 +9,20 @@ use serde::Deserialize;
 #[serde(transparent)]
 pub struct Secret(String);
 
+/// Text in the file: a value, or `${ENV}` expanded when the file loads.
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A value, or ${ENV_VAR} read from the environment when the file loads; never logged."
+        })
+    }
+}
+
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())

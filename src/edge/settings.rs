@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::check::{
-    count_in, duration_in, ensure, fault, positive_up_to, socket_addr, Lowered, DAY, HOUR, MINUTE,
+    count_in, duration_in, ensure, fault, positive_up_to, socket_addr, word, Lowered, DAY, HOUR,
+    MINUTE,
 };
+use crate::config::keyword::ClientAuth;
 use crate::config::{schema, ClientCa, ServerCertificate};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,19 +127,17 @@ pub fn edge_tls(t: &schema::ListenTls) -> Lowered<EdgeTls> {
         }
         None => None,
     };
-    let client_cert_required = match (t.client_auth.as_deref(), &client_ca) {
-        (None | Some("required"), Some(_)) => true,
-        (Some("optional"), Some(_)) => false,
-        (Some("required" | "optional"), None) => {
+    let client_auth = match &t.client_auth {
+        Some(text) => Some(word::<ClientAuth>("listen.tls.client_auth", text)?),
+        None => None,
+    };
+    let client_cert_required = match (client_auth, &client_ca) {
+        (None | Some(ClientAuth::Required), Some(_)) => true,
+        (Some(ClientAuth::Optional), Some(_)) => false,
+        (Some(_), None) => {
             return fault("listen.tls.client_auth", "needs listen.tls.client_ca_file")
         }
         (None, None) => false,
-        (Some(other), _) => {
-            return fault(
-                "listen.tls.client_auth",
-                format!("`{other}` is not one of `required`, `optional`"),
-            )
-        }
     };
     Ok(EdgeTls {
         certificates,

@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
+
+use super::super::json_schema as js;
 use serde::Deserialize;
 
 use super::super::duration::serde_str as duration;
 use super::super::secret::Secret;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     #[serde(default)]
@@ -29,7 +32,7 @@ macro_rules! caller {
         $($(#[$field_meta:meta])* pub $field:ident: $type:ty,)*
     }) => {
         $(#[$meta])*
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$field_meta])* pub $field: $type,)*
@@ -100,7 +103,7 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Jwt {
     #[serde(default)]
@@ -108,6 +111,7 @@ pub struct Jwt {
     #[serde(default)]
     pub audience: Vec<String>,
     #[serde(default = "default_leeway", with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub leeway: Duration,
     #[serde(default)]
     pub keys: Vec<JwtKey>,
@@ -128,7 +132,7 @@ fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKey {
     #[serde(default)]
@@ -140,7 +144,7 @@ pub struct JwtKey {
     pub public_key_file: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Oidc {
     #[serde(default)]
@@ -150,10 +154,13 @@ pub struct Oidc {
     #[serde(default = "default_oidc_algorithms")]
     pub algorithms: Vec<String>,
     #[serde(default = "default_refresh", with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub refresh_interval: Duration,
     #[serde(default = "default_cooldown", with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub refetch_cooldown: Duration,
     #[serde(default = "default_fetch_timeout", with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub fetch_timeout: Duration,
     #[serde(default)]
     pub allow_http_loopback: bool,
@@ -174,7 +181,7 @@ fn default_fetch_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClaimNames {
     pub subject: String,

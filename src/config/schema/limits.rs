@@ -2,16 +2,21 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
+
+use super::super::json_schema as js;
+use super::super::keyword::{LimitCounts, LimitKeyPart, LimitMode, LimitWindow, RedisFailure};
 use serde::Deserialize;
 
 use super::super::duration::serde_str as duration;
 use super::super::secret::Secret;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Default: `hybrid` with a `redis` section, else `local`.
     #[serde(default)]
+    #[schemars(schema_with = "js::optional_word::<LimitMode>")]
     pub mode: Option<String>,
     #[serde(default)]
     pub redis: Option<Redis>,
@@ -26,7 +31,7 @@ fn default_output_estimate() -> u64 {
     512
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
     /// One node; exactly one of `url`, `cluster_nodes` and `sentinel`.
@@ -47,19 +52,22 @@ pub struct Redis {
     #[serde(default)]
     pub tls: Option<RedisTls>,
     #[serde(default = "default_redis_timeout", with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub timeout: Duration,
     #[serde(default = "default_sync_interval", with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub sync_interval: Duration,
     #[serde(default = "default_lease_fraction")]
     pub lease_fraction: f64,
     #[serde(default = "default_replicas")]
     pub expected_replicas: u32,
     #[serde(default = "default_on_error")]
+    #[schemars(schema_with = "js::word::<RedisFailure>")]
     pub on_error: String,
 }
 
 /// A master found through Redis Sentinel.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSentinel {
     pub master_name: String,
@@ -68,7 +76,7 @@ pub struct RedisSentinel {
     pub nodes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisTls {
     pub ca_file: Option<String>,
@@ -90,16 +98,19 @@ fn default_on_error() -> String {
     "open".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitRule {
     pub name: String,
+    #[schemars(schema_with = "js::words::<LimitKeyPart>")]
     pub key: Vec<String>,
+    #[schemars(schema_with = "js::word::<LimitCounts>")]
     pub counts: String,
     /// A count, or USD for a `cost_usd` rule.
     pub limit: f64,
     /// Not used by `concurrent` rules.
     #[serde(default = "default_window")]
+    #[schemars(schema_with = "js::word::<LimitWindow>")]
     pub window: String,
 }
 

@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
+
+use super::super::json_schema as js;
+use super::super::keyword::{AccessLogFormat, ClientAuth};
 use serde::Deserialize;
 
 use super::super::duration::serde_str as duration;
@@ -10,7 +14,7 @@ use super::super::secret::Secret;
 
 /// OpenTelemetry traces over OTLP/HTTP; unset fields follow the `OTEL_*`
 /// environment variables.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tracing {
     pub enabled: bool,
@@ -22,8 +26,10 @@ pub struct Tracing {
     /// Finished spans that may wait for the exporter before new ones drop.
     pub queue_size: usize,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub export_interval: Duration,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub export_timeout: Duration,
 }
 
@@ -42,14 +48,14 @@ impl Default for Tracing {
 }
 
 /// The admin port's endpoints beyond `/health`, `/ready` and `/metrics`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// A bearer token (`${ENV}`); without it those endpoints answer 401.
     pub token: Secret,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub model: String,
@@ -61,11 +67,12 @@ pub struct Price {
     pub cached_input_per_million: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     pub threads: usize,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub drain_timeout: Duration,
     /// Pingora's timers, replaced by `drain_timeout`: read only to fail with
     /// a message that says so.
@@ -94,7 +101,7 @@ impl Default for Server {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
     pub proxy: Vec<String>,
@@ -135,7 +142,7 @@ impl Default for Listen {
 }
 
 /// Certificates of the TLS listeners, and client certificates (mTLS).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenTls {
     /// Chosen by SNI against each certificate's own names; the first one is
@@ -145,12 +152,15 @@ pub struct ListenTls {
     pub client_ca_file: Option<String>,
     /// `required` or `optional` (default: `required` once a CA is set).
     #[serde(default)]
+    #[schemars(schema_with = "js::optional_word::<ClientAuth>")]
     pub client_auth: Option<String>,
     /// How often the certificate files are read for a rotation.
     #[serde(default = "default_tls_reload_interval", with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub reload_interval: Duration,
     /// From a connection's accept to the end of its TLS handshake.
     #[serde(default = "default_tls_handshake_timeout", with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub handshake_timeout: Duration,
 }
 
@@ -162,7 +172,7 @@ fn default_tls_handshake_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFiles {
     pub cert_file: String,
@@ -170,7 +180,7 @@ pub struct CertificateFiles {
 }
 
 /// The most of an upstream's answer the gateway holds (`llm::AnswerBounds`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Answers {
     pub max_event_bytes: usize,
@@ -186,21 +196,25 @@ impl Default for Answers {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Request {
     pub max_body_bytes: usize,
     pub max_headers: usize,
     pub max_header_bytes: usize,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub body_timeout: Duration,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub header_timeout: Duration,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub idle_timeout: Duration,
     /// Longest wait for a client to take response bytes (a reader that
     /// stopped, an HTTP/2 window that never opens).
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub write_timeout: Duration,
 }
 
@@ -218,10 +232,11 @@ impl Default for Request {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLog {
     pub enabled: bool,
+    #[schemars(schema_with = "js::word::<AccessLogFormat>")]
     pub format: String,
     /// A file the lines are appended to; stdout when unset.
     pub path: Option<String>,
@@ -241,11 +256,12 @@ impl Default for AccessLog {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Reload {
     pub watch: bool,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub interval: Duration,
 }
 
@@ -258,7 +274,7 @@ impl Default for Reload {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MockUpstream {
     pub listen: String,

@@ -3,15 +3,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
+
+use super::super::json_schema as js;
+use super::super::keyword::{AuthMethod, RetryOn, Strategy};
 use serde::Deserialize;
 
 use super::super::duration::serde_str as duration;
 use super::super::secret::Secret;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     #[serde(default = "default_strategy")]
+    #[schemars(schema_with = "js::word::<Strategy>")]
     pub strategy: String,
     pub backends: Vec<Backend>,
     #[serde(default)]
@@ -28,7 +33,7 @@ fn default_strategy() -> String {
     "round_robin".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
     pub base_url: String,
@@ -42,6 +47,7 @@ pub struct Backend {
     pub headers: BTreeMap<String, Secret>,
     /// The provider's own settings, read by its module.
     #[serde(default)]
+    #[schemars(schema_with = "js::provider_options")]
     pub options: Option<serde_yaml::Value>,
 }
 
@@ -53,13 +59,15 @@ fn default_provider() -> String {
     "openai".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheck {
     pub path: String,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub interval: Duration,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
@@ -77,11 +85,12 @@ impl Default for HealthCheck {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PassiveHealth {
     pub consecutive_failures: u32,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub cooldown: Duration,
 }
 
@@ -94,16 +103,20 @@ impl Default for PassiveHealth {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub connect: Duration,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub read: Duration,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub write: Duration,
     #[serde(with = "duration")]
+    #[schemars(schema_with = "js::duration")]
     pub total: Duration,
 }
 
@@ -118,17 +131,18 @@ impl Default for Timeouts {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     pub ca_file: Option<String>,
     pub sni: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retry {
     pub attempts: u32,
+    #[schemars(schema_with = "js::words::<RetryOn>")]
     pub on: Vec<String>,
 }
 
@@ -141,7 +155,7 @@ impl Default for Retry {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub name: String,
@@ -157,6 +171,7 @@ pub struct Route {
     pub limits: Vec<String>,
     /// Default: every method the `auth` section configures, else `none`.
     #[serde(default)]
+    #[schemars(schema_with = "js::optional_words::<AuthMethod>")]
     pub auth: Option<Vec<String>>,
     #[serde(default)]
     pub scopes: Vec<String>,
