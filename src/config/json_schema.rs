@@ -70,7 +70,7 @@ pub fn optional_words<K: Keyword>(g: &mut SchemaGenerator) -> Schema {
 pub fn provider_options(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": ["object", "null"],
-        "description": "The provider's own settings (see the README's Providers section)."
+        "description": "The provider's own settings (docs/routing-and-translation.md, Providers)."
     })
 }
 

@@ -104,58 +104,58 @@ impl Metrics {
         let metrics = Self {
             http_requests: b.counters(
                 "http_requests_total",
-                "Requests answered, by route, method and status.",
+                "Requests answered (`route` is `unmatched`, `health`, `ready`, `models` or `metrics` for what the gateway answers itself; `status` the code, its class, or `other`).",
                 &["route", "method", "status"],
             )?,
             http_duration: b.latencies(
                 "http_request_duration_seconds",
-                "Time from request start to the last byte sent, by route.",
+                "Histogram, request start to last byte.",
                 &["route"],
             )?,
             upstream_requests: b.counters(
                 "upstream_requests_total",
-                "Attempts at an upstream backend, by pool, backend and status (or error kind).",
+                "Attempts at a backend: the status code, or `connect_error`, `timeout`, `error`.",
                 &["upstream", "backend", "status"],
             )?,
             upstream_answer_faults: b.counters(
                 "upstream_answer_faults_total",
-                "Answers the upstream got wrong after they began, by route and fault: cut, timeout, invalid_answer, event_too_large, answer_too_large, upstream_error, invalid_usage, no_usage, trailing_data.",
+                "Answers the upstream got wrong after they began (see Answers an upstream gets wrong).",
                 &["route", "fault"],
             )?,
             llm_fallbacks: b.counters(
                 "llm_fallbacks_total",
-                "Requests moved to a fallback model, by the client's route and the models (as labels) from and to.",
+                "Requests moved to a fallback model: the route the client's model matched, the model label moved from and the configured fallback moved to.",
                 &["route", "from", "to"],
             )?,
             llm_cost: b.add(CounterVec::new(
                 Opts::new(
                     "llm_cost_usd_total",
-                    "What answers cost in USD, from their usage and `pricing`, by route and model (as labels).",
+                    "USD the answers cost at the configured `pricing` (`model` as above).",
                 ),
                 &["route", "model"],
             ))?,
             llm_unpriced: b.counters(
                 "llm_unpriced_requests_total",
-                "Answers with usage whose model has no price in `pricing`, by route and model (as labels).",
+                "Answers with usage whose model has no price.",
                 &["route", "model"],
             )?,
             rate_limit_hits: b.counters(
                 "rate_limit_hits_total",
-                "Requests refused by a rate limit rule.",
+                "Refusals by a limit rule (`kind` is what it counts); every configured rule starts at zero.",
                 &["rule", "kind"],
             )?,
             auth_failures: b.counters(
                 "auth_failures_total",
-                "Failed authentications, by reason.",
+                "Failed authentications, every reason starting at zero.",
                 &["reason"],
             )?,
             rate_limit_redis_errors: b.counter(
                 "rate_limit_redis_errors_total",
-                "Redis calls for limits that failed or timed out.",
+                "Redis calls for limits (and budget spend) that failed or timed out.",
             )?,
             rate_limit_redis_transitions: b.counters(
                 "rate_limit_redis_transitions_total",
-                "Times limits moved between shared counting in Redis (shared) and per-replica fallback while Redis failed or its topology changed (fallback), and times Redis was found to have lost its counts (emptied).",
+                "Times limits moved to per-replica `fallback` (Redis failing, a cluster or Sentinel failover in progress) and back to `shared` counting; each is also logged; `emptied` when Redis was found to have lost its counts (restarted empty).",
                 &["state"],
             )?,
             rate_limit_sync_age: b.add(Gauge::new(
@@ -164,17 +164,17 @@ impl Metrics {
             ))?,
             llm_tokens: b.counters(
                 "llm_tokens_total",
-                "Tokens used, as the provider reported them.",
+                "Tokens as the provider reported them; `model` is the configured name or pattern the model matched; `type` is `input` or `output`.",
                 &["route", "model", "provider", "type"],
             )?,
             llm_ttft: b.latencies(
                 "llm_time_to_first_token_seconds",
-                "Time from request start to the first byte of the upstream's answer body.",
+                "Histogram, request start to the first byte of the answer body.",
                 &["route"],
             )?,
             config_reloads: b.counters(
                 "config_reloads_total",
-                "Config reloads, by result (ok or error).",
+                "Reloads, `ok` or `error`.",
                 &["result"],
             )?,
             client_connections: b.gauge(
@@ -183,25 +183,25 @@ impl Metrics {
             )?,
             client_connections_refused: b.counter(
                 "client_connections_refused_total",
-                "Client connections closed at accept because `listen.max_connections` were open.",
+                "Connections closed at accept, over `listen.max_connections`.",
             )?,
             client_timeouts: b.counters(
                 "client_timeouts_total",
-                "Client connections closed for a timeout, by phase (idle, header).",
+                "Client connections closed by `request.header_timeout` (`header`) or `request.idle_timeout` (`idle`).",
                 &["phase"],
             )?,
             client_handshakes: b.gauge(
                 "client_handshakes_in_progress",
-                "Client connections accepted whose PROXY header or TLS handshake is not done yet.",
+                "Connections accepted whose PROXY header or TLS handshake is not done.",
             )?,
             client_handshake_failures: b.counters(
                 "client_handshake_failures_total",
-                "Client connections closed before HTTP, by stage (tls, proxy_protocol) and reason (timeout, invalid).",
+                "Connections closed before HTTP: `stage` `tls` or `proxy_protocol`, `reason` `timeout` or `invalid`.",
                 &["stage", "reason"],
             )?,
             tls_certificate_reloads: b.counters(
                 "tls_certificate_reloads_total",
-                "Certificate files read again after they changed, by result (ok, error: the old certificates keep serving).",
+                "Certificate files read again after they changed: `ok`, or `error` (the old ones keep serving).",
                 &["result"],
             )?,
             tls_certificate_expiry: b.add(prometheus::IntGaugeVec::new(
@@ -213,11 +213,11 @@ impl Metrics {
             ))?,
             inflight_requests: b.gauge(
                 "inflight_requests",
-                "Requests on the proxy port whose answer has not ended yet.",
+                "Requests on the proxy port whose answer has not ended.",
             )?,
             draining: b.gauge(
                 "draining",
-                "1 from SIGTERM or SIGQUIT until the process exits, else 0.",
+                "1 from SIGTERM or SIGQUIT until the process exits.",
             )?,
             malformed_requests: b.counter(
                 "malformed_requests_total",
@@ -229,7 +229,7 @@ impl Metrics {
             )?,
             access_log_dropped: b.counter(
                 "access_log_dropped_total",
-                "Access-log lines dropped because the writer fell behind or could not write.",
+                "Access-log lines dropped because the writer fell behind (`access_log.buffer_bytes` full) or could not write.",
             )?,
             otel_spans_exported: b.counter(
                 "otel_spans_exported_total",
@@ -237,12 +237,12 @@ impl Metrics {
             )?,
             otel_spans_dropped: b.counters(
                 "otel_spans_dropped_total",
-                "Trace spans dropped, by reason: queue_full (the exporter fell behind), export_failed (the collector refused or did not answer), export_stopped.",
+                "Trace spans dropped: `queue_full` (the exporter fell behind), `export_failed` (the collector refused or did not answer), `export_stopped`.",
                 &["reason"],
             )?,
             upstream_token_refreshes: b.counters(
                 "upstream_token_refreshes_total",
-                "Upstream credentials fetched (OAuth tokens, cloud credentials), by provider and result (ok, error).",
+                "Provider tokens fetched (Entra ID, Vertex AI): `ok` or `error`.",
                 &["provider", "result"],
             )?,
             registry: b.registry,
@@ -452,10 +452,11 @@ mod tests {
     use super::*;
 
     /// Every metric the gateway defines is exported, under the names the
-    /// README and the runbook use: a metric added without being listed
+    /// docs and the runbook use: a metric added without being listed
     /// here fails the test.
-    #[test]
-    fn every_metric_is_exported() {
+    /// The registry with a child of every labelled metric, so that each
+    /// is gathered.
+    fn every_metric() -> &'static Metrics {
         let m = metrics();
         m.http_requests.with_label_values(&["r", "GET", "200"]);
         m.http_duration.with_label_values(&["r"]).observe(0.01);
@@ -470,6 +471,12 @@ mod tests {
         m.llm_tokens
             .with_label_values(&["r", "m", "openai", "input"]);
         m.llm_ttft.with_label_values(&["r"]).observe(0.01);
+        m
+    }
+
+    #[test]
+    fn every_metric_is_exported() {
+        let m = every_metric();
         let mut exported: Vec<String> = m
             .registry
             .gather()
@@ -518,4 +525,49 @@ mod tests {
             );
         }
     }
+
+    /// The metrics table of docs/observability.md, from the registry: each
+    /// metric's name, type, labels and help. `UPDATE_DOCS=1 cargo test
+    /// metrics_table` writes it.
+    #[test]
+    fn the_metrics_table_is_generated_from_the_code() {
+        let mut table =
+            String::from("| metric | type | labels | meaning |\n| --- | --- | --- | --- |\n");
+        for family in every_metric().registry.gather() {
+            let labels: Vec<String> = family
+                .get_metric()
+                .first()
+                .map(|m| {
+                    m.get_label()
+                        .iter()
+                        .map(|l| format!("`{}`", l.name()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let kind = format!("{:?}", family.get_field_type()).to_lowercase();
+            table.push_str(&format!(
+                "| `{}` | {kind} | {} | {} |\n",
+                family.name(),
+                labels.join(", "),
+                family.help()
+            ));
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/observability.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let (begin, end) = (METRICS_TABLE_BEGIN, METRICS_TABLE_END);
+        let (before, rest) = doc.split_once(begin).expect("the table's begin marker");
+        let (current, after) = rest.split_once(end).expect("the table's end marker");
+        let generated = format!("\n{table}");
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(path, format!("{before}{begin}{generated}{end}{after}")).unwrap();
+        } else {
+            assert!(
+                current == generated,
+                "docs/observability.md's metrics table is stale: UPDATE_DOCS=1 cargo test metrics_table"
+            );
+        }
+    }
+
+    const METRICS_TABLE_BEGIN: &str = "<!-- generated from src/observability/metrics.rs: UPDATE_DOCS=1 cargo test metrics_table -->";
+    const METRICS_TABLE_END: &str = "<!-- end of the generated table -->";
 }

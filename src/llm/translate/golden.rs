@@ -1,4 +1,4 @@
-//! Golden translations: each mapping of the README's table, both ways.
+//! Golden translations: each mapping of the tables in docs/routing-and-translation.md, both ways.
 
 use serde_json::{json, Value};
 
@@ -241,19 +241,19 @@ fn unsupported_parameters_are_refused_by_name_or_dropped_when_asked() {
     assert_eq!(err.param(), "thinking");
 }
 
-/// The README's section under `heading`, up to the next heading.
-fn readme_section(heading: &str) -> &'static str {
-    let readme = include_str!("../../../README.md");
-    let start = readme
+/// The section of docs/routing-and-translation.md under `heading`, up to the next heading.
+fn doc_section(heading: &str) -> &'static str {
+    let doc = include_str!("../../../docs/routing-and-translation.md");
+    let start = doc
         .find(heading)
-        .unwrap_or_else(|| panic!("README has no `{heading}`"));
-    let rest = &readme[start + heading.len()..];
+        .unwrap_or_else(|| panic!("docs/routing-and-translation.md has no `{heading}`"));
+    let rest = &doc[start + heading.len()..];
     let end = rest.find("\n#").unwrap_or(rest.len());
     &rest[..end]
 }
 
 /// Each dialect's parameter table is a contract: every parameter is listed
-/// in the README with its fate, and every one the table refuses, or
+/// in docs/routing-and-translation.md with its fate, and every one the table refuses, or
 /// accepts only at a neutral value, is refused by name with an unusual
 /// value and dropped when the route allows it.
 #[test]
@@ -279,12 +279,12 @@ fn the_parameter_tables_hold_and_the_readme_lists_them() {
         ..OPTIONS
     };
     for (from, to, table, heading, base) in tables {
-        let section = readme_section(heading);
+        let section = doc_section(heading);
         for (param, fate) in table {
             let row = format!("| `{param}` | {fate} |");
             assert!(
                 section.contains(&row),
-                "README lacks `{row}` under {heading}"
+                "docs/routing-and-translation.md lacks `{row}` under {heading}"
             );
             if !(fate.starts_with("refused") || fate.starts_with("accepted when")) {
                 continue;
@@ -308,7 +308,7 @@ fn the_parameter_tables_hold_and_the_readme_lists_them() {
         assert_eq!(
             rows,
             table.len(),
-            "README rows under {heading} beyond the table"
+            "docs/routing-and-translation.md rows under {heading} beyond the table"
         );
     }
 }

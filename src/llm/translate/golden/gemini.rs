@@ -1,5 +1,5 @@
 //! Golden translations to and from Gemini's `generateContent`: each row of
-//! the README's Gemini table, from both client dialects.
+//! the Gemini table of docs/routing-and-translation.md, from both client dialects.
 
 use serde_json::{json, Value};
 

@@ -1,9 +1,9 @@
 //! Parameters of a Messages request, and what happens to each on the way
-//! to another dialect. `golden.rs` holds the parser and the README's
+//! to another dialect. `golden.rs` holds the parser and the docs'
 //! table to it.
 
 /// Parameters of a Messages request, and what happens to each on the way
-/// to another dialect. `golden.rs` holds the parser and the README's
+/// to another dialect. `golden.rs` holds the parser and the docs'
 /// table to it.
 pub const PARAMETERS: &[(&str, &str)] = &[
     ("max_tokens", "translated"),

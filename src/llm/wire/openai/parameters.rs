@@ -1,10 +1,10 @@
 //! Parameters of a Chat Completions request, and what happens to each on
 //! the way to another dialect. `golden.rs` holds the parser and the
-//! README's table to it.
+//! table in docs/routing-and-translation.md to it.
 
 /// Parameters of a Chat Completions request, and what happens to each on
 /// the way to another dialect. `golden.rs` holds the parser and the
-/// README's table to it.
+/// table in docs/routing-and-translation.md to it.
 pub const PARAMETERS: &[(&str, &str)] = &[
     ("messages", "translated"),
     ("model", "translated"),
