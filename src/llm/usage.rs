@@ -82,28 +82,49 @@ impl UsageScanner {
             }
             Framing::EventStream { cut_usage_chunk } => cut_usage_chunk,
         };
-        let started_whole = !self.events.holds_partial();
-        let mut out = Vec::with_capacity(chunk.len());
-        let mut left_out = false;
+        // With nothing held, the events the framer hands out are the
+        // chunk's own bytes, in order: unless one is cut or the chunk ends
+        // inside one, it goes on as it came, with no copy. Held bytes mean
+        // the first event began in an earlier chunk: what goes on is built.
+        let mut built = self
+            .events
+            .holds_partial()
+            .then(|| Vec::with_capacity(chunk.len()));
+        let mut passed = 0;
+        let mut cuts: Vec<(usize, usize)> = Vec::new();
         let (wire, mut usage) = (self.wire, self.usage);
         let framed = self.events.feed(chunk, |event| {
+            let bytes = event.bytes();
             let usage_only = scan_event(wire, event, &mut usage);
             if cut && usage_only {
-                left_out = true;
-            } else {
-                out.extend_from_slice(event.bytes());
+                cuts.push((passed, bytes.len()));
+            } else if let Some(built) = built.as_mut() {
+                built.extend_from_slice(bytes);
             }
+            passed += bytes.len();
         });
         self.usage = usage;
-        if framed.is_err() {
-            // Not an event stream we understand: what is held goes on
-            // untouched.
-            out.extend_from_slice(&self.events.take_pending());
-        }
-        if started_whole && !left_out && out.len() == chunk.len() {
-            // Whole events, all kept: the chunk goes on as it came.
-            return None;
-        }
+        // Not an event stream we understand: what is held goes on untouched.
+        let given_up = if framed.is_err() {
+            self.events.take_pending()
+        } else {
+            Vec::new()
+        };
+        let mut out = match built {
+            Some(built) => built,
+            None if cuts.is_empty() && passed + given_up.len() == chunk.len() => return None,
+            None => {
+                let mut out = Vec::with_capacity(passed);
+                let mut from = 0;
+                for (at, len) in cuts {
+                    out.extend_from_slice(&chunk[from..at]);
+                    from = at + len;
+                }
+                out.extend_from_slice(&chunk[from..passed]);
+                out
+            }
+        };
+        out.extend_from_slice(&given_up);
         Some(Bytes::from(out))
     }
 
