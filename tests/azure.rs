@@ -215,3 +215,60 @@ fn workload_identity_tokens_are_fetched_once_and_reused() {
         "tokens never reach the log"
     );
 }
+
+/// A given Entra ID token (`entra.token`, from the environment) is sent as
+/// it is, in place of a key; one the tenant did not issue is Azure's 401,
+/// in the client's dialect.
+#[test]
+fn a_given_entra_token_is_sent_as_the_bearer() {
+    let mock = Mock::start_with("azure", &[]);
+    let token = ureq::post(&format!("{}/tenant-1/oauth2/v2.0/token", mock.url()))
+        .send_form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            (
+                "client_assertion",
+                "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwb2QifQ.c2ln",
+            ),
+            ("client_id", "client-1"),
+            ("scope", "https://cognitiveservices.azure.com/.default"),
+        ])
+        .expect("the tenant issues a token")
+        .into_json::<serde_json::Value>()
+        .expect("JSON")["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    for (given, status) in [(token.as_str(), 200), ("not-issued-by-the-tenant", 401)] {
+        let gw = Gateway::start_with_env(
+            &format!(
+                "upstreams:\n  azure:\n    backends:\n      - base_url: {url}\n        provider: azure\n        options:\n          api_version: 2024-10-21\n          entra: {{token: \"${{AZURE_TOKEN}}\"}}\n\
+                 routes:\n  - {{name: chat, paths: [/v1/chat/completions, /v1/messages], models: [\"gpt-*\"], upstream: azure}}\n",
+                url = mock.url()
+            ),
+            &[("AZURE_TOKEN", given)],
+        );
+        let r = post_json(
+            &gw.url("/v1/chat/completions"),
+            &chat_body("gpt-4o", "hi"),
+            &[],
+        );
+        assert_eq!(r.status, status, "{}", r.body);
+        let sent = mock.requests().pop().unwrap();
+        assert_eq!(sent["headers"]["authorization"], format!("Bearer {given}"));
+        assert!(sent["headers"].get("api-key").is_none());
+        if status == 401 {
+            let r = post_json(
+                &gw.url("/v1/messages"),
+                &messages_body("gpt-4o", "hi"),
+                &[("anthropic-version", "2023-06-01")],
+            );
+            assert_eq!(r.status, 401, "{}", r.body);
+            assert_eq!(r.json()["error"]["type"], "authentication_error");
+        }
+        assert!(!gw.log().contains(given), "the token never reaches the log");
+    }
+}

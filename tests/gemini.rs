@@ -547,3 +547,44 @@ fn only_chat_requests_are_translated_to_gemini() {
         mock.requests()
     );
 }
+
+/// A given access token (`credentials.token`, from the environment) is
+/// sent as it is: no token endpoint is asked.
+#[test]
+fn a_given_vertex_token_is_sent_as_the_bearer() {
+    let mock = Mock::start_with("vertex", &[]);
+    let (status, answer) = request(
+        "GET",
+        &format!(
+            "{}/computeMetadata/v1/instance/service-accounts/default/token",
+            mock.url()
+        ),
+        &[("metadata-flavor", "Google")],
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let token = answer["access_token"].as_str().unwrap().to_string();
+    let gw = Gateway::start_with_env(
+        &format!(
+            "upstreams:\n  vertex:\n    backends:\n{}routes:\n  - {{name: gemini, paths: [/v1/chat/completions], models: [\"gemini-*\"], upstream: vertex}}\n",
+            vertex_pool(&mock, "google", "{token: \"${VERTEX_TOKEN}\"}"),
+        ),
+        &[("VERTEX_TOKEN", &token)],
+    );
+    assert!(ready(&gw));
+    let r = post_json(
+        &gw.url("/v1/chat/completions"),
+        &chat("gemini-x", "hi"),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(sent["headers"]["authorization"], format!("Bearer {token}"));
+    assert_eq!(tokens(&mock)["metadata"], 1, "only the test's own fetch");
+    assert_eq!(tokens(&mock)["google"], 0);
+    assert!(
+        !gw.log().contains(&token),
+        "the token never reaches the log"
+    );
+}
