@@ -119,26 +119,12 @@ struct Answer {
 /// One chat with `x-mock-fault: fault` (and `extra` headers), read off a raw
 /// socket to its end, so that a clean close and a cut one differ.
 fn ask(gw: &Gateway, way: Way, stream: bool, slow: bool, fault: &str, extra: &str) -> Answer {
-    let mut body = json!({
-        "model": way.model(slow),
-        "max_tokens": 64,
-        "stream": stream,
-        "messages": [{"role": "user", "content": "hello"}],
-    });
-    if way == Way::OpenAiToOpenAi {
-        // Passed through as it comes, the usage chunk included.
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    let body = body.to_string();
-    let auth = if way.anthropic_client() {
-        format!("x-api-key: {KEY}\r\nanthropic-version: 2023-06-01")
-    } else {
-        format!("authorization: Bearer {KEY}")
-    };
-    let request = format!(
-        "POST {} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n{auth}\r\nx-mock-fault: {fault}\r\n{extra}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        way.path(),
-        body.len()
+    let request = chat_request(
+        way,
+        stream,
+        slow,
+        fault,
+        &format!("{extra}connection: close\r\n"),
     );
     let started = Instant::now();
     let mut socket = TcpStream::connect(("127.0.0.1", gw.proxy_port)).expect("connect");
@@ -175,6 +161,32 @@ fn ask(gw: &Gateway, way: Way, stream: bool, slow: bool, fault: &str, extra: &st
         took,
         request_id,
     }
+}
+
+/// The bytes of one chat request with `x-mock-fault: fault` and `extra`
+/// header lines.
+fn chat_request(way: Way, stream: bool, slow: bool, fault: &str, extra: &str) -> String {
+    let mut body = json!({
+        "model": way.model(slow),
+        "max_tokens": 64,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "hello"}],
+    });
+    if way == Way::OpenAiToOpenAi {
+        // Passed through as it comes, the usage chunk included.
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    let body = body.to_string();
+    let auth = if way.anthropic_client() {
+        format!("x-api-key: {KEY}\r\nanthropic-version: 2023-06-01")
+    } else {
+        format!("authorization: Bearer {KEY}")
+    };
+    format!(
+        "POST {} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n{auth}\r\nx-mock-fault: {fault}\r\n{extra}content-length: {}\r\n\r\n{body}",
+        way.path(),
+        body.len()
+    )
 }
 
 /// A chunked body's content, or `None` when its last chunk never came.
@@ -340,6 +352,52 @@ fn streams_that_break_end_with_an_error_event_in_the_clients_dialect() {
     for fault in ["cut-mid-event", "cut-mid-char"] {
         let answer = faulted(&gw, Way::OpenAiToOpenAi, true, false, (fault, ""), "cut");
         assert_stream_ends_in_error(Way::OpenAiToOpenAi, &answer, fault);
+    }
+}
+
+/// Pingora closes a client's connection after any failure in proxying, so
+/// a client must learn it before it sends its next request there: closing
+/// it under that request is a reset no client retries on its own (a POST is
+/// not idempotent). An error answer says `Connection: close`; an answer
+/// whose status was already out is closed right behind its last bytes.
+#[test]
+fn a_broken_answer_tells_the_client_its_connection_ends() {
+    let (_o, _a, gw) = setup();
+    for way in BOTH_WAYS {
+        for stream in [true, false] {
+            for ((fault, extra), _) in BREAKS {
+                let case = format!("{fault} {way:?} stream={stream}");
+                let mut socket = TcpStream::connect(("127.0.0.1", gw.proxy_port)).expect("connect");
+                socket
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .expect("timeout");
+                let broken = chat_request(way, stream, false, fault, extra);
+                socket.write_all(broken.as_bytes()).expect("write");
+                let (status, head, body) = read_response_with_head(&mut socket)
+                    .unwrap_or_else(|| panic!("{case}: the answer did not end well"));
+                let answered = Instant::now();
+                let closing = head.to_ascii_lowercase().contains("connection: close");
+                if status != 200 {
+                    assert!(
+                        closing,
+                        "{case}: {status} without `connection: close`: {head}{body}"
+                    );
+                }
+                if closed_within(&mut socket, Duration::from_secs(1)) {
+                    eprintln!(
+                        "{case}: {status}, closed {:?} after the answer",
+                        answered.elapsed()
+                    );
+                    continue;
+                }
+                // Kept open: the next request is answered on it.
+                let next = chat_request(way, stream, false, "none", "");
+                socket.write_all(next.as_bytes()).expect("write");
+                let (status, body) = read_response(&mut socket)
+                    .unwrap_or_else(|| panic!("{case}: closed under the next request"));
+                assert_eq!(status, 200, "{case}: {body}");
+            }
+        }
     }
 }
 

@@ -273,7 +273,20 @@ impl ProxyHttp for Gateway {
                     log::debug!("cannot end the answer: {write_error}");
                 }
             }
+            // Pingora 0.9 never reuses a client connection after an error
+            // in proxying (it ignores `can_reuse_downstream` there), so an
+            // HTTP/1 client holding a well-ended answer would send its next
+            // request on a connection about to close, and get a reset no
+            // client retries on its own (a POST is not idempotent). The
+            // close is sent right behind the answer's last bytes, before the
+            // request is logged, so the client's pool sees it first.
+            if !session.is_http2() {
+                session.shutdown().await;
+            }
         } else if let Some(answer) = answer {
+            // `Connection: close`, for the same reason: this connection
+            // ends with this answer.
+            session.set_keepalive(None);
             if let Err(write_error) = respond::send_error(session, &answer, ctx).await {
                 log::debug!("cannot send error response: {write_error}");
             }

@@ -147,40 +147,77 @@ pub fn raw_exchange(port: u16, bytes: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads one HTTP/1.1 response framed by Content-Length; `None` when the
-/// connection ended first.
+/// Reads one HTTP/1.1 response framed by Content-Length or chunked (the
+/// body is returned without its chunk framing), leaving the connection at
+/// the next response; `None` when the connection ended first.
 pub fn read_response(stream: &mut TcpStream) -> Option<(u16, String)> {
+    read_response_with_head(stream).map(|(status, _, body)| (status, body))
+}
+
+/// [`read_response`], with the response's head (status line and headers).
+pub fn read_response_with_head(stream: &mut TcpStream) -> Option<(u16, String, String)> {
     let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
     let header_end = loop {
         if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
         }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
+        read_more(stream, &mut data)?;
     };
     let head = String::from_utf8_lossy(&data[..header_end]).to_string();
     let status = head.get(9..12)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
+    let header = |wanted: &str| {
+        head.lines().find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
+            name.eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_ascii_lowercase())
         })
-        .unwrap_or(0);
-    while data.len() < header_end + length {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
+    };
+    let mut body = data.split_off(header_end);
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut content = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(at) = body.windows(2).position(|w| w == b"\r\n") {
+                    break at;
+                }
+                read_more(stream, &mut body)?;
+            };
+            let size_line = String::from_utf8_lossy(&body[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+            // The chunk, its CRLF; the last chunk is followed by one CRLF.
+            while body.len() < line_end + 2 + size + 2 {
+                read_more(stream, &mut body)?;
+            }
+            content.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
+            body.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                return Some((status, head, String::from_utf8_lossy(&content).into_owned()));
+            }
         }
+    }
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        read_more(stream, &mut body)?;
     }
     Some((
         status,
-        String::from_utf8_lossy(&data[header_end..header_end + length]).into_owned(),
+        head,
+        String::from_utf8_lossy(&body[..length]).into_owned(),
     ))
+}
+
+/// Appends what the next read brings; `None` at the end of the stream.
+fn read_more(stream: &mut TcpStream, data: &mut Vec<u8>) -> Option<()> {
+    let mut buf = [0u8; 4096];
+    match stream.read(&mut buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            data.extend_from_slice(&buf[..n]);
+            Some(())
+        }
+    }
 }
 
 /// True once the peer closed the connection (EOF or reset), reading and
