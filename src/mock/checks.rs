@@ -47,14 +47,18 @@ const OPENAI_PARAMETERS: &[&str] = &[
     "web_search_options",
 ];
 
+/// The Messages API's parameters (Anthropic's API reference, 2026),
+/// beta ones included; [`BETA_PARAMETERS`] says which need their beta.
 const ANTHROPIC_PARAMETERS: &[&str] = &[
     "max_tokens",
     "messages",
     "model",
     "cache_control",
     "container",
+    "context_management",
     "diagnostics",
     "inference_geo",
+    "mcp_servers",
     "metadata",
     "output_config",
     "service_tier",
@@ -71,6 +75,18 @@ const ANTHROPIC_PARAMETERS: &[&str] = &[
     "user_profile_id",
     "workspace_id",
 ];
+
+/// Parameters the API takes only with their beta named in `anthropic-beta`
+/// (by the beta's name without its date).
+const BETA_PARAMETERS: &[(&str, &str)] = &[
+    ("context_management", "context-management-"),
+    ("mcp_servers", "mcp-client-"),
+];
+
+/// What the mock signs its thinking blocks with; a thinking block sent
+/// back with another signature is refused, as the API refuses one it did
+/// not sign.
+pub const THINKING_SIGNATURE: &str = "mock-signature-v1";
 
 pub fn check(dialect: Dialect, headers: &HeaderMap, request: &Value) -> Result<(), String> {
     match dialect {
@@ -170,16 +186,93 @@ fn anthropic(headers: &HeaderMap, request: &Value) -> Result<(), String> {
         return Err("the `anthropic-version` header is required".into());
     }
     known_parameters(request, ANTHROPIC_PARAMETERS)?;
+    let betas: Vec<&str> = headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for (param, beta) in BETA_PARAMETERS {
+        if !request[*param].is_null() && !betas.iter().any(|b| b.starts_with(beta)) {
+            return Err(format!(
+                "`{param}` needs the `{beta}*` beta in `anthropic-beta`"
+            ));
+        }
+    }
     if request["max_tokens"].as_u64().is_none_or(|n| n == 0) {
         return Err("`max_tokens` must be a positive integer".into());
     }
+    anthropic_thinking(request)?;
+    anthropic_prompt(request)?;
+    if request["temperature"]
+        .as_f64()
+        .is_some_and(|t| !(0.0..=1.0).contains(&t))
+    {
+        return Err("`temperature` must be between 0 and 1".into());
+    }
+    Ok(())
+}
+
+/// What a token count takes: a message request without `max_tokens`.
+pub fn anthropic_count_tokens(headers: &HeaderMap, request: &Value) -> Result<(), String> {
+    if !headers.contains_key("anthropic-version") {
+        return Err("the `anthropic-version` header is required".into());
+    }
+    const COUNTED: &[&str] = &[
+        "messages",
+        "model",
+        "cache_control",
+        "context_management",
+        "mcp_servers",
+        "output_config",
+        "system",
+        "thinking",
+        "tool_choice",
+        "tools",
+    ];
+    known_parameters(request, COUNTED)?;
+    anthropic_prompt(request)
+}
+
+/// `thinking`: disabled, adaptive, or enabled with a budget of at least
+/// 1,024 tokens below `max_tokens`.
+fn anthropic_thinking(request: &Value) -> Result<(), String> {
+    let thinking = &request["thinking"];
+    match thinking["type"].as_str() {
+        _ if thinking.is_null() => Ok(()),
+        Some("disabled" | "adaptive") => Ok(()),
+        Some("enabled") => {
+            let budget = thinking["budget_tokens"]
+                .as_u64()
+                .ok_or("`thinking.budget_tokens` is required when thinking is enabled")?;
+            let max = request["max_tokens"].as_u64().unwrap_or(0);
+            if budget < 1024 || budget >= max {
+                return Err(format!(
+                    "`thinking.budget_tokens` must be at least 1024 and less than `max_tokens` ({max})"
+                ));
+            }
+            Ok(())
+        }
+        _ => Err("`thinking.type` must be enabled, adaptive or disabled".into()),
+    }
+}
+
+/// Messages, system and tools, as the API checks them.
+fn anthropic_prompt(request: &Value) -> Result<(), String> {
     let messages = request["messages"]
         .as_array()
         .filter(|m| !m.is_empty())
         .ok_or("`messages` must be a non-empty list")?;
     for (i, message) in messages.iter().enumerate() {
-        if !matches!(message["role"].as_str(), Some("user") | Some("assistant")) {
-            return Err(format!("messages[{i}]: `role` must be user or assistant"));
+        // Claude Code sends system messages between turns (2026).
+        if !matches!(
+            message["role"].as_str(),
+            Some("user") | Some("assistant") | Some("system")
+        ) {
+            return Err(format!(
+                "messages[{i}]: `role` must be user, assistant or system"
+            ));
         }
         anthropic_content(&format!("messages[{i}]"), &message["content"])?;
     }
@@ -192,7 +285,11 @@ fn anthropic(headers: &HeaderMap, request: &Value) -> Result<(), String> {
         _ => return Err("`system` must be a string or text blocks".into()),
     }
     for tool in request["tools"].as_array().into_iter().flatten() {
-        if !tool["name"].is_string() || !tool["input_schema"].is_object() {
+        // A server tool (web search, code execution, ...) is named by its
+        // versioned type; a client tool by its schema.
+        let server_tool = tool["type"].as_str().is_some_and(|t| t != "custom");
+        let ok = tool["name"].is_string() && (server_tool || tool["input_schema"].is_object());
+        if !ok {
             return Err("tools: each needs `name` and `input_schema`".into());
         }
     }
@@ -203,12 +300,6 @@ fn anthropic(headers: &HeaderMap, request: &Value) -> Result<(), String> {
         )
     {
         return Err("`tool_choice` is not an Anthropic tool choice".into());
-    }
-    if request["temperature"]
-        .as_f64()
-        .is_some_and(|t| !(0.0..=1.0).contains(&t))
-    {
-        return Err("`temperature` must be between 0 and 1".into());
     }
     Ok(())
 }
@@ -242,7 +333,17 @@ fn anthropic_content(at: &str, content: &Value) -> Result<(), String> {
                         || block["content"].is_string()
                         || anthropic_content(at, &block["content"]).is_ok())
             }
-            Some("thinking") | Some("redacted_thinking") | Some("document") => true,
+            // The API checks the signature of thinking sent back, and
+            // refuses a block it did not sign.
+            Some("thinking") => {
+                block["thinking"].is_string() && block["signature"] == THINKING_SIGNATURE
+            }
+            Some("redacted_thinking") => block["data"].is_string(),
+            Some("document")
+            | Some("search_result")
+            | Some("server_tool_use")
+            | Some("web_search_tool_result")
+            | Some("container_upload") => true,
             _ => false,
         };
         if !ok {
@@ -279,5 +380,67 @@ mod tests {
         assert!(check(Dialect::OpenAi, &headers, &anthropic_only).is_err());
         let empty_text = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]});
         assert!(check(Dialect::Anthropic, &headers, &empty_text).is_err());
+    }
+
+    /// Beta parameters need their beta; thinking needs a sane budget; a
+    /// thinking block comes back only with the mock's own signature; a
+    /// truly unknown parameter is still refused.
+    #[test]
+    fn anthropic_checks_follow_todays_api() {
+        let mut headers = HeaderMap::new();
+        headers.insert("anthropic-version", "2023-06-01".parse().unwrap());
+        let base = json!({"model": "m", "max_tokens": 4096,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let with = |key: &str, value: Value| {
+            let mut body = base.clone();
+            body[key] = value;
+            body
+        };
+        let editing = with("context_management", json!({"edits": []}));
+        assert!(check(Dialect::Anthropic, &headers, &editing).is_err());
+        let mut beta = headers.clone();
+        beta.insert(
+            "anthropic-beta",
+            "claude-code-20250219,context-management-2025-06-27"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(check(Dialect::Anthropic, &beta, &editing), Ok(()));
+        let unknown = with("made_up", json!(1));
+        assert!(check(Dialect::Anthropic, &beta, &unknown).is_err());
+        for (thinking, ok) in [
+            (json!({"type": "adaptive", "display": "omitted"}), true),
+            (json!({"type": "enabled", "budget_tokens": 2048}), true),
+            (json!({"type": "enabled", "budget_tokens": 512}), false),
+            (json!({"type": "enabled", "budget_tokens": 8192}), false),
+            (json!({"type": "sometimes"}), false),
+        ] {
+            let body = with("thinking", thinking.clone());
+            assert_eq!(
+                check(Dialect::Anthropic, &headers, &body).is_ok(),
+                ok,
+                "{thinking}"
+            );
+        }
+        let thinking_back = |signature: &str| {
+            with(
+                "messages",
+                json!([
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "t", "signature": signature},
+                    {"type": "text", "text": "answer"}]},
+                {"role": "user", "content": "more"}]),
+            )
+        };
+        assert_eq!(
+            check(
+                Dialect::Anthropic,
+                &headers,
+                &thinking_back(THINKING_SIGNATURE)
+            ),
+            Ok(())
+        );
+        assert!(check(Dialect::Anthropic, &headers, &thinking_back("gw-made")).is_err());
     }
 }

@@ -18,10 +18,16 @@
 //!
 //! Requests are checked as strictly as the providers check them (required
 //! fields, `anthropic-version` on `/v1/messages`, no parameter of the other
-//! dialect): a wrong translation gets a 400 saying what is wrong. A request
-//! that offers tools and carries no tool result yet is answered with a call
-//! of its first tool (arguments made up from its schema, streamed in two
-//! pieces); a tool result in the last turn is echoed in the answer.
+//! dialect, Anthropic's beta parameters only with their `anthropic-beta`,
+//! thinking blocks sent back only with the signature the mock gave them):
+//! a wrong translation gets a 400 saying what is wrong. A request that
+//! offers tools and carries no tool result yet is answered with a call of
+//! the tool its last turn names in a line `mock-call: NAME {json
+//! arguments}`, or, when it offers exactly one tool, a call of that tool
+//! (arguments made up from its schema, streamed in two pieces); a tool
+//! result in the last turn is echoed in the answer. An Anthropic request
+//! with thinking on gets a signed thinking block first.
+//! `POST /v1/messages/count_tokens` counts a quarter of the body's bytes.
 //!
 //! Control endpoints: `GET /mock/requests` (what was received, with
 //! `--record`), `PUT /mock/health/<status>` (what `/health` answers),

@@ -134,6 +134,11 @@ pub fn error_with(status: StatusCode, dialect: Dialect, message: &str) -> http::
     full(status, "application/json", body.to_string())
 }
 
+/// A token count of a Messages request: a quarter of its body's bytes.
+pub fn anthropic_token_count(body: &[u8]) -> serde_json::Value {
+    serde_json::json!({"input_tokens": (body.len() / 4).max(1)})
+}
+
 pub fn models() -> serde_json::Value {
     serde_json::json!({"object": "list", "data": [
         {"id": "mock-gpt", "object": "model", "created": 0, "owned_by": "mock"},
@@ -284,6 +289,13 @@ pub fn anthropic_message(
             )
         }
     };
+    let content = match (thinking_block(request), content) {
+        (Some(thinking), serde_json::Value::Array(mut blocks)) => {
+            blocks.insert(0, thinking);
+            serde_json::Value::Array(blocks)
+        }
+        (_, content) => content,
+    };
     serde_json::json!({
         "id": "msg_mock", "type": "message", "role": "assistant", "model": model_of(request),
         "content": content,
@@ -304,17 +316,38 @@ pub fn anthropic_stream(
             "role": "assistant", "model": model_of(request), "content": [], "stop_reason": null,
             "usage": anthropic_usage(prompt_tokens, 1, knobs)}}),
     )];
+    // The answer's block: after the thinking block, when there is one.
+    let mut index = 0;
+    if let Some(thinking) = thinking_block(request) {
+        events.push(event(
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        ));
+        events.push(event(
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": thinking["thinking"]}}),
+        ));
+        events.push(event(
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": thinking["signature"]}}),
+        ));
+        events.push(event(
+            "content_block_stop",
+            serde_json::json!({"type": "content_block_stop", "index": 0}),
+        ));
+        index = 1;
+    }
     let (stop, output_tokens) = match tool_call(request, Dialect::Anthropic) {
         Some((name, arguments)) => {
             let (first, second) = arguments.split_at(arguments.len() / 2);
             events.push(event(
                 "content_block_start",
-                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}}),
+                serde_json::json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}}),
             ));
             for piece in [first, second] {
                 events.push(event(
                     "content_block_delta",
-                    serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                    serde_json::json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}}),
                 ));
             }
             ("tool_use", 8)
@@ -323,12 +356,12 @@ pub fn anthropic_stream(
             let parts = answer(request, Dialect::Anthropic, knobs);
             events.push(event(
                 "content_block_start",
-                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                serde_json::json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
             ));
             for text in &parts {
                 events.push(event(
                     "content_block_delta",
-                    serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                    serde_json::json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
                 ));
             }
             ("end_turn", parts.len())
@@ -336,7 +369,7 @@ pub fn anthropic_stream(
     };
     events.push(event(
         "content_block_stop",
-        serde_json::json!({"type": "content_block_stop", "index": 0}),
+        serde_json::json!({"type": "content_block_stop", "index": index}),
     ));
     events.push(event(
         "message_delta",
@@ -362,7 +395,7 @@ fn answer(request: &serde_json::Value, dialect: Dialect, knobs: &Knobs) -> Vec<S
 
 /// The content of the tool result in the request's last message, if any.
 fn tool_result(request: &serde_json::Value, dialect: Dialect) -> Option<String> {
-    let last = request["messages"].as_array()?.last()?;
+    let last = last_turn(request)?;
     match dialect {
         Dialect::OpenAi => (last["role"] == "tool").then(|| text_of(&last["content"])),
         Dialect::Anthropic => last["content"]
@@ -385,17 +418,37 @@ fn text_of(content: &serde_json::Value) -> String {
     }
 }
 
-/// A call of the request's first tool, when it offers tools and no tool
-/// has answered yet: (name, arguments as JSON text), the arguments made up
-/// from the tool's schema.
+/// The tool call an answer makes, when the request offers tools and no
+/// tool has answered yet: the one the last user turn asks for with a line
+/// `mock-call: NAME {json arguments}`, else, when exactly one tool is
+/// offered, a call of it with arguments made up from its schema. (An agent
+/// offers dozens of tools; it gets a text answer unless its prompt names
+/// one.) Returns (name, arguments as JSON text).
 fn tool_call(request: &serde_json::Value, dialect: Dialect) -> Option<(String, String)> {
-    let tool = request["tools"].as_array()?.first()?;
-    if tool_result(request, dialect).is_some() || request["tool_choice"] == "none" {
+    let tools = request["tools"].as_array()?;
+    let refused = match dialect {
+        Dialect::OpenAi => request["tool_choice"] == "none",
+        Dialect::Anthropic => request["tool_choice"]["type"] == "none",
+    };
+    if tools.is_empty() || refused || tool_result(request, dialect).is_some() {
         return None;
     }
-    let (name, schema) = match dialect {
-        Dialect::OpenAi => (&tool["function"]["name"], &tool["function"]["parameters"]),
-        Dialect::Anthropic => (&tool["name"], &tool["input_schema"]),
+    let name_of = |tool: &serde_json::Value| match dialect {
+        Dialect::OpenAi => tool["function"]["name"].as_str().map(str::to_string),
+        Dialect::Anthropic => tool["name"].as_str().map(str::to_string),
+    };
+    if let Some((name, arguments)) = prompted_call(request) {
+        return tools
+            .iter()
+            .any(|t| name_of(t).as_deref() == Some(name.as_str()))
+            .then_some((name, arguments));
+    }
+    let [tool] = tools.as_slice() else {
+        return None;
+    };
+    let schema = match dialect {
+        Dialect::OpenAi => &tool["function"]["parameters"],
+        Dialect::Anthropic => &tool["input_schema"],
     };
     let mut arguments = serde_json::Map::new();
     for (property, spec) in schema["properties"].as_object().into_iter().flatten() {
@@ -407,7 +460,48 @@ fn tool_call(request: &serde_json::Value, dialect: Dialect) -> Option<(String, S
         arguments.insert(property.clone(), value);
     }
     Some((
-        name.as_str()?.to_string(),
+        name_of(tool)?,
         serde_json::Value::Object(arguments).to_string(),
     ))
+}
+
+/// The last message that is not a system message (Claude Code sends
+/// system messages after its user turn).
+fn last_turn(request: &serde_json::Value) -> Option<&serde_json::Value> {
+    request["messages"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m["role"] != "system")
+}
+
+/// `mock-call: NAME {json}` in the last turn's text.
+fn prompted_call(request: &serde_json::Value) -> Option<(String, String)> {
+    let last = last_turn(request)?;
+    let text = text_of(&last["content"]);
+    let line = text
+        .lines()
+        .find_map(|l| l.split_once("mock-call:"))?
+        .1
+        .trim();
+    let (name, arguments) = line.split_once(char::is_whitespace).unwrap_or((line, "{}"));
+    let arguments: serde_json::Value =
+        serde_json::from_str(arguments.trim()).unwrap_or_else(|_| serde_json::json!({}));
+    Some((name.to_string(), arguments.to_string()))
+}
+
+/// The thinking block an Anthropic answer starts with when the request
+/// turned thinking on (its text left out when `display` is `omitted`).
+fn thinking_block(request: &serde_json::Value) -> Option<serde_json::Value> {
+    let thinking = &request["thinking"];
+    if !matches!(thinking["type"].as_str(), Some("enabled" | "adaptive")) {
+        return None;
+    }
+    let text = if thinking["display"] == "omitted" {
+        ""
+    } else {
+        "The user wants an answer; I will give one."
+    };
+    Some(serde_json::json!({"type": "thinking", "thinking": text,
+        "signature": super::checks::THINKING_SIGNATURE}))
 }

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use super::chat::completion;
 use super::responses::{self, full, Body, Dialect, Knobs};
 use super::state::MockState;
-use super::{azure, gemini, tokens};
+use super::{azure, checks, gemini, tokens};
 
 /// Binds `addr` now (so a taken port fails the caller at start) and serves it
 /// from a thread of its own. Used by the gateway's demo config.
@@ -137,7 +137,7 @@ async fn handle(
     if let Ok(name) = state.name.parse() {
         resp.headers_mut().insert("x-mock-backend", name);
     }
-    if parts.uri.path() == "/v1/messages" {
+    if parts.uri.path().starts_with("/v1/messages") {
         // Anthropic sends every answer's id in `request-id`; its SDK reads it.
         resp.headers_mut()
             .insert("request-id", http::HeaderValue::from_static("req_mock"));
@@ -207,7 +207,7 @@ async fn route(
             serde_json::json!({"status": if status.is_success() {"ok"} else {"failing"}}),
         );
     }
-    let dialect = if path == "/v1/messages" {
+    let dialect = if path.starts_with("/v1/messages") {
         Dialect::Anthropic
     } else {
         Dialect::OpenAi
@@ -220,6 +220,19 @@ async fn route(
         ("GET", "/v1/models") => json(StatusCode::OK, responses::models()),
         ("POST", "/v1/chat/completions" | "/v1/messages") => {
             completion(state, &parts.headers, body, knobs, dialect)
+        }
+        ("POST", "/v1/messages/count_tokens") => {
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(request) => match checks::anthropic_count_tokens(&parts.headers, &request) {
+                    Ok(()) => json(StatusCode::OK, responses::anthropic_token_count(body)),
+                    Err(problem) => responses::error_with(
+                        StatusCode::BAD_REQUEST,
+                        dialect,
+                        &format!("mock: {problem}"),
+                    ),
+                },
+                Err(_) => responses::error(StatusCode::BAD_REQUEST, dialect),
+            }
         }
         ("POST", "/v1/embeddings") => match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(request) => json(StatusCode::OK, responses::embeddings(&request)),
