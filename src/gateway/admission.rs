@@ -103,7 +103,14 @@ pub async fn admit(
     {
         return Err(refuse(Failure::ForbiddenModel, Some(&inspected.model)).into());
     }
-    let model_request = prepare(&route, &path, body, inspected, dialect)?;
+    let headers = &session.req_header().headers;
+    if let Some(estimate) = estimate_tokens(&route, &path, &body) {
+        return Err(Refusal::Estimated {
+            body: estimate,
+            route: route.label,
+        });
+    }
+    let model_request = prepare(&route, &path, headers, body, inspected, dialect)?;
     charge_limits(
         state,
         client_ip,
@@ -114,6 +121,24 @@ pub async fn admit(
     )
     .await
 }
+
+/// Anthropic's token count (`POST /v1/messages/count_tokens`, which Claude
+/// Code calls) for a model whose pool speaks another API, which has no
+/// such endpoint: answered by the gateway with its own estimate, the one
+/// its token reservations use (a quarter of the request's bytes), as
+/// `{"input_tokens": n}` with `x-gateway-estimate: true`. `None` for every
+/// other request, and for pools that count themselves.
+fn estimate_tokens(route: &RouteEntry, path: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let counts_itself = route.pool.dialects().contains(&Dialect::Anthropic);
+    if path != COUNT_TOKENS_PATH || counts_itself {
+        return None;
+    }
+    let estimate = body.len().div_ceil(4).max(1);
+    Some(format!("{{\"input_tokens\":{estimate}}}").into_bytes())
+}
+
+/// Anthropic's token-count endpoint.
+const COUNT_TOKENS_PATH: &str = "/v1/messages/count_tokens";
 
 /// Admits the request to the fallback `model`, as it was admitted itself:
 /// a route serves the model on the client's path, the caller passes that
@@ -165,7 +190,8 @@ pub async fn admit_fallback(
     let body =
         Bytes::from(llm::rewrite(client_body, Some(model), false).map_err(|e| e.to_string())?);
     let inspected = llm::inspect(&body).map_err(|e| e.to_string())?;
-    let model_request = prepare(&route, path, body, inspected, dialect)
+    let headers = &session.req_header().headers;
+    let model_request = prepare(&route, path, headers, body, inspected, dialect)
         .map_err(|e| format!("its provider cannot take the request: {}", e.message))?;
     if let Some((limiter, admission)) = current.limits.take() {
         limiter.release(admission).await;
@@ -197,6 +223,7 @@ pub async fn admit_fallback(
 fn prepare(
     route: &RouteEntry,
     path: &str,
+    headers: &http::HeaderMap,
     body: Bytes,
     inspected: llm::Inspected,
     client: ClientDialect,
@@ -212,6 +239,7 @@ fn prepare(
     }
     let new_model = route.upstream_model(&inspected.model);
     let mut bodies: [Option<Bytes>; Dialect::COUNT] = Default::default();
+    let mut dropped: [llm::Dropped; Dialect::COUNT] = Default::default();
     let mut strip_usage_event = false;
     for &dialect in route.pool.dialects() {
         let prepared = if dialect == client {
@@ -236,7 +264,14 @@ fn prepare(
             };
             let translated = translate::request(client, dialect, &source, &options)
                 .map_err(|e| ApiError::of_translation(&e))?;
-            Bytes::from(translated)
+            let mut hints = translated.dropped;
+            if headers.contains_key("anthropic-beta") && client == ClientDialect::Anthropic {
+                // Betas of Anthropic's API; a translated request goes
+                // without them (`own_headers`).
+                hints.add(llm::Hint::AnthropicBeta);
+            }
+            dropped[dialect.index()] = hints;
+            Bytes::from(translated.body)
         };
         bodies[dialect.index()] = Some(prepared);
     }
@@ -247,6 +282,7 @@ fn prepare(
         max_tokens: inspected.max_tokens,
         include_usage: inspected.include_usage,
         bodies,
+        dropped,
         strip_usage_event,
         client_body: body,
     })
@@ -451,6 +487,7 @@ routes:
         match result {
             Err(Refusal::Answer { error, .. }) => error,
             Err(Refusal::ClientGone(e)) => panic!("client gone: {e}"),
+            Err(Refusal::Estimated { .. }) => panic!("answered with an estimate"),
             Ok(admitted) => panic!("admitted on route {}", admitted.route.name),
         }
     }

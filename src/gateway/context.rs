@@ -13,7 +13,7 @@ use crate::lifecycle::{drain, RequestInFlight};
 use crate::limits::{Admission, Limiter};
 use crate::llm::translate::StreamTranslator;
 use crate::llm::{
-    AnswerBounds, AnswerDetails, AnswerFault, ClientDialect, Dialect, Usage, UsageScanner,
+    AnswerBounds, AnswerDetails, AnswerFault, ClientDialect, Dialect, Dropped, Usage, UsageScanner,
 };
 use crate::providers::Provider;
 use crate::routing::{AttemptPlan, Backend, InflightGuard, RouteEntry};
@@ -67,6 +67,9 @@ pub enum Refusal {
     },
     /// The client's connection failed while its body was read.
     ClientGone(Box<pingora::Error>),
+    /// The gateway answers it itself: a token count for a model whose
+    /// provider cannot count (an estimate, `admission::estimate_tokens`).
+    Estimated { body: Vec<u8>, route: &'static str },
 }
 
 impl From<ApiError> for Refusal {
@@ -88,6 +91,9 @@ pub struct ModelRequest {
     /// client's body: the body itself (maybe rewritten) for the client's own
     /// dialect, a translation for the other. Replayed on every attempt.
     pub bodies: [Option<Bytes>; Dialect::COUNT],
+    /// What each translation dropped as steering only the client dialect's
+    /// provider (`x-gateway-dropped`).
+    pub dropped: [Dropped; Dialect::COUNT],
     /// The gateway added `stream_options.include_usage` for an OpenAI
     /// upstream of an OpenAI client: cut that chunk out.
     pub strip_usage_event: bool,
@@ -216,6 +222,14 @@ impl RequestCtx {
         self.admitted
             .as_ref()
             .and_then(|a| a.model_request.as_ref())
+    }
+
+    /// What the translation sent to the current attempt's backend dropped.
+    pub fn dropped_hints(&self) -> Dropped {
+        match (self.model_request(), self.upstream.dialect) {
+            (Some(request), Some(dialect)) => request.dropped[dialect.index()],
+            _ => Dropped::default(),
+        }
     }
 
     /// The model the upstream is asked for: the client's, or its alias's

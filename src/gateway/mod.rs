@@ -26,6 +26,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 pub use crate::routing::MAX_ATTEMPTS;
 pub use context::RequestCtx;
 
+use crate::admin;
 use crate::edge::settings::RequestLimits;
 use crate::edge::{client, guarded_stream};
 use crate::error::{ApiError, ErrorCode};
@@ -97,6 +98,12 @@ impl ProxyHttp for Gateway {
                     ctx.route_label = label;
                 }
                 respond::send_error(session, &error, ctx).await?;
+                Ok(true)
+            }
+            Err(Refusal::Estimated { body, route }) => {
+                ctx.route_label = route;
+                let headers = [("x-gateway-estimate", "true")];
+                respond::send(session, 200, admin::JSON, body, &ctx.request_id, &headers).await?;
                 Ok(true)
             }
             Err(Refusal::ClientGone(e)) => Err(e),
@@ -196,6 +203,10 @@ impl ProxyHttp for Gateway {
         if let Some(request) = ctx.model_request() {
             // Which model answered (a fallback may have).
             upstream_response.insert_header("x-gateway-model", &request.model)?;
+        }
+        let dropped = ctx.dropped_hints();
+        if !dropped.is_empty() {
+            upstream_response.insert_header("x-gateway-dropped", dropped.to_string())?;
         }
         if ctx.response.translation.is_some() {
             // Where the client dialect's SDKs look for the id; an upstream

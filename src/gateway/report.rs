@@ -23,6 +23,12 @@ pub fn record_metrics(session: &Session, ctx: &RequestCtx, status: u16) {
                 count(ctx.route_label, method, status);
             }
             route.metrics.duration.observe(elapsed);
+            for hint in ctx.dropped_hints().iter() {
+                metrics()
+                    .translation_dropped_params
+                    .with_label_values(&[route.label, hint.name()])
+                    .inc();
+            }
             if let Some(fault) = ctx.response.fault {
                 metrics()
                     .upstream_answer_faults

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_answer_faults: IntCounterVec,
+    pub translation_dropped_params: IntCounterVec,
     pub llm_fallbacks: IntCounterVec,
     pub llm_cost: CounterVec,
     pub llm_unpriced: IntCounterVec,
@@ -121,6 +122,11 @@ impl Metrics {
                 "upstream_answer_faults_total",
                 "Answers the upstream got wrong after they began (see Answers an upstream gets wrong).",
                 &["route", "fault"],
+            )?,
+            translation_dropped_params: b.counters(
+                "translation_dropped_params_total",
+                "Parameters a translation dropped because they steer only the client dialect's own provider (`x-gateway-dropped`), by name.",
+                &["route", "param"],
             )?,
             llm_fallbacks: b.counters(
                 "llm_fallbacks_total",
@@ -463,6 +469,8 @@ mod tests {
         m.upstream_requests
             .with_label_values(&["p", "p/h:1", "200"]);
         m.upstream_answer_faults.with_label_values(&["r", "cut"]);
+        m.translation_dropped_params
+            .with_label_values(&["r", "cache_control"]);
         m.llm_fallbacks.with_label_values(&["r", "a", "b"]);
         m.llm_cost.with_label_values(&["r", "m"]);
         m.llm_unpriced.with_label_values(&["r", "m"]);
@@ -511,6 +519,7 @@ mod tests {
             "rate_limit_last_sync_age_seconds",
             "rate_limit_redis_errors_total",
             "rate_limit_redis_transitions_total",
+            "translation_dropped_params_total",
             "upstream_answer_faults_total",
             "upstream_requests_total",
             "upstream_token_refreshes_total",

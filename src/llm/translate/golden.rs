@@ -24,7 +24,7 @@ fn request(
     body: &[u8],
     options: &Options,
 ) -> Result<Vec<u8>, TranslateError> {
-    super::request(client(from), to, body, options)
+    super::request(client(from), to, body, options).map(|t| t.body)
 }
 
 fn response(from: Dialect, to: Dialect, body: &[u8]) -> Option<(Vec<u8>, Usage)> {
@@ -235,10 +235,79 @@ fn unsupported_parameters_are_refused_by_name_or_dropped_when_asked() {
     let err = translate(
         Dialect::Anthropic,
         Dialect::OpenAi,
-        json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "enabled", "budget_tokens": 1024}}),
+        json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "sometimes"}}),
     )
     .unwrap_err();
     assert_eq!(err.param(), "thinking");
+}
+
+/// Thinking becomes the target's reasoning effort: a budget the nearest
+/// effort, an effort the client named that effort; adaptive thinking with
+/// no effort leaves the target to decide.
+#[test]
+fn thinking_becomes_a_reasoning_effort() {
+    let ask = |thinking: Value, output_config: Value| {
+        let mut body = json!({"model": "m", "max_tokens": 32000,
+            "messages": [{"role": "user", "content": "hi"}], "thinking": thinking});
+        if !output_config.is_null() {
+            body["output_config"] = output_config;
+        }
+        translate(Dialect::Anthropic, Dialect::OpenAi, body).unwrap()["reasoning_effort"].clone()
+    };
+    let enabled = |budget: u64| json!({"type": "enabled", "budget_tokens": budget});
+    assert_eq!(ask(enabled(1024), Value::Null), "low");
+    assert_eq!(ask(enabled(8192), Value::Null), "medium");
+    assert_eq!(ask(enabled(24576), Value::Null), "high");
+    assert_eq!(ask(enabled(1024), json!({"effort": "high"})), "high");
+    assert_eq!(ask(json!({"type": "adaptive"}), Value::Null), Value::Null);
+    assert_eq!(
+        ask(
+            json!({"type": "adaptive", "display": "omitted"}),
+            json!({"effort": "max"})
+        ),
+        "max"
+    );
+    assert_eq!(ask(json!({"type": "disabled"}), Value::Null), Value::Null);
+}
+
+/// What steers only Anthropic's servers is dropped and named, wherever it
+/// sits: at the top, on system and message blocks, inside a tool result,
+/// on tools; and the beta header.
+#[test]
+fn provider_hints_are_dropped_and_named() {
+    let body = json!({"model": "m", "max_tokens": 64,
+        "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "tools": [{"name": "Read", "input_schema": {"type": "object"}, "defer_loading": true}]});
+    let to_openai = |body: &Value| {
+        super::request(
+            ClientDialect::Anthropic,
+            Dialect::OpenAi,
+            body.to_string().as_bytes(),
+            &OPTIONS,
+        )
+        .unwrap()
+    };
+    let translated = to_openai(&body);
+    assert_eq!(
+        translated.dropped.to_string(),
+        "cache_control,context_management,defer_loading"
+    );
+    let sent: Value = serde_json::from_slice(&translated.body).unwrap();
+    let text = sent.to_string();
+    for hint in ["cache_control", "context_management", "defer_loading"] {
+        assert!(!text.contains(hint), "{hint} reached the target: {text}");
+    }
+    let nested = json!({"model": "m", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Read", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+            "content": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]}]}]});
+    assert_eq!(to_openai(&nested).dropped.to_string(), "cache_control");
+    let plain =
+        json!({"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]});
+    assert!(to_openai(&plain).dropped.is_empty());
 }
 
 /// The section of docs/routing-and-translation.md under `heading`, up to the next heading.
@@ -286,6 +355,21 @@ fn the_parameter_tables_hold_and_the_readme_lists_them() {
                 section.contains(&row),
                 "docs/routing-and-translation.md lacks `{row}` under {heading}"
             );
+            if fate.starts_with("dropped") {
+                // Any value: gone from the translation, and named.
+                let mut body = base.clone();
+                body[*param] = json!({"unusual": true});
+                for to in [to, Dialect::Gemini] {
+                    let translated =
+                        super::request(client(from), to, body.to_string().as_bytes(), &OPTIONS)
+                            .unwrap_or_else(|e| panic!("{param} -> {to:?}: {e}"));
+                    let sent: Value = serde_json::from_slice(&translated.body).unwrap();
+                    assert!(sent.get(*param).is_none(), "{param} reached {to:?}");
+                    let hint = crate::llm::Hint::of_parameter(param).expect("a known hint");
+                    assert!(translated.dropped.contains(hint), "{param} not named");
+                }
+                continue;
+            }
             if !(fate.starts_with("refused") || fate.starts_with("accepted when")) {
                 continue;
             }

@@ -6,9 +6,10 @@
 //!
 //! Every top-level parameter of each dialect's request is either
 //! translated, accepted because its value changes nothing on the target
-//! (`n: 1`, `logprobs: false`), ignored because it changes cost and never
-//! the answer (Anthropic's `cache_control`), or refused with a 400 naming
-//! it, unless the route allows dropping it (`drop_unsupported_params`).
+//! (`n: 1`, `logprobs: false`), dropped and named because it steers only
+//! the client dialect's own provider (Anthropic's `cache_control`, see
+//! [`crate::llm::Hint`]), or refused with a 400 naming it, unless the route
+//! allows dropping it (`drop_unsupported_params`).
 
 mod stream;
 
@@ -18,7 +19,15 @@ pub use crate::llm::ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, Stream
 pub use crate::llm::wire::{Options, TranslateError};
 pub use stream::StreamTranslator;
 
-use super::{ClientDialect, Dialect};
+use super::{ClientDialect, Dialect, Dropped};
+
+/// A client's request translated.
+#[derive(Debug)]
+pub struct TranslatedRequest {
+    pub body: Vec<u8>,
+    /// What it carried that steers only the client dialect's provider.
+    pub dropped: Dropped,
+}
 
 /// The request body for `to`, from a client's body in `from`.
 pub fn request(
@@ -26,12 +35,16 @@ pub fn request(
     to: Dialect,
     body: &[u8],
     options: &Options,
-) -> Result<Vec<u8>, TranslateError> {
+) -> Result<TranslatedRequest, TranslateError> {
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|e| TranslateError::invalid("body", format!("not valid JSON: {e}")))?;
-    let request = from.client().parse_request(&parsed, to, options)?;
+    let wire = from.client();
+    let request = wire.parse_request(&parsed, to, options)?;
     let rendered = to.upstream().render_request(&request, options)?;
-    Ok(rendered.to_string().into_bytes())
+    Ok(TranslatedRequest {
+        body: rendered.to_string().into_bytes(),
+        dropped: wire.provider_hints(&parsed),
+    })
 }
 
 /// Why a successful answer could not be translated.

@@ -16,6 +16,7 @@ use std::fmt;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::hints::Dropped;
 use super::ir::{ChatRequest, ChatResponse, ErrorBody, ErrorKind, StreamEvent, Tool, Usage};
 use super::Dialect;
 
@@ -45,6 +46,9 @@ pub trait ClientWire: Sync {
         to: Dialect,
         options: &Options,
     ) -> Result<ChatRequest, TranslateError>;
+    /// The parameters of a client's request that steer only this
+    /// dialect's own provider: a translation drops them and names them.
+    fn provider_hints(&self, body: &Value) -> Dropped;
     fn render_response(&self, r: &ChatResponse) -> Value;
     /// The error envelope its clients expect.
     fn render_error(&self, e: &ErrorBody<'_>) -> Value;

@@ -7,6 +7,7 @@ pub mod parameters;
 mod request;
 mod stream;
 
+use crate::llm::hints::Dropped;
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::Value;
@@ -81,6 +82,10 @@ impl ClientWire for Anthropic {
         options: &Options,
     ) -> Result<ChatRequest, TranslateError> {
         request::parse_request(body, to, options)
+    }
+
+    fn provider_hints(&self, body: &Value) -> Dropped {
+        request::provider_hints(body)
     }
 
     fn render_response(&self, r: &ChatResponse) -> Value {

@@ -18,17 +18,19 @@ pub const PARAMETERS: &[(&str, &str)] = &[
     ("tool_choice", "translated"),
     ("metadata", "translated (`user_id`)"),
     ("output_config", "translated (`effort`, `format`)"),
-    ("thinking", "accepted when disabled"),
-    ("service_tier", "accepted when `auto`"),
-    (
-        "cache_control",
-        "ignored: it changes cost, never the answer",
-    ),
+    ("thinking", "translated (`enabled`, `adaptive`, `disabled`)"),
+    ("cache_control", ANTHROPIC_HINT),
+    ("context_management", ANTHROPIC_HINT),
+    ("service_tier", ANTHROPIC_HINT),
+    ("speed", ANTHROPIC_HINT),
     ("top_k", "refused"),
-    ("container", "refused"),
+    ("container", "refused (it runs at Anthropic)"),
+    ("mcp_servers", "refused (it runs at Anthropic)"),
     ("diagnostics", "refused"),
     ("inference_geo", "refused"),
-    ("speed", "refused"),
     ("user_profile_id", "refused"),
     ("workspace_id", "refused"),
 ];
+
+/// The fate of a parameter that steers only Anthropic's own servers.
+const ANTHROPIC_HINT: &str = "dropped: it steers only Anthropic's servers";

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::llm::hints::{Dropped, Hint};
 use crate::llm::ir::*;
 use crate::llm::wire::{number, str_of, tool_of, unsupported, Options, TranslateError};
 use crate::llm::Dialect;
@@ -15,6 +16,7 @@ pub fn parse_request(
         .as_object()
         .ok_or_else(|| TranslateError::invalid("body", "must be a JSON object"))?;
     let mut r = ChatRequest::default();
+    let mut thinking_budget = None;
     for (key, value) in body {
         if value.is_null() {
             continue;
@@ -80,12 +82,14 @@ pub fn parse_request(
                     r.json_schema = Some(("output".to_string(), schema));
                 }
             }
-            "thinking" if str_of(value, "type") == Some("disabled") => {}
-            "service_tier" if value == "auto" => {}
-            // A caching hint changes what the request costs, never its answer.
-            "cache_control" => {}
-            "thinking" | "service_tier" | "top_k" | "container" | "diagnostics"
-            | "inference_geo" | "speed" | "user_profile_id" | "workspace_id" => {
+            "thinking" => thinking_budget = thinking(value)?,
+            // They steer Anthropic's own servers only: dropped, and named
+            // (`provider_hints`).
+            "cache_control" | "context_management" | "service_tier" | "speed" => {}
+            "container" | "mcp_servers" => {
+                unsupported(param, to, "it runs at Anthropic's servers only", options)?
+            }
+            "top_k" | "diagnostics" | "inference_geo" | "user_profile_id" | "workspace_id" => {
                 unsupported(param, to, "the target API has no such parameter", options)?
             }
             _ => unsupported(param, to, "not a Messages parameter", options)?,
@@ -94,7 +98,88 @@ pub fn parse_request(
     if r.model.is_empty() {
         return Err(TranslateError::invalid("model", "is required"));
     }
+    // An effort the client named wins over one read from a budget.
+    if r.reasoning_effort.is_none() {
+        r.reasoning_effort = thinking_budget.map(|budget| effort_of_budget(budget).to_string());
+    }
     Ok(r)
+}
+
+/// `thinking`: the budget of `enabled` thinking; `adaptive` (the model
+/// decides how much to think, at `output_config.effort` when given) and
+/// `disabled` carry none.
+fn thinking(value: &Value) -> Result<Option<u64>, TranslateError> {
+    match str_of(value, "type") {
+        Some("disabled" | "adaptive") => Ok(None),
+        Some("enabled") => value["budget_tokens"].as_u64().map(Some).ok_or_else(|| {
+            TranslateError::invalid("thinking.budget_tokens", "must be a positive integer")
+        }),
+        _ => Err(TranslateError::invalid(
+            "thinking",
+            "`type` must be enabled, adaptive or disabled",
+        )),
+    }
+}
+
+/// The reasoning effort closest to a thinking budget: the budgets Gemini's
+/// efforts stand for (`low` 1,024, `medium` 8,192, `high` 24,576 tokens),
+/// split halfway.
+fn effort_of_budget(budget: u64) -> &'static str {
+    match budget {
+        0..=4_095 => "low",
+        4_096..=16_383 => "medium",
+        _ => "high",
+    }
+}
+
+/// The parameters of `body` that steer Anthropic's own servers only: at
+/// the top, and `cache_control` or `defer_loading` on any block or tool.
+pub fn provider_hints(body: &Value) -> Dropped {
+    let mut dropped = Dropped::default();
+    let Some(top) = body.as_object() else {
+        return dropped;
+    };
+    for (key, value) in top {
+        if let Some(hint) = Hint::of_parameter(key).filter(|_| !value.is_null()) {
+            dropped.add(hint);
+        }
+    }
+    let blocks = top
+        .get("system")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            top.get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["content"].as_array())
+                .flatten()
+                .flat_map(|block| {
+                    // A tool result's own blocks may carry breakpoints.
+                    std::iter::once(block).chain(block["content"].as_array().into_iter().flatten())
+                }),
+        );
+    for block in blocks {
+        if block.get("cache_control").is_some_and(|c| !c.is_null()) {
+            dropped.add(Hint::CacheControl);
+        }
+    }
+    for tool in top
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if tool.get("cache_control").is_some_and(|c| !c.is_null()) {
+            dropped.add(Hint::CacheControl);
+        }
+        if tool["defer_loading"] == true {
+            dropped.add(Hint::DeferLoading);
+        }
+    }
+    dropped
 }
 
 /// `system`: a string or a list of text blocks.

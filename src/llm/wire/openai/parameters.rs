@@ -39,11 +39,14 @@ pub const PARAMETERS: &[(&str, &str)] = &[
     ("metadata", "refused"),
     ("moderation", "refused"),
     ("prediction", "refused"),
-    ("prompt_cache_key", "refused"),
+    ("prompt_cache_key", OPENAI_HINT),
     ("prompt_cache_options", "refused"),
-    ("prompt_cache_retention", "refused"),
+    ("prompt_cache_retention", OPENAI_HINT),
     ("seed", "refused"),
-    ("service_tier", "refused"),
+    ("service_tier", OPENAI_HINT),
     ("verbosity", "refused"),
     ("web_search_options", "refused"),
 ];
+
+/// The fate of a parameter that steers only OpenAI's own servers.
+const OPENAI_HINT: &str = "dropped: it steers only OpenAI's servers";

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::llm::hints::{Dropped, Hint};
 use crate::llm::ir::*;
 use crate::llm::wire::{number, str_of, tool_of, unsupported, Options, TranslateError};
 use crate::llm::Dialect;
@@ -103,6 +104,9 @@ pub fn parse_request(
             "logit_bias" if value.as_object().is_some_and(Map::is_empty) => {}
             "modalities" if is_neutral(value, &json!(["text"])) => {}
             "store" if is_neutral(value, &json!(false)) => {}
+            // They steer OpenAI's own servers only: dropped, and named
+            // (`provider_hints`).
+            "prompt_cache_key" | "prompt_cache_retention" | "service_tier" => {}
             "n"
             | "logprobs"
             | "top_logprobs"
@@ -115,11 +119,8 @@ pub fn parse_request(
             | "metadata"
             | "moderation"
             | "prediction"
-            | "prompt_cache_key"
             | "prompt_cache_options"
-            | "prompt_cache_retention"
             | "seed"
-            | "service_tier"
             | "verbosity"
             | "web_search_options" => {
                 unsupported(param, to, "the target API has no such parameter", options)?
@@ -431,4 +432,18 @@ pub(super) fn render_user(message: &Message, out: &mut Vec<Value>) {
 
 pub(super) fn render_assistant(message: &Message) -> Value {
     assistant_message(&message.content, false)
+}
+
+/// The parameters of `body` that steer OpenAI's own servers only.
+pub fn provider_hints(body: &Value) -> Dropped {
+    let mut dropped = Dropped::default();
+    for (key, value) in body.as_object().into_iter().flatten() {
+        match Hint::of_parameter(key) {
+            Some(
+                hint @ (Hint::PromptCacheKey | Hint::PromptCacheRetention | Hint::ServiceTier),
+            ) if !value.is_null() => dropped.add(hint),
+            _ => {}
+        }
+    }
+    dropped
 }
