@@ -4,63 +4,10 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::demo::start_demo;
 use common::*;
-
-/// The demo gateway, killed on drop.
-struct Demo {
-    child: Child,
-    proxy: u16,
-    admin: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_demo() -> Demo {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (proxy, admin, mock) = (free_port(), free_port(), free_port());
-    let text = std::fs::read_to_string(repo_path("conf/demo.yaml"))
-        .expect("conf/demo.yaml")
-        .replace("0.0.0.0:8080", &format!("127.0.0.1:{proxy}"))
-        .replace("0.0.0.0:9090", &format!("127.0.0.1:{admin}"))
-        .replace("127.0.0.1:8000", &format!("127.0.0.1:{mock}"))
-        .replace(
-            "server:\n",
-            &format!(
-                "server:\n  pid_file: {0}/demo.pid\n  upgrade_sock: {0}/demo.sock\n",
-                dir.path().display()
-            ),
-        );
-    let config = dir.path().join("demo.yaml");
-    std::fs::write(&config, text).expect("write the demo config");
-    let child = Command::new(env!("CARGO_BIN_EXE_ai-api-gateway"))
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the gateway starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", proxy)).is_err() {
-        assert!(Instant::now() < deadline, "the demo did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Demo {
-        child,
-        proxy,
-        admin,
-        _dir: dir,
-    }
-}
 
 #[test]
 fn the_demo_shows_limits_and_tokens() {
@@ -236,5 +183,32 @@ fn the_readme_quick_start_works_as_written() {
     );
     for model in ["mock-gpt", "mock-claude"] {
         assert_eq!(printed.matches(model).count(), 3, "{printed}");
+    }
+}
+
+/// Claude Code's own model names (say its small model's) reach the
+/// Anthropic-style mock as `mock-claude`, through the demo's glob alias.
+#[test]
+fn claude_model_names_reach_the_mock_through_a_glob_alias() {
+    let demo = start_demo();
+    let url = format!("http://127.0.0.1:{}/v1/messages", demo.proxy);
+    for model in ["claude-haiku-4-5-20251001", "claude-sonnet-4-6"] {
+        let body = serde_json::json!({"model": model, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let resp = post_json(
+            &url,
+            &body,
+            &[
+                ("x-api-key", "sk-demo-key-1234"),
+                ("anthropic-version", "2023-06-01"),
+            ],
+        );
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert_eq!(
+            resp.json()["model"],
+            "mock-claude",
+            "{model}: {}",
+            resp.body
+        );
     }
 }

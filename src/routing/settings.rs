@@ -76,7 +76,8 @@ pub struct Route {
     /// The pool's name; the translation made sure it exists.
     pub pool: String,
     /// Client model name → upstream model name.
-    pub aliases: Vec<(String, String)>,
+    /// Client model name (or glob) → upstream model name.
+    pub aliases: Vec<(Glob, String)>,
     pub retry: Retry,
     pub limits: Vec<String>,
     /// The credentials the route accepts, defaults applied.
@@ -375,11 +376,7 @@ fn route(at: &str, r: &schema::Route, context: &RouteContext<'_>) -> Lowered<Rou
         paths: r.paths.clone(),
         models,
         pool: r.upstream.clone(),
-        aliases: r
-            .model_aliases
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        aliases: aliases(&r.model_aliases),
         retry: Retry {
             attempts: count_in(&format!("{at}.retry.attempts"), r.retry.attempts, 1, 10)?,
             on: retry_on,
@@ -394,6 +391,17 @@ fn route(at: &str, r: &schema::Route, context: &RouteContext<'_>) -> Lowered<Rou
         drop_unsupported_params: r.drop_unsupported_params,
         fallbacks: r.fallbacks.clone(),
     })
+}
+
+/// The aliases, literal names first, then globs from the most specific
+/// (longest) down: a lookup takes the first that matches.
+fn aliases(configured: &std::collections::BTreeMap<String, String>) -> Vec<(Glob, String)> {
+    let mut out: Vec<(Glob, String)> = configured
+        .iter()
+        .filter_map(|(alias, target)| Some((Glob::new(alias)?, target.clone())))
+        .collect();
+    out.sort_by_key(|(alias, _)| (!alias.is_literal(), std::cmp::Reverse(alias.as_str().len())));
+    out
 }
 
 fn route_methods(
@@ -425,4 +433,32 @@ fn route_methods(
         }
     }
     Ok(methods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_aliases_win_then_the_longest_glob() {
+        let configured: std::collections::BTreeMap<String, String> = [
+            ("claude-*", "general"),
+            ("claude-haiku-*", "small"),
+            ("claude-haiku-4-5", "exact"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let aliases = aliases(&configured);
+        let lookup = |model: &str| {
+            aliases
+                .iter()
+                .find(|(alias, _)| alias.matches(model))
+                .map(|(_, target)| target.as_str())
+        };
+        assert_eq!(lookup("claude-haiku-4-5"), Some("exact"));
+        assert_eq!(lookup("claude-haiku-4-5-20251001"), Some("small"));
+        assert_eq!(lookup("claude-sonnet-4-6"), Some("general"));
+        assert_eq!(lookup("gpt-4o"), None);
+    }
 }

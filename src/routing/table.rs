@@ -19,7 +19,9 @@ pub struct RouteEntry {
     pub models: Vec<Glob>,
     /// Each of `models` as a metrics label, interned at load.
     model_labels: Vec<&'static str>,
-    pub aliases: Vec<(String, String)>,
+    /// Client model name (or glob) → upstream model name, literal names
+    /// first, then the most specific glob.
+    pub aliases: Vec<(Glob, String)>,
     pub pool: Arc<Pool>,
     pub retry: RetryPolicy,
     /// Limit rules charged for every request on this route.
@@ -94,7 +96,7 @@ impl RouteEntry {
     pub fn upstream_model(&self, model: &str) -> Option<&str> {
         self.aliases
             .iter()
-            .find(|(alias, _)| alias == model)
+            .find(|(alias, _)| alias.matches(model))
             .map(|(_, target)| target.as_str())
     }
 
@@ -209,7 +211,11 @@ impl RouteTable {
                 .iter()
                 .filter(|m| m.is_literal())
                 .map(Glob::as_str);
-            let aliases = route.aliases.iter().map(|(alias, _)| alias.as_str());
+            let aliases = route
+                .aliases
+                .iter()
+                .filter(|(alias, _)| alias.is_literal())
+                .map(|(alias, _)| alias.as_str());
             for model in literal.chain(aliases) {
                 if !out.iter().any(|(m, _)| m == model) {
                     out.push((model.to_string(), route.pool.name.as_str()));

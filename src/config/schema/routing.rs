@@ -163,6 +163,9 @@ pub struct Route {
     #[serde(default)]
     pub models: Vec<String>,
     pub upstream: String,
+    /// Client model name → the name the upstream is sent. A key may be a
+    /// glob (`claude-*`): a literal key wins, then the longest glob that
+    /// matches.
     #[serde(default)]
     pub model_aliases: BTreeMap<String, String>,
     #[serde(default)]
