@@ -7,6 +7,7 @@
 //! process behind.
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod demo;
 pub mod flood;
 pub mod gateway;

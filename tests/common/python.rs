@@ -56,7 +56,7 @@ fn run(command: &mut Command, what: &str) {
 }
 
 /// A stable hash of the pinned requirements (FNV-1a, 64 bits).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
