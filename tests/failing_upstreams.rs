@@ -23,7 +23,7 @@ enum Misbehaviour {
 
 /// A raw TCP upstream that answers every connection the same bad way.
 fn bad_upstream(how: Misbehaviour) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind(("127.0.0.1", free_port())).unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -189,7 +189,7 @@ fn a_slow_drip_is_cut_at_the_total_timeout() {
 #[test]
 fn a_refused_connection_is_502_and_counted() {
     // Bind and drop: nothing listens on the port any more.
-    let addr = TcpListener::bind("127.0.0.1:0")
+    let addr = TcpListener::bind(("127.0.0.1", free_port()))
         .unwrap()
         .local_addr()
         .unwrap();

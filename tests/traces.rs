@@ -32,7 +32,7 @@ struct Collector {
 
 impl Collector {
     fn start(silent: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener = TcpListener::bind(("127.0.0.1", free_port())).expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let kept = bodies.clone();

@@ -21,7 +21,8 @@ impl TestIssuer {
     pub fn start(jwks: &str) -> Self {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use std::sync::{Arc, Mutex};
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind issuer");
+        // A claimed port (see `free_port`), never the kernel's pick.
+        let listener = TcpListener::bind(("127.0.0.1", super::free_port())).expect("bind issuer");
         let addr = listener.local_addr().expect("issuer addr");
         let issuer = Self {
             addr,

@@ -19,7 +19,11 @@ impl Mock {
     }
 
     pub fn start_with(name: &str, extra: &[&str]) -> Self {
-        Self::start_on("127.0.0.1:0", name, extra)
+        // A claimed port, not the kernel's pick: a port the kernel hands
+        // out here may be one another test process was just handed by
+        // `free_port` for its gateway, which would then answer that
+        // test's requests from this mock.
+        Self::start_on(&format!("127.0.0.1:{}", super::free_port()), name, extra)
     }
 
     pub fn start_on(listen: &str, name: &str, extra: &[&str]) -> Self {
