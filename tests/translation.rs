@@ -703,3 +703,40 @@ fn a_fallback_is_taken_only_when_the_caller_may_use_it_and_its_limits_accept() {
         .log()
         .contains("fallback to `mock-claude-tiny` skipped")));
 }
+
+/// A pool's `max_output_tokens` clamps what a request asks for, native or
+/// translated, and the reservation follows (Claude Code asks for 32k-64k).
+#[test]
+fn max_tokens_above_the_models_maximum_are_clamped() {
+    let openai = Mock::start("openai");
+    let anthropic = Mock::start("anthropic");
+    let pools = provider_pools(&openai.url(), &anthropic.url()).replace(
+        "  anthropic-pool:\n",
+        "    max_output_tokens: {\"mock-*\": 4096, mock-gpt: 1000}\n  anthropic-pool:\n",
+    );
+    let gw = Gateway::start(&format!("{AUTH_AND_LIMITS}{pools}{ROUTES}"));
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    // An Anthropic client on the OpenAI pool: translated.
+    let resp = anthropic_call(
+        &gw,
+        json!({"model": "mock-gpt", "max_tokens": 32000, "messages": hi}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(last_request(&openai)["body"]["max_tokens"], 1000);
+    // An OpenAI client: passed through, with the number rewritten.
+    let resp = openai_call(
+        &gw,
+        json!({"model": "mock-gpt", "max_completion_tokens": 64000, "messages": hi}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let sent = last_request(&openai)["body"].clone();
+    assert_eq!(sent["max_completion_tokens"], 1000, "{sent}");
+    assert_eq!(sent["messages"], hi, "the rest is untouched");
+    // Below the maximum, nothing changes.
+    let resp = openai_call(
+        &gw,
+        json!({"model": "mock-gpt", "max_tokens": 50, "messages": hi}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(last_request(&openai)["body"]["max_tokens"], 50);
+}

@@ -238,6 +238,20 @@ fn prepare(
         return Err(ApiError::not_translated(path, &inspected.model, *other));
     }
     let new_model = route.upstream_model(&inspected.model);
+    let cap = route
+        .pool
+        .max_output_tokens(new_model.unwrap_or(&inspected.model));
+    let (body, inspected) = match (cap, inspected.max_tokens) {
+        (Some(cap), Some(asked)) if asked > cap => {
+            let capped = Bytes::from(llm::cap_max_tokens(&body, cap).map_err(body_error)?);
+            let inspected = llm::Inspected {
+                max_tokens: Some(cap),
+                ..inspected
+            };
+            (capped, inspected)
+        }
+        _ => (body, inspected),
+    };
     let mut bodies: [Option<Bytes>; Dialect::COUNT] = Default::default();
     let mut dropped: [llm::Dropped; Dialect::COUNT] = Default::default();
     let mut strip_usage_event = false;
@@ -260,7 +274,10 @@ fn prepare(
             };
             let options = translate::Options {
                 drop_unsupported: route.drop_unsupported_params,
-                default_max_tokens: route.default_max_tokens,
+                default_max_tokens: cap.map_or(route.default_max_tokens, |cap| {
+                    cap.min(route.default_max_tokens)
+                }),
+                max_output_tokens: cap,
             };
             let translated = translate::request(client, dialect, &source, &options)
                 .map_err(|e| ApiError::of_translation(&e))?;

@@ -22,5 +22,5 @@ pub use details::AnswerDetails;
 pub use dialect::{ClientDialect, Dialect};
 pub use fault::AnswerFault;
 pub use hints::{Dropped, Hint};
-pub use request::{inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
+pub use request::{cap_max_tokens, inspect, rewrite, BodyError, Inspected, MAX_MODEL_LEN};
 pub use usage::{Framing, Usage, UsageScanner};

@@ -190,9 +190,47 @@ pub fn rewrite(
     Ok(out)
 }
 
+/// The same body with `max_tokens` and `max_completion_tokens` no larger
+/// than `cap`; every other member copied byte for byte, in order.
+pub fn cap_max_tokens(body: &[u8], cap: u64) -> Result<Vec<u8>, BodyError> {
+    let fields = parse(body)?;
+    let mut out = Vec::with_capacity(body.len());
+    out.push(b'{');
+    for (i, (key, value)) in fields.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, key);
+        out.push(b':');
+        let asked = value.get().parse::<u64>().ok();
+        match key.as_ref() {
+            "max_tokens" | "max_completion_tokens" if asked.is_some_and(|n| n > cap) => {
+                out.extend_from_slice(cap.to_string().as_bytes())
+            }
+            _ => out.extend_from_slice(value.get().as_bytes()),
+        }
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_tokens_are_capped_and_nothing_else_moves() {
+        let body =
+            br#"{"model":"m","max_tokens":64000,"messages":[{"role":"user","content":"64000"}]}"#;
+        let out = cap_max_tokens(body, 16384).unwrap();
+        assert_eq!(
+            out,
+            br#"{"model":"m","max_tokens":16384,"messages":[{"role":"user","content":"64000"}]}"#
+        );
+        let small = br#"{"model":"m","max_completion_tokens":100}"#;
+        assert_eq!(cap_max_tokens(small, 16384).unwrap(), small);
+    }
 
     #[test]
     fn reads_model_and_stream() {

@@ -193,6 +193,8 @@ pub struct Pool {
     /// The dialects the backends speak, each once (found at load, read per
     /// request).
     dialects: Vec<Dialect>,
+    /// Upstream model (or glob) → the most output tokens it gives.
+    max_output_tokens: Vec<(crate::config::Glob, u64)>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -253,7 +255,17 @@ impl Pool {
             ca: settings.ca.clone(),
             sni_override: settings.sni.clone(),
             dialects,
+            max_output_tokens: settings.max_output_tokens.clone(),
         }
+    }
+
+    /// The most output tokens `model` (the name sent upstream) gives, when
+    /// the config says.
+    pub fn max_output_tokens(&self, model: &str) -> Option<u64> {
+        self.max_output_tokens
+            .iter()
+            .find(|(glob, _)| glob.matches(model))
+            .map(|(_, tokens)| *tokens)
     }
 
     /// The dialects the pool's backends speak, each once.
@@ -426,6 +438,7 @@ mod tests {
             },
             ca: None,
             sni: None,
+            max_output_tokens: Vec::new(),
         };
         Pool::new(&settings, None)
     }

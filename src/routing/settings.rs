@@ -28,6 +28,9 @@ pub struct Pool {
     pub ca: Option<CaBundle>,
     /// Server name sent and verified instead of each backend's host.
     pub sni: Option<String>,
+    /// Upstream model (or glob) → the most output tokens it gives, the
+    /// most specific first.
+    pub max_output_tokens: Vec<(Glob, u64)>,
 }
 
 #[derive(Debug)]
@@ -178,6 +181,13 @@ fn pool(name: &str, p: &schema::Pool, env: Env<'_>) -> Lowered<Pool> {
         },
         ca: ca_bundle(&format!("{at}.tls.ca_file"), &p.tls.ca_file)?,
         sni: p.tls.sni.clone(),
+        max_output_tokens: most_specific_first(&p.max_output_tokens)
+            .into_iter()
+            .map(|(model, tokens)| {
+                let field = format!("{at}.max_output_tokens.{}", model.as_str());
+                Ok((model, count_in(&field, tokens, 1, MAX_LIMIT)?))
+            })
+            .collect::<Lowered<Vec<_>>>()?,
     })
 }
 
@@ -376,7 +386,7 @@ fn route(at: &str, r: &schema::Route, context: &RouteContext<'_>) -> Lowered<Rou
         paths: r.paths.clone(),
         models,
         pool: r.upstream.clone(),
-        aliases: aliases(&r.model_aliases),
+        aliases: most_specific_first(&r.model_aliases),
         retry: Retry {
             attempts: count_in(&format!("{at}.retry.attempts"), r.retry.attempts, 1, 10)?,
             on: retry_on,
@@ -393,12 +403,15 @@ fn route(at: &str, r: &schema::Route, context: &RouteContext<'_>) -> Lowered<Rou
     })
 }
 
-/// The aliases, literal names first, then globs from the most specific
-/// (longest) down: a lookup takes the first that matches.
-fn aliases(configured: &std::collections::BTreeMap<String, String>) -> Vec<(Glob, String)> {
-    let mut out: Vec<(Glob, String)> = configured
+/// Entries keyed by model name or glob, literal names first, then globs
+/// from the most specific (longest) down: a lookup takes the first that
+/// matches.
+fn most_specific_first<T: Clone>(
+    configured: &std::collections::BTreeMap<String, T>,
+) -> Vec<(Glob, T)> {
+    let mut out: Vec<(Glob, T)> = configured
         .iter()
-        .filter_map(|(alias, target)| Some((Glob::new(alias)?, target.clone())))
+        .filter_map(|(model, value)| Some((Glob::new(model)?, value.clone())))
         .collect();
     out.sort_by_key(|(alias, _)| (!alias.is_literal(), std::cmp::Reverse(alias.as_str().len())));
     out
@@ -449,7 +462,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let aliases = aliases(&configured);
+        let aliases = most_specific_first(&configured);
         let lookup = |model: &str| {
             aliases
                 .iter()

@@ -27,6 +27,11 @@ pub struct Pool {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub tls: Tls,
+    /// Model name (or glob, after the route's aliases) → the most output
+    /// tokens it gives. A request asking for more (Claude Code asks for
+    /// 32k-64k) is sent this many.
+    #[serde(default)]
+    pub max_output_tokens: BTreeMap<String, u64>,
 }
 
 fn default_strategy() -> String {

@@ -8,6 +8,7 @@ use crate::llm::ClientDialect;
 const OPTIONS: Options = Options {
     drop_unsupported: false,
     default_max_tokens: 512,
+    max_output_tokens: None,
 };
 
 /// The client dialect that is `d` (every dialect here is one).

@@ -39,7 +39,10 @@ pub fn request(
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|e| TranslateError::invalid("body", format!("not valid JSON: {e}")))?;
     let wire = from.client();
-    let request = wire.parse_request(&parsed, to, options)?;
+    let mut request = wire.parse_request(&parsed, to, options)?;
+    if let (Some(cap), Some(asked)) = (options.max_output_tokens, request.max_tokens) {
+        request.max_tokens = Some(asked.min(cap));
+    }
     let rendered = to.upstream().render_request(&request, options)?;
     Ok(TranslatedRequest {
         body: rendered.to_string().into_bytes(),

@@ -175,6 +175,9 @@ pub struct Options {
     pub drop_unsupported: bool,
     /// `max_tokens` for a target that requires it when the client set none.
     pub default_max_tokens: u64,
+    /// The most output tokens the target model gives (`max_output_tokens`
+    /// of its pool): more is sent as this many.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Why a request cannot be translated: the client's answer is a 400.
